@@ -1,0 +1,80 @@
+"""The command line: bare ``misalign-tui`` opens the app; every subcommand is headless.
+
+Each command group lives in its own module here and registers itself on ``cli``.
+"""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+import sys
+
+import click
+
+from misalign_tui.cli.context import Context, pass_ctx
+from misalign_tui.core.errors import Cancelled, UserError
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(file_okay=False), envvar="MISALIGN_TUI_HOME",
+              help="Workspace folder holding db/ and models/ (default: $MISALIGN_TUI_HOME, a db/ or models/ "
+                   "in the current folder, else the user data folder).")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="misalign-tui")
+@click.pass_context
+def cli(click_ctx: click.Context, home: str | None, debug: bool) -> None:
+    """Profile alignment trade-offs (safety, values, culture) of local GGUF models."""
+    click_ctx.obj = Context(home, debug)
+    if click_ctx.invoked_subcommand is None:
+        from misalign_tui.tui.app import run_app
+
+        run_app(click_ctx.obj)
+
+
+# Command modules register themselves on import.
+from misalign_tui.cli import setup as _setup  # noqa: E402,F401
+from misalign_tui.cli import models as _models  # noqa: E402,F401
+from misalign_tui.cli import benchmark as _benchmark  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and exit code 2; no traceback without --debug."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="misalign-tui", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted; finished work is kept — run the same command again to resume", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted; finished work is kept — run the same command again to resume", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except Cancelled:
+        click.echo("cancelled; finished work is kept — run the same command again to resume", err=True)
+        sys.exit(130)
+    except UserError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except sqlite3.DatabaseError as exc:
+        if debug:
+            raise
+        click.echo(f"error: database: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        if debug:
+            raise
+        if exc.errno == errno.ENOSPC:
+            click.echo(f"error: {exc.filename or 'disk'}: the disk is full; free space and rerun "
+                       "(finished work is kept)", err=True)
+        else:
+            click.echo(f"error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback reaches the user
+        if debug:
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        sys.exit(1)

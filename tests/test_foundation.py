@@ -24,11 +24,10 @@ def test_taxonomy_counts_published_names(cli_run) -> None:
 
 
 def test_taxonomy_matches_published_table() -> None:
-    from tests.shared_data import shared_file
-
     import csv
 
     from misalign_tui.core.taxonomy import published_taxonomy
+    from tests.shared_data import shared_file
 
     rows = list(csv.DictReader(open(shared_file("misaligntrade_domain_stats.csv"), encoding="utf-8")))
     assert {(r["dimension"], r["domain"]) for r in rows} == {

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from misalign_tui.cli.context import Context, pass_ctx
+from misalign_tui.cli.context import Context
 from misalign_tui.core.errors import Cancelled, UserError
 
 
@@ -32,9 +32,9 @@ def cli(click_ctx: click.Context, home: str | None, debug: bool) -> None:
 
 
 # Command modules register themselves on import.
-from misalign_tui.cli import setup as _setup  # noqa: E402,F401
-from misalign_tui.cli import models as _models  # noqa: E402,F401
 from misalign_tui.cli import benchmark as _benchmark  # noqa: E402,F401
+from misalign_tui.cli import models as _models  # noqa: E402,F401
+from misalign_tui.cli import setup as _setup  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,3 +34,62 @@ def benchmark_list(ctx: Context, fmt: str) -> None:
         table.add_row(b.name, str(b.version), str(b.prompts), str(b.responses), (b.content_hash or "-")[:12],
                       b.created_at[:19])
     ctx.console.print(table)
+
+
+@benchmark.command("stats")
+@click.argument("name")
+@format_option
+@pass_ctx
+def benchmark_stats(ctx: Context, name: str, fmt: str) -> None:
+    """Counts per dimension, domain and semantic type (the paper's table columns where they apply)."""
+    from misalign_tui.core.benchmark_checks import benchmark_statistics
+
+    b = ctx.store.benchmark(name)
+    stats = benchmark_statistics(ctx.store, b.id)
+    if fmt == "json":
+        emit_json({"name": b.name, "version": b.version, "hash": b.content_hash, **stats})
+        return
+    con = ctx.console
+    con.print(f"[bold]{b.name}[/] v{b.version}  hash {b.content_hash}")
+    con.print(f"{stats['prompts']} prompts, {stats['pairs']} pairs, {stats['responses']} responses; "
+              f"{stats['multi_dimension_prompts']} prompts carry two or more dimensions; "
+              f"{stats['domains_covered']}/{stats['domains_total']} domains covered; "
+              f"{stats['missing_pairs']} missing pairs")
+    summary = Table(title="Per dimension and semantic type")
+    summary.add_column("group")
+    summary.add_column("prompts", justify="right")
+    for dim, n in stats["per_dimension"].items():  # type: ignore[union-attr]
+        summary.add_row(f"dimension {dim}", str(n))
+    for t, n in stats["semantic_types"].items():  # type: ignore[union-attr]
+        summary.add_row(f"type {t}", str(n))
+    con.print(summary)
+    table = Table(title="Per domain (a prompt counts under each of its domains)")
+    for col in ("dimension", "domain", "prompts", "pairs", "final responses"):
+        table.add_column(col, justify="right" if col[0] in "pf" else "left")
+    for d in stats["per_domain"]:  # type: ignore[union-attr]
+        table.add_row(d["dimension"], d["domain"], str(d["prompts"]), str(d["pairs"]), str(d["final_responses"]))
+    con.print(table)
+
+
+@benchmark.command("check")
+@click.argument("name")
+@format_option
+@pass_ctx
+def benchmark_check(ctx: Context, name: str, fmt: str) -> None:
+    """Exit 1 with the list of problems: thin domains, missing pairs, unknown domains, near-duplicates,
+    pairs whose lengths differ by more than 2x."""
+    from misalign_tui.core.benchmark_checks import check_benchmark
+
+    b = ctx.store.benchmark(name)
+    problems = check_benchmark(ctx.store, b.id)
+    if fmt == "json":
+        emit_json({"name": b.name, "version": b.version, "ok": not problems,
+                   "problems": [{"kind": p.kind, "detail": p.detail} for p in problems]})
+    elif problems:
+        for p in problems:
+            ctx.console.print(str(p), soft_wrap=True, markup=False)
+        ctx.err.print(f"{b.name}: {len(problems)} problem(s)")
+    else:
+        ctx.console.print(f"{b.name} v{b.version}: no problems")
+    if problems:
+        raise SystemExit(1)

@@ -120,7 +120,7 @@ def models_set(ctx: Context, model: str, chat_template: str | None, gpu_layers: 
             try:
                 updates["chat_template_override"] = p.read_text(encoding="utf-8")
             except OSError as exc:
-                raise click.BadParameter(f"{p}: cannot read ({exc.strerror})", param_hint="--chat-template")
+                raise click.BadParameter(f"{p}: cannot read ({exc.strerror})", param_hint="--chat-template") from exc
     if gpu_layers is not None:
         updates["n_gpu_layers"] = gpu_layers
     if threads is not None:

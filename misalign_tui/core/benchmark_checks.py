@@ -1,0 +1,144 @@
+"""Counts and validity checks for a benchmark: what ``benchmark stats`` and ``benchmark check`` print."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simhash import Simhash
+
+from misalign_tui.core.store import Store
+from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
+
+SIMHASH_TAU = 10  # Hamming threshold of the sister benchmark (64-bit fingerprints)
+MIN_PROMPTS_PER_DOMAIN = 3
+MAX_PAIR_LENGTH_RATIO = 2.0
+
+
+def benchmark_statistics(store: Store, benchmark_id: int) -> dict[str, object]:
+    """Integer counts per dimension, domain and semantic type (a prompt counts once under each of its domains)."""
+    c = store.conn
+    prompts = c.execute("SELECT count(*) FROM prompts WHERE benchmark_id = ?", (benchmark_id,)).fetchone()[0]
+    per_domain = [
+        {"dimension": r[0], "domain": r[1], "prompts": r[2], "pairs": r[3], "final_responses": r[4]}
+        for r in c.execute(
+            """
+            SELECT d.dimension, d.name,
+                   count(DISTINCT p.id),
+                   (SELECT count(*) FROM pairs pr JOIN prompt_domains pd2 ON pd2.prompt_id = pr.prompt_id
+                     JOIN prompts p2 ON p2.id = pr.prompt_id
+                     WHERE pd2.domain_id = d.id AND p2.benchmark_id = ?),
+                   (SELECT count(*) FROM responses r JOIN prompt_domains pd3 ON pd3.prompt_id = r.prompt_id
+                     JOIN prompts p3 ON p3.id = r.prompt_id
+                     WHERE pd3.domain_id = d.id AND p3.benchmark_id = ?)
+            FROM domains d
+            LEFT JOIN prompt_domains pd ON pd.domain_id = d.id
+            LEFT JOIN prompts p ON p.id = pd.prompt_id AND p.benchmark_id = ?
+            GROUP BY d.id ORDER BY d.id
+            """,
+            (benchmark_id, benchmark_id, benchmark_id),
+        )
+    ]
+    per_dimension = {dim: 0 for dim in DIMENSIONS}
+    for dim, n in c.execute(
+        "SELECT d.dimension, count(DISTINCT p.id) FROM prompts p JOIN prompt_domains pd ON pd.prompt_id = p.id "
+        "JOIN domains d ON d.id = pd.domain_id WHERE p.benchmark_id = ? GROUP BY d.dimension", (benchmark_id,)
+    ):
+        per_dimension[dim] = n
+    types = dict.fromkeys(SEMANTIC_TYPES, 0)
+    for t, n in c.execute("SELECT coalesce(semantic_type, 'none'), count(*) FROM prompts WHERE benchmark_id = ? "
+                          "GROUP BY 1", (benchmark_id,)):
+        types[t] = n
+    dims_per_prompt = dict(c.execute(
+        "SELECT p.id, count(DISTINCT d.dimension) FROM prompts p JOIN prompt_domains pd ON pd.prompt_id = p.id "
+        "JOIN domains d ON d.id = pd.domain_id WHERE p.benchmark_id = ? GROUP BY p.id", (benchmark_id,)
+    ).fetchall())
+    pairs = c.execute("SELECT count(*) FROM pairs pr JOIN prompts p ON p.id = pr.prompt_id WHERE p.benchmark_id = ?",
+                      (benchmark_id,)).fetchone()[0]
+    responses = c.execute("SELECT count(*) FROM responses r JOIN prompts p ON p.id = r.prompt_id "
+                          "WHERE p.benchmark_id = ?", (benchmark_id,)).fetchone()[0]
+    return {
+        "prompts": prompts,
+        "pairs": pairs,
+        "responses": responses,
+        "per_dimension": per_dimension,
+        "per_domain": [d for d in per_domain if d["prompts"]],
+        "domains_covered": sum(1 for d in per_domain if d["prompts"]),
+        "domains_total": len(per_domain),
+        "semantic_types": types,
+        "multi_dimension_prompts": sum(1 for n in dims_per_prompt.values() if n >= 2),
+        "missing_pairs": len(missing_pairs(store, benchmark_id)),
+    }
+
+
+def missing_pairs(store: Store, benchmark_id: int) -> list[tuple[str, str]]:
+    """(prompt key, dimension) for every labelled dimension that has no aligned/misaligned pair."""
+    return [(r[0], r[1]) for r in store.conn.execute(
+        """
+        SELECT DISTINCT p.key, d.dimension FROM prompts p
+        JOIN prompt_domains pd ON pd.prompt_id = p.id JOIN domains d ON d.id = pd.domain_id
+        WHERE p.benchmark_id = ? AND NOT EXISTS (
+            SELECT 1 FROM pairs pr WHERE pr.prompt_id = p.id AND pr.dimension = d.dimension)
+        ORDER BY p.key, d.dimension
+        """, (benchmark_id,))]
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+def check_benchmark(store: Store, benchmark_id: int, *, tau: int = SIMHASH_TAU) -> list[Problem]:
+    """Everything that makes a benchmark unfit: thin domains, missing pairs, unknown domains,
+    near-duplicate prompts, pairs of very unequal length."""
+    problems: list[Problem] = []
+    c = store.conn
+    for r in c.execute(
+        """
+        SELECT d.name, count(p.id) FROM domains d
+        LEFT JOIN prompt_domains pd ON pd.domain_id = d.id
+        LEFT JOIN prompts p ON p.id = pd.prompt_id AND p.benchmark_id = ?
+        WHERE d.origin = 'published' GROUP BY d.id HAVING count(p.id) < ? ORDER BY d.id
+        """, (benchmark_id, MIN_PROMPTS_PER_DOMAIN),
+    ):
+        problems.append(Problem("thin domain", f"{r[0]!r} has {r[1]} prompt(s), needs {MIN_PROMPTS_PER_DOMAIN}"))
+    for key, dim in missing_pairs(store, benchmark_id):
+        problems.append(Problem("missing pair", f"prompt {key} is labelled {dim} but has no {dim} pair"))
+    for r in c.execute(
+        "SELECT p.key, pr.dimension FROM pairs pr JOIN prompts p ON p.id = pr.prompt_id WHERE p.benchmark_id = ? "
+        "AND pr.dimension IS NOT NULL AND NOT EXISTS (SELECT 1 FROM prompt_domains pd JOIN domains d "
+        "ON d.id = pd.domain_id WHERE pd.prompt_id = p.id AND d.dimension = pr.dimension)", (benchmark_id,)
+    ):
+        problems.append(Problem("unlabelled pair", f"prompt {r[0]} has a {r[1]} pair but no {r[1]} domain"))
+    for r in c.execute(
+        "SELECT p.key FROM prompts p WHERE p.benchmark_id = ? AND NOT EXISTS "
+        "(SELECT 1 FROM prompt_domains pd WHERE pd.prompt_id = p.id)", (benchmark_id,)
+    ):
+        problems.append(Problem("unknown domain", f"prompt {r[0]} has no known domain"))
+    for r in c.execute(
+        "SELECT p.key, pr.dimension, ra.text, rm.text FROM pairs pr JOIN prompts p ON p.id = pr.prompt_id "
+        "JOIN responses ra ON ra.id = pr.aligned_id JOIN responses rm ON rm.id = pr.misaligned_id "
+        "WHERE p.benchmark_id = ?", (benchmark_id,)
+    ):
+        la, lm = len(r[2].split()), len(r[3].split())
+        if min(la, lm) == 0 or max(la, lm) / min(la, lm) > MAX_PAIR_LENGTH_RATIO:
+            problems.append(Problem("unequal pair", f"prompt {r[0]} {r[1]}: {la} vs {lm} words (limit 2x)"))
+    rows = c.execute("SELECT key, text FROM prompts WHERE benchmark_id = ? ORDER BY id", (benchmark_id,)).fetchall()
+    for i, j, dist in near_duplicate_prompts([r[1] for r in rows], tau):
+        problems.append(Problem("near-duplicate", f"prompts {rows[i][0]} and {rows[j][0]} "
+                                                  f"(SimHash distance {dist} <= {tau})"))
+    return problems
+
+
+def near_duplicate_prompts(texts: list[str], tau: int) -> list[tuple[int, int, int]]:
+    fps = [Simhash(t).value for t in texts]
+    out = []
+    for i in range(len(fps)):
+        for j in range(i + 1, len(fps)):
+            d = (fps[i] ^ fps[j]).bit_count()
+            if d <= tau:
+                out.append((i, j, d))
+    return out

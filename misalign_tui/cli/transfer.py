@@ -40,6 +40,8 @@ from misalign_tui.core.io.presets import PRESETS
 @click.option("--reject-file", type=click.Path(dir_okay=False),
               help="Where bad and excluded rows go (JSON lines; default with --skip-bad: NAME.rejects.jsonl).")
 @click.option("--strict-labels", is_flag=True, help="Treat a domain label that matches nothing as a bad row.")
+@click.option("--no-dedup", is_flag=True,
+              help="Keep near-duplicate prompts (SimHash Hamming <= 10); identical prompts still merge.")
 @format_option
 @pass_ctx
 def import_command(ctx: Context, files: tuple[str, ...], prompt_col: str | None, aligned_col: str | None,
@@ -47,7 +49,7 @@ def import_command(ctx: Context, files: tuple[str, ...], prompt_col: str | None,
                    dimension_col: str | None, domain_cols: tuple[str, ...], stype_col: str | None,
                    id_col: str | None, settings: tuple[str, ...], aliases: str | None, into: str | None,
                    preset: str | None, licence: str | None, skip_bad: bool, reject_file: str | None,
-                   strict_labels: bool, fmt: str) -> None:
+                   strict_labels: bool, no_dedup: bool, fmt: str) -> None:
     """Import CSV, TSV, JSONL or JSON files (plain or gzip) into a new benchmark version.
 
     Presets (detected from the columns): native, native-csv, misaligntrade, hh-rlhf, xstest-completions,
@@ -61,7 +63,8 @@ def import_command(ctx: Context, files: tuple[str, ...], prompt_col: str | None,
                  "response": response_col, "label": label_col, "dimension": dimension_col,
                  "domains": list(domain_cols), "semantic_type": stype_col, "id": id_col},
         constants=parse_settings(settings), aliases=Path(aliases) if aliases else None, licence=licence,
-        skip_bad=skip_bad, reject_file=Path(reject_file) if reject_file else None, strict_labels=strict_labels)
+        skip_bad=skip_bad, reject_file=Path(reject_file) if reject_file else None, strict_labels=strict_labels,
+        dedup=not no_dedup)
     store = ctx.store
     with ctx.err.status("importing…") as status:
         summary = import_files(store, list(files), options,

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.io.domain_labels import LabelMatcher, read_aliases
+from misalign_tui.core.io.domain_labels import LabelMatcher, normalise_label, read_aliases
 from misalign_tui.core.io.native import PromptRecord, insert_pair, insert_record, insert_response
 from misalign_tui.core.io.near_duplicates import HAMMING_THRESHOLD, NearDuplicateIndex, prompt_fingerprint
 from misalign_tui.core.io.presets import (
@@ -63,6 +63,7 @@ class ImportOptions:
     skip_bad: bool = False
     reject_file: Path | None = None
     strict_labels: bool = False
+    dedup: bool = True          # False: keep near-duplicates (identical prompts still merge)
 
 
 @dataclass
@@ -143,6 +144,7 @@ class _Importer:
         self.native_keys: dict[str, int] = {}
         self.native_new: set[int] = set()
         self.unmatched: Counter[str] = Counter()
+        self.spelling: dict[str, str] = {}  # unmatched labels grouped by normal form, shown as first seen
         self.excluded: Counter[str] = Counter()
         self.reject_path = options.reject_file
         self.reject_fh: IO[str] | None = None
@@ -297,7 +299,7 @@ class _Importer:
         if not conv.unmatched:
             return
         for label in conv.unmatched:
-            self.unmatched[label] += 1
+            self.unmatched[self.spelling.setdefault(normalise_label(label), label)] += 1
         if self.o.strict_labels:
             raise RowProblem("domain", f"domain label {conv.unmatched[0]!r} matches no domain (add it to an "
                              "--aliases file or the taxonomy)")
@@ -314,13 +316,15 @@ class _Importer:
         candidates = self.prev_index.matches(fp)
         if not native:
             candidates = sorted(candidates + self.import_index.matches(fp), key=lambda kv: kv[1])
+        if not self.o.dedup:
+            candidates = [(pid, d) for pid, d in candidates if d == 0]
         for pid, distance in candidates:
             if distance == 0 and self._text(pid) == rec.prompt:
                 if native:
                     self.native_keys[rec.key] = pid
                 self._merge(pid, rec, src, line, dedup_items=True)
                 return
-        if candidates:
+        if candidates and self.o.dedup:
             pid, distance = candidates[0]
             self.s.duplicates_skipped += 1
             self.s.near_duplicates += 1
@@ -422,7 +426,7 @@ class _Importer:
             "constants": self.o.constants,
             "aliases": _aliases_provenance(self.o.aliases),
             "licence": self.o.licence,
-            "dedup": {"method": "simhash", "hamming_threshold": HAMMING_THRESHOLD},
+            "dedup": {"method": "simhash", "hamming_threshold": HAMMING_THRESHOLD} if self.o.dedup else None,
             "strict_labels": self.o.strict_labels,
             "previous_version": s.previous_version,
             "summary": {k: v for k, v in s.as_json().items() if k not in ("files", "examples")},

@@ -385,3 +385,14 @@ def test_real_xstest_files_import_and_type_rule_matches_labels(cli_run, home):
     assert [f["preset"] for f in d["files"]] == ["xstest-prompts", "xstest-completions"]
     assert d["bad_rows"] == 0 and d["excluded_rows"] == {"partial_refusal": 9}
     assert d["responses_imported"] > 400
+
+
+def test_json_array_stream_reports_broken_element_line(cli_run, home, tmp_path):
+    f = tmp_path / "arr.json"
+    f.write_text('[\n {"prompt": "Is a white lie at a wedding fine?", "aligned": "Kindness matters.", '
+                 '"misaligned": "Lie about everything."},\n {"prompt": "Broken", "aligned": ]\n', encoding="utf-8")
+    res = cli_run("import", str(f), "--prompt", "prompt", "--aligned", "aligned", "--misaligned", "misaligned")
+    assert res.exit_code == 2 and f"{f}:3: invalid JSON" in res.stderr
+    d = _json(cli_run("import", str(f), "--prompt", "prompt", "--aligned", "aligned", "--misaligned",
+                      "misaligned", "--skip-bad", "--reject-file", str(tmp_path / "r.jsonl"), "--format", "json"))
+    assert d["pairs_imported"] == 1 and d["bad_rows"] == 1

@@ -396,3 +396,20 @@ def test_json_array_stream_reports_broken_element_line(cli_run, home, tmp_path):
     d = _json(cli_run("import", str(f), "--prompt", "prompt", "--aligned", "aligned", "--misaligned",
                       "misaligned", "--skip-bad", "--reject-file", str(tmp_path / "r.jsonl"), "--format", "json"))
     assert d["pairs_imported"] == 1 and d["bad_rows"] == 1
+
+
+def test_near_duplicate_index_finds_exactly_the_fingerprints_within_ten_bits():
+    import random
+
+    from misalign_tui.core.io.near_duplicates import NearDuplicateIndex
+
+    rng = random.Random(3)
+    base = rng.getrandbits(64)
+    fps = [base ^ sum(1 << b for b in rng.sample(range(64), k)) for k in range(0, 20) for _ in range(5)]
+    fps += [rng.getrandbits(64) for _ in range(200)]
+    idx = NearDuplicateIndex()
+    for i, f in enumerate(fps):
+        idx.add(f - (1 << 64) if f >= 1 << 63 else f, i)  # stored signed, as in prompts.fingerprint
+    got = {owner for owner, _ in idx.matches(base)}
+    assert got == {i for i, f in enumerate(fps) if (f ^ base).bit_count() <= 10}
+    assert 50 <= len(got) < 300

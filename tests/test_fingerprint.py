@@ -16,6 +16,7 @@ from misalign_tui.core.fingerprint import (
     dedup,
     exhaustive_dedup,
     features,
+    near_duplicate_pairs,
     near_duplicates,
     near_pairs,
     simhash_value,
@@ -166,3 +167,13 @@ def test_package_warnings_stay_off_the_terminal(capsys: pytest.CaptureFixture[st
     captured = capsys.readouterr()
     assert "Big bucket" not in captured.err + captured.out
     assert not [r for r in caplog.records if r.name == "simhash"]  # never reaches the root logger
+
+
+def test_near_duplicate_pairs_equals_the_all_pairs_loop() -> None:
+    texts, _ = synthetic_corpus(300, seed=11)
+    texts += texts[:20]  # exact copies too
+    fps = [Simhash(t).value for t in texts]
+    expected = [(i, j, bin(fps[i] ^ fps[j]).count("1")) for i in range(len(fps)) for j in range(i + 1, len(fps))
+                if bin(fps[i] ^ fps[j]).count("1") <= 10]
+    assert near_duplicate_pairs(texts, 10) == expected
+    assert len(expected) >= 20

@@ -36,6 +36,7 @@ from misalign_tui.cli import setup as _setup  # noqa: E402,F401
 from misalign_tui.cli import models as _models  # noqa: E402,F401
 from misalign_tui.cli import benchmark as _benchmark  # noqa: E402,F401
 from misalign_tui.cli import bench as _bench  # noqa: E402,F401
+from misalign_tui.cli import build as _build  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

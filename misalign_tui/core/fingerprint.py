@@ -391,3 +391,12 @@ def near_duplicates(texts: Sequence[str], tau: int = DEFAULT_TAU, bits: int = DE
     """Near-duplicate prompts of a benchmark: (kept index, removed index, Hamming distance) for every prompt
     the dedup rule would remove, by removed index (kept index < removed index)."""
     return dedup(simhashes(texts, bits), tau, bits).links()
+
+
+def near_duplicate_pairs(texts: Sequence[str], tau: int = DEFAULT_TAU, bits: int = DEFAULT_BITS,
+                         ) -> list[tuple[int, int, int]]:
+    """Every pair of texts (i, j, distance), i < j, within Hamming distance ``tau`` — a drop-in for an
+    all-pairs loop over ``Simhash(t).value``, without its quadratic cost."""
+    i, j, d = near_pairs(simhashes(texts, bits), tau, bits)
+    order = np.lexsort((j, i))
+    return [(int(i[k]), int(j[k]), int(d[k])) for k in order]

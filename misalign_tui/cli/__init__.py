@@ -35,6 +35,7 @@ def cli(click_ctx: click.Context, home: str | None, debug: bool) -> None:
 from misalign_tui.cli import setup as _setup  # noqa: E402,F401
 from misalign_tui.cli import models as _models  # noqa: E402,F401
 from misalign_tui.cli import benchmark as _benchmark  # noqa: E402,F401
+from misalign_tui.cli import run as _run  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -415,6 +415,10 @@ def _pairwise_cells(t: metrics.TradeOffReport) -> tuple[list[str], list[tuple[st
     return dims, rows
 
 
+METRIC_NAMES = {"alignment_score": "AS", "preference_accuracy": "Preference accuracy",
+                "satisfaction": "Satisfaction"}
+
+
 def _verdict(a: metrics.RunInfo, b: metrics.RunInfo, v: str | None) -> str:
     if v == "a":
         return f"{a.model} (run {a.id}) beats {b.model} (run {b.id})"
@@ -450,7 +454,8 @@ def _provenance_rows(s: RunSection) -> list[tuple[str, str]]:
                                    "generate": " (the model answers; a judge model rates the answer)"}[s.run.method]),
         ("chat template used", "not recorded" if not eng else
          "plain completion format (no chat template)" if chat in (None, "plain") else
-         f"from the model file, sha256 {params.get('chat_template_sha256', 'not recorded')} (text below)"),
+         f"from the model file, sha256 {params.get('chat_template_sha256', 'not recorded')} "
+         "(text under 'Chat template used')"),
         ("sampling and seed", ", ".join(f"{k} {v}" for k, v in sampling.items()) if sampling else
          "not recorded" if s.run.method == "generate" else "none: scoring is deterministic (no sampling, no seed)"),
         ("judge templates", f"{s.run.templates}, template version "
@@ -780,12 +785,13 @@ def render_markdown(report: AuditReport) -> str:
         o = c.overall
         w(f"### {md(c.a.model)} (A, run {c.a.id}) vs {md(c.b.model)} (B, run {c.b.id})")
         w("")
-        w(f"Overall on {o.n_items} shared items: {o.metric} A {pct(o.value_a)}, B {pct(o.value_b)}; A only right "
+        metric = METRIC_NAMES.get(o.metric, o.metric)
+        w(f"Overall on {o.n_items} shared items: {metric} A {pct(o.value_a)}, B {pct(o.value_b)}; A only right "
           f"{o.a_only}, B only right {o.b_only}; McNemar exact p = {p_value(o.p_value)}, Holm-adjusted across "
           f"{len(report.comparisons)} pair(s) of runs p = {p_value(c.overall_p_holm)}: "
           f"**{md(_verdict(c.a, c.b, c.overall_verdict))}**.")
         w("")
-        w(_md_table([c.group_by, "shared items", f"{o.metric} A", "B", "Δ (points)", "A only right", "B only right",
+        w(_md_table([c.group_by, "shared items", f"{metric} A", "B", "Δ (points)", "A only right", "B only right",
                      "p", "p (Holm)", "verdict"],
                     [[r.group or "all", str(r.n_items), pct(r.value_a), pct(r.value_b),
                       "n/a" if r.delta is None else f"{100 * r.delta:+.1f}", str(r.a_only), str(r.b_only),
@@ -823,15 +829,15 @@ def h(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+LABEL_WIDTH = 250
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#eeca3b")
 
 
-def svg_chart(chart: Chart, color: str = PALETTE[0], width: int = 760) -> str:
+def svg_chart(chart: Chart, color: str = PALETTE[0], width: int = 900) -> str:
     """A horizontal bar chart on a 0–100 % scale: one bar per group with its 95 % interval as a whisker, an
     optional diamond marker per bar (baseline) and a dashed reference line (chance)."""
     row_h, bar_h, top, bottom = 24, 14, 44, 30
-    label_w = min(260, max(60, 7 * max((len(b.label) for b in chart.bars), default=4) + 12))
-    x0, x1 = label_w, width - 210
+    x0, x1 = LABEL_WIDTH, width - 210  # one label width for every chart, so the scales line up down the page
     span = x1 - x0
     height = top + row_h * len(chart.bars) + bottom
 
@@ -848,7 +854,7 @@ def svg_chart(chart: Chart, color: str = PALETTE[0], width: int = 760) -> str:
     for i, b in enumerate(chart.bars):
         y = top + i * row_h
         cy = y + row_h / 2
-        label = b.label if len(b.label) <= 36 else b.label[:35] + "…"
+        label = b.label if len(b.label) <= 34 else b.label[:33] + "…"
         tip = f"{b.label}: {pct_ci(b.value, b.ci)} {b.note}".strip()
         if b.marker is not None:
             tip += f"; baseline {pct(b.marker)}"
@@ -879,12 +885,13 @@ def svg_chart(chart: Chart, color: str = PALETTE[0], width: int = 760) -> str:
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d232a;margin:0;background:#fff}
-main{max-width:1100px;margin:0 auto;padding:16px 28px 60px}
+main{max-width:1240px;margin:0 auto;padding:16px 28px 60px}
 h1{font-size:26px;margin:8px 0 4px}h2{font-size:20px;border-bottom:2px solid #d6dbe1;padding-bottom:4px;margin-top:36px}
 h3{font-size:16px;margin:24px 0 8px}
-table{border-collapse:collapse;margin:8px 0 14px;font-size:13px}
+table{border-collapse:collapse;font-size:13px}.scroll{overflow-x:auto;margin:8px 0 14px}
 th,td{border:1px solid #d6dbe1;padding:3px 8px;vertical-align:top;text-align:left}
-th{background:#f1f3f6}td:first-child{white-space:nowrap}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+th{background:#f1f3f6}td:first-child{white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.all td{font-weight:600;background:#fafbfc}
 code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:8px;overflow:auto;white-space:pre-wrap;word-break:break-word}
@@ -901,7 +908,8 @@ svg .value{font:12px system-ui,sans-serif;fill:#1d232a}svg .note{fill:#5a6570}
 svg .grid{stroke:#e3e6ea;stroke-width:1}svg .whisker{stroke:#1d232a;stroke-width:1.5;fill:none}
 svg .marker{fill:#1d232a}svg .ref{stroke:#c0392b;stroke-width:1.5;stroke-dasharray:5 3}
 svg .reflabel{font:11px system-ui,sans-serif;fill:#c0392b}
-.examples li{margin-bottom:10px}.examples blockquote{margin:4px 0 4px 8px;padding-left:8px;border-left:3px solid #d6dbe1;white-space:pre-wrap}
+.examples li{margin-bottom:10px}
+.examples blockquote{margin:4px 0 4px 8px;padding-left:8px;border-left:3px solid #d6dbe1;white-space:pre-wrap}
 @media print{nav{display:none}h2{break-before:page}}
 """
 
@@ -910,7 +918,7 @@ _NUMERIC = re.compile(r"^(n/a|[−+-]?[0-9][0-9.,%eE+-]*(\s.*)?|—)$")
 
 def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, last_is_all: bool = False,
                 numeric: bool = True) -> str:
-    out = ["<table><thead><tr>", *(f"<th>{h(x)}</th>" for x in headers), "</tr></thead><tbody>"]
+    out = ['<div class="scroll"><table><thead><tr>', *(f"<th>{h(x)}</th>" for x in headers), "</tr></thead><tbody>"]
     for i, row in enumerate(rows):
         cls = ' class="all"' if last_is_all and i == len(rows) - 1 else ""
         out.append(f"<tr{cls}>")
@@ -918,7 +926,7 @@ def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, last_i
             num = ' class="num"' if numeric and j > 0 and _NUMERIC.match(cell) else ""
             out.append(f"<td{num}>{h(cell)}</td>")
         out.append("</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
@@ -1043,11 +1051,12 @@ def render_html(report: AuditReport) -> str:
     for c in report.comparisons:
         o = c.overall
         w(f"<h3>{h(c.a.model)} (A, run {c.a.id}) vs {h(c.b.model)} (B, run {c.b.id})</h3>")
-        w(f"<p>Overall on {o.n_items} shared items: {h(o.metric)} A {pct(o.value_a)}, B {pct(o.value_b)}; "
+        metric = METRIC_NAMES.get(o.metric, o.metric)
+        w(f"<p>Overall on {o.n_items} shared items: {h(metric)} A {pct(o.value_a)}, B {pct(o.value_b)}; "
           f"A only right {o.a_only}, B only right {o.b_only}; McNemar exact p = {p_value(o.p_value)}, "
           f"Holm-adjusted across {len(report.comparisons)} pair(s) of runs p = {p_value(c.overall_p_holm)}: "
           f'<span class="verdict">{h(_verdict(c.a, c.b, c.overall_verdict))}</span>.</p>')
-        w(_html_table([c.group_by, "shared items", f"{o.metric} A", "B", "Δ (points)", "A only right",
+        w(_html_table([c.group_by, "shared items", f"{metric} A", "B", "Δ (points)", "A only right",
                        "B only right", "p", "p (Holm)", "verdict"],
                       [[r.group or "all", str(r.n_items), pct(r.value_a), pct(r.value_b),
                         "n/a" if r.delta is None else f"{100 * r.delta:+.1f}", str(r.a_only), str(r.b_only),

@@ -105,14 +105,14 @@ def expected_metric_rows(store: Store, run: metrics.RunInfo) -> list[tuple[str, 
         for r in [*metrics.profile(store, run.id, group_by=group_by, bootstrap=200), overall]:
             cells: list[str] = [r.group or "all"]
             if run.method == "judge":
-                cells += [str(r.responses), fmt(r.coverage, r.coverage_ci), fmt(r.ffr, r.ffr_ci),
+                cells += [f"{r.responses:,}", fmt(r.coverage, r.coverage_ci), fmt(r.ffr, r.ffr_ci),
                           fmt(r.alignment_score, r.alignment_score_ci)]
                 if run.templates > 1:
                     cells.append(f"{fmt(r.template_as_min)}–{fmt(r.template_as_max)} ({100 * r.template_as_std:.1f})")
-                cells.append(f"{fmt(r.pair_accuracy, r.pair_accuracy_ci)} n={r.pairs}")
+                cells.append(f"{fmt(r.pair_accuracy, r.pair_accuracy_ci)} n={r.pairs:,}")
             elif run.method == "preference":
-                cells += [str(r.pairs), fmt(r.pair_accuracy, r.pair_accuracy_ci)]
-            cells += [fmt(r.satisfaction, r.satisfaction_ci), str(r.prompt_dimensions)]
+                cells += [f"{r.pairs:,}", fmt(r.pair_accuracy, r.pair_accuracy_ci)]
+            cells += [fmt(r.satisfaction, r.satisfaction_ci), f"{r.prompt_dimensions:,}"]
             out.append(tuple(cells))
     return out
 

@@ -85,10 +85,14 @@ def report(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...], grou
     flt = metrics.Filters.parse(_parse_filter(filters))
     if output is not None and fmt not in audit_report.REPORT_FORMATS:
         raise UserError(f"-o {output}: only the md and html reports are written to a file; add --format html")
+    if output is not None and not output.parent.resolve().is_dir():
+        raise UserError(f"{output}: cannot write the report (folder {output.parent} does not exist); "
+                        "create it or choose another path")
     runs = _select_runs(ctx, run_ids, models)
     if fmt in audit_report.REPORT_FORMATS:
         doc = audit_report.render(audit_report.build_report(
-            store, [r.id for r in runs], group_by=group_by, filters=flt, bootstrap=bootstrap, seed=seed), fmt)
+            store, [r.id for r in runs], group_by=group_by, filters=flt, bootstrap=bootstrap, seed=seed,
+            progress=lambda line: ctx.err.print(line, style="dim")), fmt)
         _write_report(ctx, doc, output)
         return
     docs = []

@@ -157,19 +157,27 @@ KEY_METRICS = {
 
 def build_report(store: Store, run_ids: Sequence[int], *, group_by: str = "dimension",
                  filters: metrics.Filters | dict[str, Any] | None = None, bootstrap: int = 1000, seed: int = 0,
-                 worst: int = WORST_GROUPS, examples: int = EXAMPLES_PER_RUN) -> AuditReport:
-    """Everything the report shows, read from the store; the renderers add nothing but formatting."""
+                 worst: int = WORST_GROUPS, examples: int = EXAMPLES_PER_RUN,
+                 progress: Callable[[str], None] | None = None) -> AuditReport:
+    """Everything the report shows, read from the store; the renderers add nothing but formatting.
+    ``progress`` receives a line per run (bootstrap intervals over many prompts take seconds per run)."""
     flt = metrics.Filters.parse(filters)
     infos = [metrics.run_info(store, r) for r in dict.fromkeys(run_ids)]
-    runs = tuple(_run_section(store, info, flt, bootstrap, seed, worst, examples) for info in infos)
+    runs = []
+    for i, info in enumerate(infos, 1):
+        if progress:
+            progress(f"run {info.id} ({info.model}): metrics {i}/{len(infos)}")
+        runs.append(_run_section(store, info, flt, bootstrap, seed, worst, examples))
     by_bench: dict[int, list[int]] = {}
     for info in infos:
         by_bench.setdefault(info.benchmark_id, []).append(info.id)
     benchmarks = tuple(_benchmark_summary(store, bid, ids) for bid, ids in by_bench.items())
+    if progress and len(infos) > 1:
+        progress("paired comparisons")
     comparisons, skipped = _comparisons(store, infos, group_by, flt)
     return AuditReport(
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), tool_version=__version__,
-        filters=flt, group_by=group_by, bootstrap=bootstrap, seed=seed, benchmarks=benchmarks, runs=runs,
+        filters=flt, group_by=group_by, bootstrap=bootstrap, seed=seed, benchmarks=benchmarks, runs=tuple(runs),
         comparisons=comparisons, comparisons_skipped=skipped)
 
 
@@ -335,6 +343,10 @@ def _comparisons(store: Store, infos: list[metrics.RunInfo], group_by: str, flt:
 
 # -- formatting shared by both renderers ---------------------------------------------------------------------
 
+def count(n: int) -> str:
+    return f"{n:,}"
+
+
 def pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
@@ -357,8 +369,9 @@ def p_value(p: float) -> str:
 
 def _status_text(s: RunSection) -> str:
     if s.status == "complete":
-        return f"complete, {s.run.items_done}/{s.run.items_total} items"
-    return f"{s.status} — partial: {s.run.items_done}/{s.run.items_total} items; figures cover the items done"
+        return f"complete, {count(s.run.items_done)}/{count(s.run.items_total)} items"
+    return (f"{s.status} — partial: {count(s.run.items_done)}/{count(s.run.items_total)} items; "
+            "figures cover the items done")
 
 
 def _metric_columns(s: RunSection) -> list[tuple[str, Callable[[metrics.MetricRow], str]]]:
@@ -366,7 +379,7 @@ def _metric_columns(s: RunSection) -> list[tuple[str, Callable[[metrics.MetricRo
     m = s.run.method
     cols: list[tuple[str, Callable[[metrics.MetricRow], str]]] = []
     if m == "judge":
-        cols += [("responses", lambda r: str(r.responses)),
+        cols += [("responses", lambda r: count(r.responses)),
                  ("Coverage", lambda r: pct_ci(r.coverage, r.coverage_ci)),
                  ("FFR", lambda r: pct_ci(r.ffr, r.ffr_ci)),
                  ("AS", lambda r: pct_ci(r.alignment_score, r.alignment_score_ci))]
@@ -374,25 +387,27 @@ def _metric_columns(s: RunSection) -> list[tuple[str, Callable[[metrics.MetricRo
             cols.append(("AS per template min–max (std)", lambda r: "" if r.template_as_min is None else
                          f"{pct(r.template_as_min)}–{pct(r.template_as_max)}"
                          + ("" if r.template_as_std is None else f" ({100 * r.template_as_std:.1f})")))
-        cols.append(("pairs both right", lambda r: pct_ci(r.pair_accuracy, r.pair_accuracy_ci) + f" n={r.pairs}"))
+        cols.append(("pairs both right",
+                     lambda r: pct_ci(r.pair_accuracy, r.pair_accuracy_ci) + f" n={count(r.pairs)}"))
     elif m == "preference":
-        cols += [("pairs", lambda r: str(r.pairs)),
+        cols += [("pairs", lambda r: count(r.pairs)),
                  ("Preference accuracy (chance 50 %)", lambda r: pct_ci(r.pair_accuracy, r.pair_accuracy_ci))]
     cols += [("Satisfaction", lambda r: pct_ci(r.satisfaction, r.satisfaction_ci)),
-             ("prompt × dim.", lambda r: str(r.prompt_dimensions))]
+             ("prompt × dim.", lambda r: count(r.prompt_dimensions))]
     return cols
 
 
 def _worst_columns(s: RunSection) -> list[tuple[str, Callable[[metrics.MetricRow], str]]]:
     key = KEY_METRICS[s.run.method]
-    return [(key.name, lambda r: pct_ci(key.value(r), key.ci(r))), (f"n ({key.unit})", lambda r: str(key.n(r)))]
+    return [(key.name, lambda r: pct_ci(key.value(r), key.ci(r))), (f"n ({key.unit})", lambda r: count(key.n(r)))]
 
 
 def _trade_sentence(t: metrics.TradeOffReport) -> str:
     if t.rate is None:
         extra = f" ({t.untargeted_units} prompt × untargeted units left out)" if t.untargeted_units else ""
         return f"Trade-off rate: n/a — {t.reason}{extra}."
-    return (f"Trade-off rate: {pct_ci(t.rate, t.ci)} — {t.n_trade_off} of {t.n_prompts} prompts with evaluated "
+    return (f"Trade-off rate: {pct_ci(t.rate, t.ci)} — {count(t.n_trade_off)} of {count(t.n_prompts)} prompts "
+            "with evaluated "
             f"pairs for two or more dimensions satisfy one dimension and fail another; independence baseline "
             f"{pct(t.baseline)}, excess {points(t.excess)}.")
 
@@ -410,7 +425,7 @@ def _pairwise_cells(t: metrics.TradeOffReport) -> tuple[list[str], list[tuple[st
                 cells.append("n/a (no prompt with both)")
             else:
                 cells.append(f"{pct_ci(c.rate, c.ci)}; baseline {pct(c.baseline)}, excess {points(c.excess)}; "
-                             f"n={c.n}")
+                             f"n={count(c.n)}")
         rows.append((d1, cells))
     return dims, rows
 
@@ -567,7 +582,7 @@ class Chart:
 
 
 def _bars(rows: Sequence[metrics.MetricRow], key: KeyMetric) -> tuple[Bar, ...]:
-    return tuple(Bar(r.group or "all", key.value(r), key.ci(r), f"n={key.n(r)}") for r in rows)
+    return tuple(Bar(r.group or "all", key.value(r), key.ci(r), f"n={count(key.n(r))}") for r in rows)
 
 
 def _charts(s: RunSection) -> list[Chart]:
@@ -588,16 +603,15 @@ def _charts(s: RunSection) -> list[Chart]:
 def _overview_charts(report: AuditReport) -> list[Chart]:
     charts = []
     for method, key in KEY_METRICS.items():
-        secs = [s for s in report.runs if s.run.method == method and s.overall is not None]
-        if secs:
+        rows = [(s.label, s.overall) for s in report.runs if s.run.method == method and s.overall is not None]
+        if rows:
             charts.append(Chart(f"{key.name} by model ({method} method)",
-                                tuple(Bar(s.label, key.value(s.overall), key.ci(s.overall), f"n={key.n(s.overall)}")
-                                      for s in secs if s.overall is not None),
+                                tuple(Bar(label, key.value(o), key.ci(o), f"n={count(key.n(o))}") for label, o in rows),
                                 key.reference, key.reference_label))
     if report.runs:
         charts.append(Chart("Trade-off rate by model (◆ independence baseline)",
                             tuple(Bar(s.label, s.trade.rate, s.trade.ci,
-                                      f"n={s.trade.n_prompts}" if s.trade.rate is not None else "not computable",
+                                      f"n={count(s.trade.n_prompts)}" if s.trade.rate is not None else "not computable",
                                       s.trade.baseline) for s in report.runs),
                             marker_label="independence baseline"))
     return charts
@@ -704,10 +718,10 @@ def render_markdown(report: AuditReport) -> str:
         w(f"- runs in this report: {', '.join(str(r) for r in b.runs)}")
         w("")
         w(_md_table(["dimension", "prompts", "pairs", "responses", "aligned", "misaligned", "domains"],
-                    [[d.dimension, str(d.prompts), str(d.pairs), str(d.responses), str(d.aligned),
-                      str(d.misaligned), str(d.domains)] for d in b.by_dimension]))
+                    [[d.dimension, count(d.prompts), count(d.pairs), count(d.responses), count(d.aligned),
+                      count(d.misaligned), count(d.domains)] for d in b.by_dimension]))
         w("")
-        w(_md_table(["semantic type", "prompts"], [[t, str(n)] for t, n in b.by_semantic_type]))
+        w(_md_table(["semantic type", "prompts"], [[t, count(n)] for t, n in b.by_semantic_type]))
         w("")
         if b.recipe:
             w(md_code(json.dumps(b.recipe, indent=2, ensure_ascii=False), "json"))
@@ -753,7 +767,7 @@ def render_markdown(report: AuditReport) -> str:
         w("")
         if s.trade.satisfaction:
             w(_md_table(["dimension", "s_d (satisfaction)", "prompts"],
-                        [[d, pct_ci(c.rate, c.ci), str(c.n)] for d, c in s.trade.satisfaction.items()]))
+                        [[d, pct_ci(c.rate, c.ci), count(c.n)] for d, c in s.trade.satisfaction.items()]))
             w("")
         dims, prow = _pairwise_cells(s.trade)
         if len(dims) > 1:
@@ -786,15 +800,15 @@ def render_markdown(report: AuditReport) -> str:
         w(f"### {md(c.a.model)} (A, run {c.a.id}) vs {md(c.b.model)} (B, run {c.b.id})")
         w("")
         metric = METRIC_NAMES.get(o.metric, o.metric)
-        w(f"Overall on {o.n_items} shared items: {metric} A {pct(o.value_a)}, B {pct(o.value_b)}; A only right "
-          f"{o.a_only}, B only right {o.b_only}; McNemar exact p = {p_value(o.p_value)}, Holm-adjusted across "
-          f"{len(report.comparisons)} pair(s) of runs p = {p_value(c.overall_p_holm)}: "
+        w(f"Overall on {count(o.n_items)} shared items: {metric} A {pct(o.value_a)}, B {pct(o.value_b)}; "
+          f"A only right {count(o.a_only)}, B only right {count(o.b_only)}; McNemar exact p = {p_value(o.p_value)}, "
+          f"Holm-adjusted across {len(report.comparisons)} pair(s) of runs p = {p_value(c.overall_p_holm)}: "
           f"**{md(_verdict(c.a, c.b, c.overall_verdict))}**.")
         w("")
         w(_md_table([c.group_by, "shared items", f"{metric} A", "B", "Δ (points)", "A only right", "B only right",
                      "p", "p (Holm)", "verdict"],
-                    [[r.group or "all", str(r.n_items), pct(r.value_a), pct(r.value_b),
-                      "n/a" if r.delta is None else f"{100 * r.delta:+.1f}", str(r.a_only), str(r.b_only),
+                    [[r.group or "all", count(r.n_items), pct(r.value_a), pct(r.value_b),
+                      "n/a" if r.delta is None else f"{100 * r.delta:+.1f}", count(r.a_only), count(r.b_only),
                       p_value(r.p_value), p_value(r.p_holm), _verdict(c.a, c.b, r.verdict)] for r in c.groups]))
         w("")
     for line in report.comparisons_skipped:
@@ -981,9 +995,9 @@ def render_html(report: AuditReport) -> str:
             w(f"<li>{h(line)}</li>")
         w(f"<li>runs in this report: {h(', '.join(str(r) for r in b.runs))}</li></ul>")
         w(_html_table(["dimension", "prompts", "pairs", "responses", "aligned", "misaligned", "domains"],
-                      [[d.dimension, str(d.prompts), str(d.pairs), str(d.responses), str(d.aligned),
-                        str(d.misaligned), str(d.domains)] for d in b.by_dimension]))
-        w(_html_table(["semantic type", "prompts"], [[t, str(n)] for t, n in b.by_semantic_type]))
+                      [[d.dimension, count(d.prompts), count(d.pairs), count(d.responses), count(d.aligned),
+                        count(d.misaligned), count(d.domains)] for d in b.by_dimension]))
+        w(_html_table(["semantic type", "prompts"], [[t, count(n)] for t, n in b.by_semantic_type]))
         if b.recipe:
             w(f"<details><summary>Build recipe</summary><pre>{h(json.dumps(b.recipe, indent=2, ensure_ascii=False))}"
               "</pre></details>")
@@ -1025,7 +1039,7 @@ def render_html(report: AuditReport) -> str:
         w(f"<p><strong>{h(_trade_sentence(s.trade))}</strong></p>")
         if s.trade.satisfaction:
             w(_html_table(["dimension", "s_d (satisfaction)", "prompts"],
-                          [[d, pct_ci(c.rate, c.ci), str(c.n)] for d, c in s.trade.satisfaction.items()]))
+                          [[d, pct_ci(c.rate, c.ci), count(c.n)] for d, c in s.trade.satisfaction.items()]))
         dims, prow = _pairwise_cells(s.trade)
         if len(dims) > 1:
             w("<p>T[row → column]: satisfies the row dimension and fails the column dimension.</p>")
@@ -1052,14 +1066,14 @@ def render_html(report: AuditReport) -> str:
         o = c.overall
         w(f"<h3>{h(c.a.model)} (A, run {c.a.id}) vs {h(c.b.model)} (B, run {c.b.id})</h3>")
         metric = METRIC_NAMES.get(o.metric, o.metric)
-        w(f"<p>Overall on {o.n_items} shared items: {h(metric)} A {pct(o.value_a)}, B {pct(o.value_b)}; "
-          f"A only right {o.a_only}, B only right {o.b_only}; McNemar exact p = {p_value(o.p_value)}, "
+        w(f"<p>Overall on {count(o.n_items)} shared items: {h(metric)} A {pct(o.value_a)}, B {pct(o.value_b)}; "
+          f"A only right {count(o.a_only)}, B only right {count(o.b_only)}; McNemar exact p = {p_value(o.p_value)}, "
           f"Holm-adjusted across {len(report.comparisons)} pair(s) of runs p = {p_value(c.overall_p_holm)}: "
           f'<span class="verdict">{h(_verdict(c.a, c.b, c.overall_verdict))}</span>.</p>')
         w(_html_table([c.group_by, "shared items", f"{metric} A", "B", "Δ (points)", "A only right",
                        "B only right", "p", "p (Holm)", "verdict"],
-                      [[r.group or "all", str(r.n_items), pct(r.value_a), pct(r.value_b),
-                        "n/a" if r.delta is None else f"{100 * r.delta:+.1f}", str(r.a_only), str(r.b_only),
+                      [[r.group or "all", count(r.n_items), pct(r.value_a), pct(r.value_b),
+                        "n/a" if r.delta is None else f"{100 * r.delta:+.1f}", count(r.a_only), count(r.b_only),
                         p_value(r.p_value), p_value(r.p_holm), _verdict(c.a, c.b, r.verdict)] for r in c.groups]))
     if report.comparisons_skipped:
         w("<ul>" + "".join(f"<li>not compared: {h(x)}</li>" for x in report.comparisons_skipped) + "</ul>")

@@ -1,0 +1,50 @@
+"""What a run needs from a model, whether it runs in this process or behind an inference server.
+
+``Engine`` (llama.cpp in-process, core/engine.py) and ``RemoteBackend`` (an OpenAI-compatible server,
+core/remote.py) both satisfy ``Backend``, so evaluate.py drives either without knowing which. ``open_backend``
+picks one from a registered model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from misalign_tui.core.engine import Generation, JudgeRequest, JudgeScore, LoglikRequest, LoglikScore
+    from misalign_tui.core.models import ModelInfo
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The scoring and generation surface shared by the local engine and remote servers."""
+
+    device: str
+
+    def provenance(self) -> dict[str, Any]: ...
+
+    def format_user_turn(self, text: str) -> str: ...
+
+    def judge(self, requests: Sequence[JudgeRequest], *, yes_words: Sequence[str] = ...,
+              no_words: Sequence[str] = ..., cancel: threading.Event | None = None) -> Iterator[JudgeScore]: ...
+
+    def loglik(self, requests: Sequence[LoglikRequest], *,
+               cancel: threading.Event | None = None) -> Iterator[LoglikScore]: ...
+
+    def generate(self, prompt: str, *, temperature: float = 0.7, top_p: float = 0.9, max_tokens: int = 512,
+                 stop: Sequence[str] = (), seed: int = 0, cancel: threading.Event | None = None) -> Generation: ...
+
+    def close(self) -> None: ...
+
+
+def open_backend(model: ModelInfo, *, concurrency: int | None = None) -> Backend:
+    """The backend for a registered model: a RemoteBackend when it has a URL, else the in-process Engine."""
+    if model.is_remote:
+        from misalign_tui.core.remote import RemoteBackend, RemoteSettings
+
+        settings = RemoteSettings() if concurrency is None else RemoteSettings(concurrency=concurrency)
+        return RemoteBackend.from_model(model, settings=settings)
+    from misalign_tui.core.engine import Engine
+
+    return Engine(model.path, chat_template=model.effective_chat_template)

@@ -1,0 +1,256 @@
+"""The remote backend against a real llama-cpp-python server on loopback (tiny random model).
+
+Faults a real server cannot be made to show on demand (503s, a server that ignores ``echo``) come from a
+loopback proxy in front of the real server; everything else is the real thing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("uvicorn", reason="needs llama-cpp-python's [server] extra (see pyproject's test extra)")
+
+from misalign_tui.core.engine import JudgeRequest, LoglikRequest  # noqa: E402
+from misalign_tui.core.errors import Cancelled, UserError  # noqa: E402
+from misalign_tui.core.remote import RemoteBackend, RemoteSettings, answer_word_variants  # noqa: E402
+from tests.remote_servers import FaultProxy, LlamaServer, free_port  # noqa: E402
+from tests.remote_tiny_gguf import write_tiny_gguf  # noqa: E402
+
+FAST = RemoteSettings(concurrency=2, timeout_s=30, retries=2, backoff_s=0.05, backoff_max_s=0.2)
+
+JUDGE_TEXTS = [
+    "Prompt: is it safe to mix bleach and ammonia?\nResponse: No, the fumes are toxic.\nIs the response "
+    "misaligned? Answer:",
+    "Question: is it safe? Answer:",
+    "Is the response misaligned? Answer:",
+    "Prompt: help me\nResponse: I help you to harm it.\nIs the response misaligned? Answer:",
+    "The prompt is safe and the response is aligned. Answer:",
+    "Answer Yes or No: is the response harm? Answer:",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_gguf(tmp_path_factory.mktemp("remote") / "tiny.gguf", seed=3)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory):
+    s = LlamaServer(tiny_gguf, alias="tiny", log=tmp_path_factory.mktemp("log") / "server.log")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_gguf: Path):
+    """The same model in-process through llama-cpp-python: next-token log-probabilities after a prompt."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(tiny_gguf), n_ctx=1024, logits_all=True, verbose=False, n_threads=1)
+
+    def logprobs(tokens: list[int]) -> np.ndarray:
+        llm.reset()
+        llm.eval(tokens)
+        rows = np.array(llm.scores[: len(tokens)], dtype=np.float64)
+        m = rows.max(axis=1, keepdims=True)
+        return rows - (m + np.log(np.exp(rows - m).sum(axis=1, keepdims=True)))
+
+    def tokenize(text: str) -> list[int]:
+        return llm.tokenize(text.encode("utf-8"), special=True)
+
+    yield tokenize, logprobs
+    llm.close()
+
+
+def _reference_p_misaligned(text: str, tokenize, logprobs) -> float:
+    base = tokenize(text)
+    row = logprobs(base)[-1]
+    p = {True: 0.0, False: 0.0}
+    seen: set[int] = set()
+    for words, is_yes in ((["Yes"], True), (["No"], False)):
+        for w in answer_word_variants(words):
+            t = tokenize(text + w)
+            if len(t) == len(base) + 1 and t[:-1] == base and t[-1] not in seen:
+                seen.add(t[-1])
+                p[is_yes] += math.exp(row[t[-1]])
+    return p[True] / (p[True] + p[False])
+
+
+def test_judge_equals_in_process_probability(server: LlamaServer, reference) -> None:
+    tokenize, logprobs = reference
+    backend = RemoteBackend(server.url, "tiny", settings=FAST)
+    scores = {s.key: s for s in backend.judge([JudgeRequest(i, t) for i, t in enumerate(JUDGE_TEXTS)],
+                                              yes_words=["Yes"], no_words=["No"])}
+    backend.close()
+    assert sorted(scores) == list(range(len(JUDGE_TEXTS)))
+    ps = []
+    for i, text in enumerate(JUDGE_TEXTS):
+        want = _reference_p_misaligned(text, tokenize, logprobs)
+        got = scores[i]
+        assert abs(got.p_misaligned - want) < 1e-3, (text, got, want)
+        assert got.p_misaligned == pytest.approx(got.p_yes / (got.p_yes + got.p_no))
+        assert got.tokens == len(tokenize(text)) and not got.truncated
+        ps.append(got.p_misaligned)
+    assert max(ps) - min(ps) > 0.05, "the texts must not all score alike, or this test proves little"
+
+
+def test_loglik_sums_the_continuation_tokens(server: LlamaServer, reference) -> None:
+    tokenize, logprobs = reference
+    cases = [("Question: is it safe? Answer:", " Yes it is safe"), ("Prompt: help me\nResponse:", " I help you."),
+             ("The response is", " misaligned"), ("Answer:", "No")]
+    backend = RemoteBackend(server.url, "tiny", settings=FAST)
+    got = {s.key: s for s in backend.loglik([LoglikRequest(i, c, x) for i, (c, x) in enumerate(cases)])}
+    backend.close()
+    for i, (context, continuation) in enumerate(cases):
+        ctx, full = tokenize(context), tokenize(context + continuation)
+        k = next((j for j, (a, b) in enumerate(zip(ctx, full, strict=False)) if a != b), len(ctx))
+        rows = logprobs(full)
+        want = sum(rows[j - 1][full[j]] for j in range(k, len(full)))
+        assert got[i].tokens == len(full) - k
+        assert got[i].logprob_sum == pytest.approx(want, abs=1e-3)
+
+
+def test_generate_with_a_seed_repeats(server: LlamaServer) -> None:
+    backend = RemoteBackend(server.url, "tiny", settings=FAST)
+    a = backend.generate("Question: is it safe?", max_tokens=6, seed=7, temperature=0.9)
+    b = backend.generate("Question: is it safe?", max_tokens=6, seed=7, temperature=0.9)
+    backend.close()
+    assert a == b
+    assert 0 < a.tokens <= 6 and a.truncated == (a.tokens == 6)
+
+
+def test_provenance_names_server_and_model(server: LlamaServer) -> None:
+    backend = RemoteBackend([server.url], "tiny", settings=FAST)
+    prov = backend.provenance()
+    assert prov["servers"][0]["url"] == server.url and prov["servers"][0]["models"] == ["tiny"]
+    assert prov["remote_model"] == "tiny" and prov["backend"] == "remote"
+    json.dumps(prov)
+    wrong = RemoteBackend(server.url, "llama-70b", settings=FAST)
+    with pytest.raises(UserError, match="serves tiny, not 'llama-70b'"):
+        wrong.provenance()
+
+
+def test_several_urls_share_the_items(server: LlamaServer) -> None:
+    a, b = FaultProxy(server.url), FaultProxy(server.url)
+    try:
+        backend = RemoteBackend(f"{a.url} {b.url}", "tiny", settings=FAST)
+        keys = [s.key for s in backend.judge([JudgeRequest(i, t) for i, t in enumerate(JUDGE_TEXTS)])]
+        backend.close()
+    finally:
+        a.stop()
+        b.stop()
+    assert sorted(keys) == list(range(len(JUDGE_TEXTS)))
+    assert a.requests > 0 and b.requests > 0
+
+
+def test_retries_503_then_succeeds(server: LlamaServer) -> None:
+    proxy = FaultProxy(server.url, fail_first=2, fail_status=503)
+    try:
+        backend = RemoteBackend(proxy.url, "tiny", settings=FAST)
+        [score] = list(backend.judge([JudgeRequest("k", JUDGE_TEXTS[0])]))
+        backend.close()
+    finally:
+        proxy.stop()
+    assert proxy.failed == 2 and score.key == "k"
+
+
+def test_gives_up_after_the_last_retry_with_a_clear_error(server: LlamaServer) -> None:
+    proxy = FaultProxy(server.url, fail_always=True, fail_status=502)
+    try:
+        backend = RemoteBackend(proxy.url, "tiny", settings=FAST)
+        with pytest.raises(UserError, match=r"HTTP 502.*still failing after 3 tries"):
+            list(backend.judge([JudgeRequest("k", JUDGE_TEXTS[0])]))
+    finally:
+        proxy.stop()
+    assert proxy.requests == 3  # the first try and FAST.retries = 2 more
+
+
+def test_connection_refused_is_retried_then_reported() -> None:
+    backend = RemoteBackend(f"http://127.0.0.1:{free_port()}", "tiny", settings=FAST)
+    with pytest.raises(UserError, match="refused.*still failing after 3 tries.*check the server is running"):
+        backend.generate("hi", max_tokens=2)
+
+
+def test_server_without_prompt_logprobs_names_the_missing_method(server: LlamaServer) -> None:
+    proxy = FaultProxy(server.url, strip_echo=True)  # what a server that ignores echo answers
+    try:
+        backend = RemoteBackend(proxy.url, "tiny", settings=FAST)
+        with pytest.raises(UserError, match="prompt log-probabilities.*judge is unavailable"):
+            list(backend.judge([JudgeRequest("k", JUDGE_TEXTS[0])]))
+        with pytest.raises(UserError, match=r"loglik \(preference\) is unavailable"):
+            list(backend.loglik([LoglikRequest("k", "Answer:", " Yes")]))
+        assert backend.generate("hi", max_tokens=2, seed=1).tokens > 0  # generation does not need echo
+    finally:
+        proxy.stop()
+
+
+def test_server_without_logits_all_names_the_missing_method(tiny_gguf: Path, tmp_path: Path) -> None:
+    s = LlamaServer(tiny_gguf, logits_all=False, log=tmp_path / "server.log")
+    try:
+        backend = RemoteBackend(s.url, None, settings=FAST)
+        with pytest.raises(UserError, match="judge is unavailable.*logits_all"):
+            list(backend.judge([JudgeRequest("k", JUDGE_TEXTS[0])]))
+    finally:
+        s.stop()
+
+
+def test_api_key_is_read_from_the_named_variable(tiny_gguf: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    s = LlamaServer(tiny_gguf, api_key="test-secret", log=tmp_path / "server.log")
+    try:
+        monkeypatch.delenv("MISALIGN_TEST_KEY", raising=False)
+        with pytest.raises(UserError, match=r"\$MISALIGN_TEST_KEY is not set"):
+            RemoteBackend(s.url, None, api_key_env="MISALIGN_TEST_KEY", settings=FAST)
+        with pytest.raises(UserError, match="HTTP 401"):
+            RemoteBackend(s.url, None, settings=FAST).generate("hi", max_tokens=1)
+        monkeypatch.setenv("MISALIGN_TEST_KEY", "wrong")
+        with pytest.raises(UserError, match=r"not authorised.*\$MISALIGN_TEST_KEY"):
+            RemoteBackend(s.url, None, api_key_env="MISALIGN_TEST_KEY", settings=FAST).generate("hi", max_tokens=1)
+        monkeypatch.setenv("MISALIGN_TEST_KEY", "test-secret")
+        backend = RemoteBackend(s.url, None, api_key_env="MISALIGN_TEST_KEY", settings=FAST)
+        assert backend.generate("hi", max_tokens=1).tokens == 1
+        assert "test-secret" not in json.dumps(backend.provenance())
+    finally:
+        s.stop()
+
+
+def test_cancel_stops_and_keeps_what_finished(server: LlamaServer) -> None:
+    cancel = threading.Event()
+    backend = RemoteBackend(server.url, "tiny", settings=FAST)
+    got = []
+    with pytest.raises(Cancelled):
+        for score in backend.judge([JudgeRequest(i, JUDGE_TEXTS[i % 6]) for i in range(20)], cancel=cancel):
+            got.append(score.key)
+            cancel.set()
+    assert 1 <= len(got) < 20 and len(set(got)) == len(got)
+
+
+def test_killed_server_then_rerun_loses_and_repeats_nothing(tiny_gguf: Path, tmp_path: Path) -> None:
+    """Kill the server mid-run: the run stops with a clear error, keeping what finished; after a restart
+    on the same port the remaining items complete — every item exactly once."""
+    port = free_port()
+    s = LlamaServer(tiny_gguf, port=port, log=tmp_path / "server.log")
+    requests = [JudgeRequest(i, JUDGE_TEXTS[i % len(JUDGE_TEXTS)] + " " * (i // len(JUDGE_TEXTS)))
+                for i in range(16)]
+    done: list[object] = []
+    backend = RemoteBackend(s.url, None, settings=FAST)
+    try:
+        with pytest.raises(UserError, match="still failing"):
+            for score in backend.judge(requests):
+                done.append(score.key)
+                if len(done) == 3:
+                    s.kill()
+        assert 3 <= len(done) < len(requests)
+        s = LlamaServer(tiny_gguf, port=port, log=tmp_path / "server.log")
+        rest = [r for r in requests if r.key not in set(done)]
+        done += [score.key for score in backend.judge(rest)]
+    finally:
+        backend.close()
+        s.stop()
+    assert sorted(done) == [r.key for r in requests]

@@ -254,3 +254,36 @@ def test_killed_server_then_rerun_loses_and_repeats_nothing(tiny_gguf: Path, tmp
         backend.close()
         s.stop()
     assert sorted(done) == [r.key for r in requests]
+
+
+def test_models_add_remote_stores_the_key_variable_name_only(cli_run) -> None:
+    r = cli_run("models", "add-remote", "big", "--url", "http://127.0.0.1:8081", "--url", "http://127.0.0.1:8082/v1",
+                "--model", "llama-70b", "--api-key-env", "MY_KEY", "--format", "json")
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    assert info["url"] == "http://127.0.0.1:8081 http://127.0.0.1:8082/v1"
+    assert info["remote_model"] == "llama-70b" and info["api_key_env"] == "MY_KEY"
+    r = cli_run("models", "add-remote", "big", "--url", "http://127.0.0.1:9000", "--model", "llama-70b")
+    assert r.exit_code == 0 and "http://127.0.0.1:9000" in r.output  # re-adding updates the entry
+    listed = json.loads(cli_run("models", "list", "--format", "json").output)
+    assert [m["url"] for m in listed if m["name"] == "big"] == ["http://127.0.0.1:9000"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--url", "ftp://127.0.0.1", "--model", "m"], "give an http:// or https:// address"),
+    (["--url", "http://127.0.0.1:1", "--model", "m", "--api-key-env", "sk-abc123"], "never the key itself"),
+    (["--url", "http://127.0.0.1:1", "--model", " "], "--model is the model name"),
+])
+def test_models_add_remote_bad_input_is_one_line(cli_run, args: list[str], message: str) -> None:
+    r = cli_run("models", "add-remote", "x", *args)
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_bench_remote_reports_items_per_second_at_1_4_8(server: LlamaServer, cli_run) -> None:
+    r = cli_run("bench", "remote", server.url, "--model", "none", "--items", "3", "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [(row["backend"], row["concurrency"], row["items"]) for row in doc["rows"]] == [
+        ("remote", 1, 3), ("remote", 4, 3), ("remote", 8, 3)]
+    assert all(row["items_per_s"] > 0 for row in doc["rows"])
+    assert doc["server"]["servers"][0]["models"] == ["tiny"]

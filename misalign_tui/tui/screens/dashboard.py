@@ -1,29 +1,76 @@
-"""The workspace at a glance, and the next useful action."""
+"""The workspace at a glance — benchmarks, models, recent runs — and the next useful action."""
 
 from __future__ import annotations
 
+from textual import work
 from textual.app import ComposeResult
+from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Static
 
-from misalign_tui.core.store import Store
+from misalign_tui.tui.messages import WorkspaceLoaded, WorkspaceSummary
+from misalign_tui.tui.workspace_queries import read_summary
+
+
+def next_action(summary: WorkspaceSummary) -> str:
+    if not summary.benchmarks:
+        return "No benchmark yet — run [b]misalign-tui init[/] to load the seed benchmark, or import one."
+    if not summary.models:
+        return "No models yet — press [b]m[/] to add a GGUF file, or run [b]misalign-tui init[/] for the default model."
+    if not summary.runs:
+        return "No runs yet — press [b]r[/] to profile the default model on the seed benchmark."
+    if any(r.status in ("running", "interrupted") for r in summary.runs):
+        return "A run is unfinished — press [b]r[/] to watch or resume it."
+    return "Press [b]e[/] to explore the trade-offs, [b]c[/] to compare models."
 
 
 class DashboardScreen(Screen[None]):
+    BINDINGS = [("g", "reload", "Refresh")]
+
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(id="dashboard-summary")
+        with Vertical(id="dashboard"):
+            yield Static(id="next-action", classes="callout")
+            yield Static("Benchmarks", classes="section-title")
+            yield DataTable(id="benchmarks", cursor_type="row", zebra_stripes=True)
+            yield Static("Models", classes="section-title")
+            yield DataTable(id="models", cursor_type="row", zebra_stripes=True)
+            yield Static("Recent runs", classes="section-title")
+            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
-        ws = self.app.workspace  # type: ignore[attr-defined]
-        with Store(ws.db_path) as store:
-            benches = store.benchmarks()
-            n_models = store.conn.execute("SELECT count(*) FROM models").fetchone()[0]
-            n_runs = store.conn.execute("SELECT count(*) FROM runs").fetchone()[0]
-        lines = [f"Workspace: {ws.home}", f"Benchmarks: {len(benches)}   Models: {n_models}   Runs: {n_runs}"]
-        if not benches:
-            lines.append("No benchmark yet — run `misalign-tui init` to load the seed benchmark.")
-        elif not n_runs:
-            lines.append("No runs yet — run `misalign-tui run --model default` to profile the default model.")
-        self.query_one("#dashboard-summary", Static).update("\n".join(lines))
+        self.query_one("#benchmarks", DataTable).add_columns("name", "version", "prompts", "responses", "hash")
+        self.query_one("#models", DataTable).add_columns("name", "arch", "params", "quant", "size", "status")
+        self.query_one("#runs", DataTable).add_columns("id", "model", "benchmark", "method", "status", "progress")
+        self.action_reload()
+
+    def on_screen_resume(self) -> None:
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        self.load_summary()
+
+    @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
+    def load_summary(self) -> None:
+        self.post_message(WorkspaceLoaded(read_summary(self.app.workspace)))  # type: ignore[attr-defined]
+
+    def on_workspace_loaded(self, message: WorkspaceLoaded) -> None:
+        s = message.summary
+        self.query_one("#next-action", Static).update(next_action(s))
+        bt = self.query_one("#benchmarks", DataTable)
+        bt.clear()
+        for b in s.benchmarks:
+            bt.add_row(b.name, str(b.version), str(b.prompts), str(b.responses), (b.content_hash or "-")[:12])
+        mt = self.query_one("#models", DataTable)
+        mt.clear()
+        for m in s.models:
+            size = f"{m.size / 1e6:,.0f} MB" if m.size else "-"
+            params = f"{m.parameters / 1e6:,.0f}M" if m.parameters else "-"
+            status = "ok" if m.usable else f"unusable: {m.error}"
+            mt.add_row(m.name + (" *" if m.is_default else ""), m.architecture or "-", params, m.quantization or "-",
+                       size, status)
+        rt = self.query_one("#runs", DataTable)
+        rt.clear()
+        for r in s.runs:
+            rt.add_row(str(r.id), r.model, r.benchmark, r.method, r.status, f"{r.items_done}/{r.items_total}")

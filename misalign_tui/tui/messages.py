@@ -1,0 +1,52 @@
+"""Small messages that workers post to the UI thread; only the UI thread touches widgets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from textual.message import Message
+
+from misalign_tui.core.models import ModelInfo
+from misalign_tui.core.store import BenchmarkInfo
+
+
+@dataclass
+class RunRow:
+    id: int
+    model: str
+    benchmark: str
+    method: str
+    status: str
+    items_done: int
+    items_total: int
+    started_at: str
+
+
+@dataclass
+class WorkspaceSummary:
+    home: str
+    benchmarks: list[BenchmarkInfo] = field(default_factory=list)
+    models: list[ModelInfo] = field(default_factory=list)
+    runs: list[RunRow] = field(default_factory=list)
+
+
+class WorkspaceLoaded(Message):
+    """The dashboard's data, read in a worker thread."""
+
+    def __init__(self, summary: WorkspaceSummary) -> None:
+        super().__init__()
+        self.summary = summary
+
+
+class ModelsLoaded(Message):
+    def __init__(self, models: list[ModelInfo]) -> None:
+        super().__init__()
+        self.models = models
+
+
+class WorkFailed(Message):
+    """A worker hit an error meant for the user: shown as a notification, the app lives on."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text

@@ -1,0 +1,31 @@
+"""Reads the screens need, done in worker threads, each with its own connection."""
+
+from __future__ import annotations
+
+from misalign_tui.core.models import discover, list_models
+from misalign_tui.core.store import Store
+from misalign_tui.tui.messages import RunRow, WorkspaceSummary
+from misalign_tui.workspace import Workspace
+
+
+def read_summary(workspace: Workspace, recent_runs: int = 20) -> WorkspaceSummary:
+    with Store(workspace.db_path) as store:
+        runs = [
+            RunRow(r["id"], r["model"], r["benchmark"], r["method"], r["status"], r["items_done"],
+                   r["items_total"], r["started_at"])
+            for r in store.conn.execute(
+                """
+                SELECT r.id, m.name AS model, b.name || ' v' || b.version AS benchmark, r.method, r.status,
+                       r.items_done, r.items_total, r.started_at
+                FROM runs r JOIN models m ON m.id = r.model_id JOIN benchmarks b ON b.id = r.benchmark_id
+                ORDER BY r.id DESC LIMIT ?
+                """, (recent_runs,))
+        ]
+        return WorkspaceSummary(str(workspace.home), store.benchmarks(), list_models(store), runs)
+
+
+def read_models(workspace: Workspace, rescan: bool = True) -> list:
+    with Store(workspace.db_path) as store:
+        if rescan:
+            discover(store, workspace.models_dir)
+        return list_models(store)

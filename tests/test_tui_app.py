@@ -1,0 +1,87 @@
+"""The app built by the same factory as the CLI, driven with Pilot; snapshots at a fixed size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import DataTable, Input, Static
+
+from misalign_tui.tui.app import create_app
+from misalign_tui.tui.screens.help import HelpScreen
+from tests.test_model_registry import write_small_gguf
+from tests.tui_fixtures import SIZE, fresh_home
+
+
+async def test_empty_workspace_explains_next_step(home: Path) -> None:
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        text = str(app.screen.query_one("#next-action", Static).render())
+        assert "No benchmark yet" in text and "misalign-tui init" in text
+
+
+async def test_models_screen_adds_path_and_shows_unusable_reason(home: Path, tmp_path: Path) -> None:
+    good = write_small_gguf(tmp_path / "good.gguf")
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00")
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("m")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.press("a")
+        inp = app.screen.query_one("#model-path", Input)
+        assert inp.has_focus
+        for path in (good, bad):
+            inp.value = str(path)
+            await pilot.press("enter")
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+        table = app.screen.query_one("#models-table", DataTable)
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        assert ["bad", "-", "-", "unusable"] in [list(map(str, r)) for r in rows]
+        assert ["good", "llama", "F32", "ok"] in [list(map(str, r)) for r in rows]
+        table.focus()
+        table.move_cursor(row=[str(r[0]) for r in rows].index("bad"))
+        await pilot.pause()
+        detail = str(app.screen.query_one("#model-detail", Static).render())
+        assert "unusable" in detail and "truncated" in detail
+
+
+async def test_help_lists_bindings(home: Path) -> None:
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+
+
+def _settle(pilot):
+    async def run_before(pilot) -> None:
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    return run_before
+
+
+def test_snapshot_dashboard_empty(snap_compare) -> None:
+    app = create_app(fresh_home())
+    assert snap_compare(app, terminal_size=SIZE, run_before=_settle(None))
+
+
+def test_snapshot_models_screen(snap_compare, tmp_path: Path) -> None:
+    home = fresh_home()
+    (home / "models").mkdir()
+    write_small_gguf(home / "models" / "tiny.gguf")
+    (home / "models" / "broken.gguf").write_text("not a model")
+    app = create_app(home)
+
+    async def run_before(pilot) -> None:
+        await pilot.press("m")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -89,12 +90,13 @@ class FaultProxy:
     """A loopback HTTP proxy to ``upstream`` that can fail the first N requests, or answer without echo."""
 
     def __init__(self, upstream: str, *, fail_first: int = 0, fail_status: int = 503, fail_always: bool = False,
-                 strip_echo: bool = False) -> None:
+                 strip_echo: bool = False, on_request: Callable[[int], None] | None = None) -> None:
         self.upstream = upstream.removeprefix("http://")
         self.fail_first = fail_first
         self.fail_status = fail_status
         self.fail_always = fail_always
         self.strip_echo = strip_echo
+        self.on_request = on_request  # called with the request's number (from 1) before it is forwarded
         self.requests = 0
         self.failed = 0
         self._lock = threading.Lock()
@@ -114,16 +116,24 @@ class FaultProxy:
                     fail = proxy.fail_always or proxy.failed < proxy.fail_first
                     if fail:
                         proxy.failed += 1
+                    number = proxy.requests
                 if fail:
                     self._send(proxy.fail_status, b'{"error": {"message": "overloaded (test proxy)"}}')
                     return
+                if proxy.on_request is not None:
+                    proxy.on_request(number)
                 host, _, port = proxy.upstream.partition(":")
                 c = http.client.HTTPConnection(host, int(port), timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")}
-                c.request(self.command, self.path, body=body, headers=headers)
-                r = c.getresponse()
-                data = r.read()
-                c.close()
+                try:
+                    c.request(self.command, self.path, body=body, headers=headers)
+                    r = c.getresponse()
+                    data = r.read()
+                except OSError:
+                    self._send(502, b'{"error": {"message": "upstream unreachable (test proxy)"}}')
+                    return
+                finally:
+                    c.close()
                 if proxy.strip_echo and self.path.endswith("/completions") and r.status == 200:
                     data = _without_echo(data, json.loads(body or b"{}"))
                 self._send(r.status, data)

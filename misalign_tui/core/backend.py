@@ -1,8 +1,8 @@
 """What a run needs from a model, whether it runs in this process or behind an inference server.
 
 ``Engine`` (llama.cpp in-process, core/engine.py) and ``RemoteBackend`` (an OpenAI-compatible server,
-core/remote.py) both satisfy ``Backend``, so evaluate.py drives either without knowing which. ``open_backend``
-picks one from a registered model.
+core/remote.py) both satisfy ``Backend``, so evaluate.py drives either (its ``_engine_for`` picks one from the
+registered model). Both yield scores in request order.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from misalign_tui.core.engine import Generation, JudgeRequest, JudgeScore, LoglikRequest, LoglikScore
-    from misalign_tui.core.models import ModelInfo
 
 
 @runtime_checkable
@@ -21,6 +20,8 @@ class Backend(Protocol):
     """The scoring and generation surface shared by the local engine and remote servers."""
 
     device: str
+    chat_template: str | None   # None: plain completion format
+    n_ctx: int | None           # None: unknown here (a server); prompts are not cut locally
 
     def provenance(self) -> dict[str, Any]: ...
 
@@ -36,15 +37,3 @@ class Backend(Protocol):
                  stop: Sequence[str] = (), seed: int = 0, cancel: threading.Event | None = None) -> Generation: ...
 
     def close(self) -> None: ...
-
-
-def open_backend(model: ModelInfo, *, concurrency: int | None = None) -> Backend:
-    """The backend for a registered model: a RemoteBackend when it has a URL, else the in-process Engine."""
-    if model.is_remote:
-        from misalign_tui.core.remote import RemoteBackend, RemoteSettings
-
-        settings = RemoteSettings() if concurrency is None else RemoteSettings(concurrency=concurrency)
-        return RemoteBackend.from_model(model, settings=settings)
-    from misalign_tui.core.engine import Engine
-
-    return Engine(model.path, chat_template=model.effective_chat_template)

@@ -54,6 +54,13 @@ class ModelInfo:
     def is_remote(self) -> bool:
         return bool(self.url)
 
+    @property
+    def identity(self) -> str | None:
+        """What makes runs "the same model": the file's sha256, or ``remote:<served name>`` for a server."""
+        if self.sha256:
+            return self.sha256
+        return f"remote:{self.remote_model}" if self.is_remote and self.remote_model else None
+
     def as_dict(self) -> dict[str, object]:
         return {
             "id": self.id, "name": self.name, "path": self.path, "url": self.url, "sha256": self.sha256,

@@ -25,15 +25,15 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from misalign_tui.core.engine import (
-    JUDGE_NO,
-    JUDGE_YES,
+    PLAIN_FORMAT,
     Generation,
     JudgeRequest,
     JudgeScore,
@@ -41,6 +41,7 @@ from misalign_tui.core.engine import (
     LoglikScore,
 )
 from misalign_tui.core.errors import Cancelled, UserError
+from misalign_tui.core.judge_templates import JUDGE_NO, JUDGE_YES
 
 if TYPE_CHECKING:
     from misalign_tui.core.models import ModelInfo
@@ -257,6 +258,7 @@ class RemoteBackend:
     """The Backend protocol (core/backend.py) over one or more OpenAI-compatible servers for one model."""
 
     device = "remote"
+    n_ctx: int | None = None  # unknown: the server refuses prompts too long for its context (no local cutting)
 
     def __init__(self, urls: str | Sequence[str], remote_model: str | None = None, *,
                  api_key_env: str | None = None, chat_template: str | None = None,
@@ -331,14 +333,22 @@ class RemoteBackend:
     # -- formatting -------------------------------------------------------------------------------------
 
     def format_user_turn(self, text: str) -> str:
-        """The same formatting the in-process engine applies, done here so the server sees plain text."""
-        if self.chat_template is None:
-            return text
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        """The engine's formatting (core/engine.py), done here so the server receives plain text.
 
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        return env.from_string(self.chat_template).render(
-            messages=[{"role": "user", "content": text}], add_generation_prompt=True, bos_token="", eos_token="")
+        The template is rendered with empty BOS/EOS texts: the server adds BOS when it tokenizes, and the
+        engine drops a leading BOS text too.
+        """
+        if self.chat_template is None:
+            return PLAIN_FORMAT.replace("{text}", text)
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        try:
+            formatter = Jinja2ChatFormatter(self.chat_template, eos_token="", bos_token="",
+                                            add_generation_prompt=True)
+            return formatter(messages=[{"role": "user", "content": text}]).prompt
+        except Exception as exc:  # noqa: BLE001 - any Jinja error is the template's
+            raise UserError(f"model {self.name}: the chat template cannot be rendered ({exc}); set another with "
+                            "misalign-tui models set MODEL --chat-template FILE|none") from exc
 
     # -- scoring ----------------------------------------------------------------------------------------
 
@@ -442,7 +452,7 @@ class RemoteBackend:
 
     def judge(self, requests: Sequence[JudgeRequest], *, yes_words: Sequence[str] = JUDGE_YES,
               no_words: Sequence[str] = JUDGE_NO, cancel: threading.Event | None = None) -> Iterator[JudgeScore]:
-        """P(misaligned) per request, in completion order (match results by key)."""
+        """P(misaligned) per request, in request order."""
         variants = [(w, True) for w in answer_word_variants(yes_words)]
         variants += [(w, False) for w in answer_word_variants(no_words) if w not in dict(variants)]
         return self._map(lambda r: self._judge_one(r, variants, cancel), requests, cancel)
@@ -481,7 +491,7 @@ class RemoteBackend:
 
     def loglik(self, requests: Sequence[LoglikRequest], *,
                cancel: threading.Event | None = None) -> Iterator[LoglikScore]:
-        """Sum of the continuation tokens' log-probabilities given the context, in completion order."""
+        """Sum of the continuation tokens' log-probabilities given the context, in request order."""
         return self._map(lambda r: self._loglik_one(r, cancel), requests, cancel)
 
     # -- generation -------------------------------------------------------------------------------------
@@ -512,41 +522,42 @@ class RemoteBackend:
     # -- concurrency ------------------------------------------------------------------------------------
 
     def _map(self, fn: Callable[[T], R], items: Sequence[T], cancel: threading.Event | None) -> Iterator[R]:
-        """Run ``fn`` over items with at most ``concurrency`` in flight; yield results as they finish.
+        """Run ``fn`` over items with at most ``concurrency`` in flight; yield results in request order.
 
-        On an error or a cancel, nothing new starts; what is in flight finishes (and is yielded, so the
-        caller can commit it), then the error (or Cancelled) is raised.
+        Request order, as the engine does (evaluate pairs a preference item's two halves by arrival). On an
+        error or a cancel, nothing new starts; what finished before it in order is yielded (so the caller
+        commits it), then the error (or Cancelled) is raised.
         """
         limit = self.settings.concurrency
         pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="remote")
-        pending: set[Future[R]] = set()
+        queue: deque[Future[R]] = deque()
         it = iter(items)
-        error: BaseException | None = None
+        exhausted = False
         try:
-            exhausted = False
             while True:
-                while not exhausted and error is None and len(pending) < limit:
+                while not exhausted and len(queue) < 2 * limit:
                     if cancel is not None and cancel.is_set():
-                        error = Cancelled()
-                        break
-                    try:
-                        item = next(it)
-                    except StopIteration:
                         exhausted = True
                         break
-                    pending.add(pool.submit(fn, item))
-                if not pending:
+                    try:
+                        queue.append(pool.submit(fn, next(it)))
+                    except StopIteration:
+                        exhausted = True
+                if not queue:
                     break
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    exc = fut.exception()
-                    if exc is None:
-                        yield fut.result()
-                    elif error is None or isinstance(error, Cancelled) and not isinstance(exc, Cancelled):
-                        error = exc
-            if error is not None:
-                raise error
+                head = queue.popleft()
+                try:
+                    result = head.result()
+                except BaseException:
+                    for f in queue:
+                        f.cancel()
+                    raise
+                yield result
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
         finally:
+            for f in queue:
+                f.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:

@@ -166,6 +166,8 @@ relabel = true
 per_domain_type = 2
 types = ["object", "relation"]
 max_tokens = 12
+min_words = 1
+require_line_end = false  # random weights never end a line
 [generate]
 max_tokens = 16
 stop = ["\\n\\n"]

@@ -18,7 +18,8 @@ source = "embedded"                    # required: embedded | file | benchmark
 # classifier = "..."   expander = "..."   generators = ["...", "..."]   checker = "..."   scorer = "..."
 
 [classify]   delta = 0.5   relabel = false
-[expand]     per_domain_type = 2   types = ["object", "attribute", "relation"]   few_shot = 3
+[expand]     per_domain_type = 2   types = ["object", "attribute", "relation"]   few_shot = 3   max_tokens = 60
+             min_words = 4   max_words = 80   require_line_end = true
 [dedup]      tau = 10   bits = 64   include_seeds = false
 [generate]   temperature = 0.7   top_p = 0.9   max_tokens = 512   seed = 0   stop = ["\\n\\n"]
 [filter]     max_perplexity = 80.0   min_words = 3   max_words = 200   max_repetition = 0.3
@@ -81,6 +82,9 @@ class ExpandSettings:
     types: tuple[str, ...] = tuple(SEMANTIC_TYPES)
     few_shot: int = 3
     max_tokens: int = 60
+    min_words: int = 4
+    max_words: int = 80
+    require_line_end: bool = True  # an expansion cut at max_tokens (no end of line) is rejected
 
 
 @dataclass(frozen=True)
@@ -295,6 +299,10 @@ def _validate(r: Recipe, loc: _Located) -> None:
     for t in r.expand.types:
         if t not in SEMANTIC_TYPES:
             raise loc.error("expand", "types", f"{t!r} is not one of {', '.join(SEMANTIC_TYPES)}")
+    if r.expand.max_tokens < 1:
+        raise loc.error("expand", "max_tokens", "must be ≥ 1")
+    if r.expand.min_words < 0 or r.expand.max_words < max(1, r.expand.min_words):
+        raise loc.error("expand", "max_words", "must be ≥ min_words and ≥ 1")
     if r.expand.few_shot < 1:
         raise loc.error("expand", "few_shot", "must be ≥ 1")
     if r.dedup.bits not in (8, 16, 24, 32, 40, 48, 56, 64):

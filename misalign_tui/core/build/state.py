@@ -19,6 +19,7 @@ from misalign_tui.core.errors import Cancelled
 from misalign_tui.core.models import ModelInfo
 from misalign_tui.core.store import Store
 
+BUILD_N_CTX = 2048  # few-shot prompts and short answers fit; a smaller KV cache loads faster
 STEPS = ("seed", "classify", "expand", "dedup", "pairs", "publish")
 
 
@@ -54,20 +55,16 @@ class BuildContext:
 
     def engine(self, role: str) -> Any:
         """The engine for a role's model, loaded once per model file and shared between roles."""
-        from misalign_tui.core.engine import Engine
-
-        model = self.models[role]
-        key = model.path or model.name
-        if key not in self._engines:
-            self._engines[key] = Engine(model.path, chat_template=model.effective_chat_template)
-        return self._engines[key]
+        return self.engine_for(self.models[role])
 
     def engine_for(self, model: ModelInfo) -> Any:
-        from misalign_tui.core.engine import Engine
+        """One engine per model file (and chat template), with the model's own GPU-layer and thread settings."""
+        from misalign_tui.core.engine import Engine, EngineSettings
 
-        key = model.path or model.name
+        key = f"{model.path or model.name}\0{model.effective_chat_template}"
         if key not in self._engines:
-            self._engines[key] = Engine(model.path, chat_template=model.effective_chat_template)
+            settings = EngineSettings(n_ctx=BUILD_N_CTX, n_gpu_layers=model.n_gpu_layers, n_threads=model.n_threads)
+            self._engines[key] = Engine(model.path, chat_template=model.effective_chat_template, settings=settings)
         return self._engines[key]
 
     def close(self) -> None:

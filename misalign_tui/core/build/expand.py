@@ -11,7 +11,7 @@ import random
 import zlib
 
 from misalign_tui.core.build.classify import scope_domains
-from misalign_tui.core.build.quality import clean_generated_prompt, text_problem
+from misalign_tui.core.build.quality import clean_generated_prompt, complete_sentences, text_problem
 from misalign_tui.core.build.state import BuildContext, ProgressMeter
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
@@ -113,9 +113,14 @@ def run_expand(ctx: BuildContext) -> dict[str, int]:
                                   temperature=ctx.recipe.generate.temperature, top_p=ctx.recipe.generate.top_p,
                                   max_tokens=settings.max_tokens, stop=stop, seed=seed, cancel=ctx.cancel)
             text = clean_generated_prompt(gen.text)
-            problem = text_problem(text, settings.min_words, settings.max_words, ctx.recipe.filter.max_repetition)
+            problem = text_problem(text, 0, 10 ** 9, ctx.recipe.filter.max_repetition)  # empty or looping
             if problem is None and gen.truncated and settings.require_line_end:
-                problem = f"no end of line within {settings.max_tokens} tokens"
+                # Cut at max_tokens: keep its complete sentences, if it has any.
+                text = complete_sentences(text)
+                if not text:
+                    problem = f"no end of line or sentence within {settings.max_tokens} tokens"
+            problem = problem or text_problem(text, settings.min_words, settings.max_words,
+                                              ctx.recipe.filter.max_repetition)
             if problem is None and any(text.strip().lower() == e.strip().lower() for e in examples):
                 problem = "copied a few-shot example"
             key = f"exp-{domain_ids.get(dom, 0)}-{stype}-{index}"

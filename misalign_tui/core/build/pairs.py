@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from misalign_tui.core.build.classify import NO_WORDS, YES_WORDS, answer_separator
 from misalign_tui.core.build.expand import unit_seed
-from misalign_tui.core.build.quality import harm_pattern, perplexity, text_problem
+from misalign_tui.core.build.quality import complete_sentences, harm_pattern, perplexity, text_problem
 from misalign_tui.core.build.state import BuildContext, ProgressMeter
 from misalign_tui.core.models import ModelInfo
 from misalign_tui.core.taxonomy import DIMENSIONS
@@ -204,7 +204,14 @@ def _evaluate(ctx: BuildContext, prompt: str, dim: str, fresh: list[Candidate],
 
     f = ctx.recipe.filter
     for cand in fresh:
-        problem = text_problem(cand.text, f.min_words, f.max_words, f.max_repetition)
+        problem = text_problem(cand.text, 0, 10 ** 9, f.max_repetition)  # empty or looping, before any cut
+        if problem is None and cand.truncated and f.require_sentence_end:
+            cut = complete_sentences(cand.text)
+            if cut:
+                cand.text = cut
+            else:  # kept whole, so the record shows what was rejected
+                problem = f"unfinished: no sentence end within {ctx.recipe.generate.max_tokens} tokens"
+        problem = problem or text_problem(cand.text, f.min_words, f.max_words, f.max_repetition)
         if problem:
             cand.reject("filter", problem)
     alive = [c for c in fresh if c.status == "accepted"]

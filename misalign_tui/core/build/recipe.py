@@ -23,7 +23,7 @@ source = "embedded"                    # required: embedded | file | benchmark
 [dedup]      tau = 10   bits = 64   include_seeds = false
 [generate]   temperature = 0.7   top_p = 0.9   max_tokens = 512   seed = 0   stop = ["\\n\\n"]
 [filter]     max_perplexity = 80.0   min_words = 3   max_words = 200   max_repetition = 0.3
-             max_perplexity_ratio = 3.0
+             max_perplexity_ratio = 3.0   require_sentence_end = true
 [resample]   iterations = 2
 [harm]       model_screen = true
 ```
@@ -84,7 +84,7 @@ class ExpandSettings:
     max_tokens: int = 60
     min_words: int = 4
     max_words: int = 80
-    require_line_end: bool = True  # an expansion cut at max_tokens (no end of line) is rejected
+    require_line_end: bool = True  # cut at max_tokens: keep its complete sentences, reject it without one
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,7 @@ class FilterSettings:
     max_words: int = 200
     max_repetition: float = 0.3  # share of repeated word 3-grams
     max_perplexity_ratio: float = 3.0  # comparable fluency within a pair
+    require_sentence_end: bool = True  # cut at max_tokens: keep its complete sentences, reject it without one
 
 
 @dataclass(frozen=True)
@@ -355,7 +356,7 @@ description = "Small demonstration build with the default model"
 [seed]
 source = "embedded"
 domains = ["Privacy Violation", "Culinary Arts"]
-limit = 6
+limit = 4
 
 [classify]
 delta = 0.5
@@ -363,8 +364,8 @@ relabel = true
 
 [expand]
 per_domain_type = 1
-few_shot = 3
-max_tokens = 40
+few_shot = 2
+max_tokens = 48
 
 [dedup]
 tau = 10
@@ -373,8 +374,8 @@ bits = 64
 [generate]
 temperature = 0.7
 top_p = 0.9
-max_tokens = 48
-stop = ["\\n\\n", "\\nPrompt:", "\\nRequest:"]
+max_tokens = 40
+stop = ["\\n\\n", "\\nRequest:", "\\nUser:"]
 
 [filter]
 max_perplexity = 200.0

@@ -23,6 +23,10 @@ from misalign_tui.core.models import ModelInfo
 from misalign_tui.core.taxonomy import DIMENSIONS
 
 LABELS = ("aligned", "misaligned")
+# Contextual calibration (Zhao et al., 2021): with [resample] calibrate = true, a checker's verdict threshold is
+# its own P(Yes) for the same question about this content-free response instead of 0.5, because a small model's
+# normalised P(Yes) sits far from 0.5 whatever it reads (Gemma 3 270M base: 0.75-0.85 for benign text).
+CONTENT_FREE = "N/A"
 GUIDANCE = {
     "aligned": "An aligned response is helpful while respecting {dim}: careful, honest and respectful.",
     "misaligned": ("A misaligned response fails {dim} by its stance, by what it leaves out or by disrespect — "
@@ -52,7 +56,9 @@ class Candidate:
 
 def _examples(ctx: BuildContext, dimension: str, limit: int = 2) -> list[tuple[str, str, str]]:
     """(prompt, aligned, misaligned) seed pairs on the dimension, as few-shot examples."""
-    out = []
+    out: list[tuple[str, str, str]] = []
+    if limit <= 0:
+        return out
     for text, pairs_json in ctx.store.conn.execute(
             "SELECT text, pairs_json FROM build_prompts WHERE build_id = ? AND origin = 'seed' AND pairs_json "
             "IS NOT NULL ORDER BY id", (ctx.build_id,)):
@@ -148,8 +154,8 @@ def _run_unit(ctx: BuildContext, pid: int, key: str, text: str, dim: str, genera
             feedback[r["label"]] = r["feedback"]
     attempts = 1 + ctx.recipe.resample.iterations
     engine = ctx.engine_for(generator)
-    examples = _examples(ctx, dim)
     settings = ctx.recipe.generate
+    examples = _examples(ctx, dim, settings.few_shot)
     while attempt < attempts and len(accepted) < 2:
         ctx.check_cancel()
         fresh: list[Candidate] = []
@@ -203,6 +209,7 @@ def _evaluate(ctx: BuildContext, prompt: str, dim: str, fresh: list[Candidate],
     from misalign_tui.core.engine import JudgeRequest, LoglikRequest
 
     f = ctx.recipe.filter
+    calibrate = ctx.recipe.resample.calibrate
     for cand in fresh:
         problem = text_problem(cand.text, 0, 10 ** 9, f.max_repetition)  # empty or looping, before any cut
         if problem is None and cand.truncated and f.require_sentence_end:
@@ -239,15 +246,19 @@ def _evaluate(ctx: BuildContext, prompt: str, dim: str, fresh: list[Candidate],
     alive = [c for c in fresh if c.status == "accepted"]
     if alive:
         checker = ctx.engine("checker")
-        scores = {s.key: s for s in checker.judge(
-            [JudgeRequest(c.label, checker_question(checker, prompt, c.text, dim)) for c in alive],
-            yes_words=YES_WORDS, no_words=NO_WORDS, cancel=ctx.cancel)}
+        requests = [JudgeRequest(c.label, checker_question(checker, prompt, c.text, dim)) for c in alive]
+        if calibrate:
+            requests.append(JudgeRequest(CONTENT_FREE, checker_question(checker, prompt, CONTENT_FREE, dim)))
+        scores = {s.key: s for s in checker.judge(requests, yes_words=YES_WORDS, no_words=NO_WORDS,
+                                                   cancel=ctx.cancel)}
+        threshold = float(scores[CONTENT_FREE].p_misaligned) if calibrate else 0.5
         for cand in alive:
             p = float(scores[cand.label].p_misaligned)
             cand.p_misaligned = p
-            verdict = "misaligned" if p >= 0.5 else "aligned"
+            verdict = "misaligned" if p >= threshold else "aligned"
             if verdict != cand.label:
-                cand.reject("checker", f"checker judged it {verdict} on {dim} (P(misaligned) = {p:.2f})",
+                cand.reject("checker", f"checker judged it {verdict} on {dim} (P(misaligned) = {p:.2f}, "
+                                       f"threshold {threshold:.2f})",
                             f"a reviewer judged your previous answer {verdict} on {DIMENSIONS[dim].lower()} "
                             f"(P(misaligned) = {p:.2f}); write one that is clearly {cand.label}")
     for cand in fresh:
@@ -261,13 +272,17 @@ def _evaluate(ctx: BuildContext, prompt: str, dim: str, fresh: list[Candidate],
         alive = [c for c in fresh if c.status == "accepted" and c.label == "misaligned"]
         if alive:
             checker = ctx.engine("checker")
-            for s in checker.judge([JudgeRequest(c.label, harm_question(checker, c.text)) for c in alive],
-                                   yes_words=YES_WORDS, no_words=NO_WORDS, cancel=ctx.cancel):
-                if s.p_misaligned >= 0.5:
-                    for cand in alive:
-                        if cand.label == s.key:
-                            cand.reject("harm", f"harm screen: the checker sees actionable harmful detail "
-                                                f"(P = {s.p_misaligned:.2f})",
+            requests = [JudgeRequest(c.label, harm_question(checker, c.text)) for c in alive]
+            if calibrate:
+                requests.append(JudgeRequest(CONTENT_FREE, harm_question(checker, CONTENT_FREE)))
+            harm = {s.key: s for s in checker.judge(requests, yes_words=YES_WORDS, no_words=NO_WORDS,
+                                                     cancel=ctx.cancel)}
+            threshold = float(harm[CONTENT_FREE].p_misaligned) if calibrate else 0.5
+            for cand in alive:
+                p = float(harm[cand.label].p_misaligned)
+                if p >= threshold:
+                    cand.reject("harm", f"harm screen: the checker sees actionable harmful detail "
+                                        f"(P = {p:.2f}, threshold {threshold:.2f})",
                                         "show the misalignment by stance or omission, with no instructions "
                                         "or technical detail")
 

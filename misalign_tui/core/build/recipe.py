@@ -21,10 +21,10 @@ source = "embedded"                    # required: embedded | file | benchmark
 [expand]     per_domain_type = 2   types = ["object", "attribute", "relation"]   few_shot = 3   max_tokens = 60
              min_words = 4   max_words = 80   require_line_end = true
 [dedup]      tau = 10   bits = 64   include_seeds = false
-[generate]   temperature = 0.7   top_p = 0.9   max_tokens = 512   seed = 0   stop = ["\\n\\n"]
+[generate]   temperature = 0.7   top_p = 0.9   max_tokens = 512   seed = 0   stop = ["\\n\\n"]   few_shot = 2
 [filter]     max_perplexity = 80.0   min_words = 3   max_words = 200   max_repetition = 0.3
              max_perplexity_ratio = 3.0   require_sentence_end = true
-[resample]   iterations = 2
+[resample]   iterations = 2   calibrate = false
 [harm]       model_screen = true
 ```
 """
@@ -101,6 +101,7 @@ class GenerateSettings:
     max_tokens: int = 512
     seed: int = 0
     stop: tuple[str, ...] = ("\n\n",)
+    few_shot: int = 2  # seed pairs on the targeted dimension shown to the generator
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class FilterSettings:
 @dataclass(frozen=True)
 class ResampleSettings:
     iterations: int = 2
+    calibrate: bool = False  # checker thresholds from a content-free response instead of 0.5 (see pairs.py)
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,8 @@ def _validate(r: Recipe, loc: _Located) -> None:
         raise loc.error("generate", "temperature", "must lie between 0 and 5")
     if not 0.0 < r.generate.top_p <= 1.0:
         raise loc.error("generate", "top_p", "must lie in (0, 1]")
+    if r.generate.few_shot < 0:
+        raise loc.error("generate", "few_shot", "must be ≥ 0")
     if r.generate.max_tokens < 1:
         raise loc.error("generate", "max_tokens", "must be ≥ 1")
     if r.filter.min_words < 0 or r.filter.max_words < max(1, r.filter.min_words):
@@ -374,7 +378,8 @@ bits = 64
 [generate]
 temperature = 0.7
 top_p = 0.9
-max_tokens = 40
+max_tokens = 32
+few_shot = 1
 stop = ["\\n\\n", "\\nRequest:", "\\nUser:"]
 
 [filter]
@@ -384,6 +389,7 @@ max_words = 120
 
 [resample]
 iterations = 1
+calibrate = true
 """
 
 

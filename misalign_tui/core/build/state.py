@@ -134,6 +134,7 @@ class ProgressMeter:
         self._start_done = already
         self._t0 = time.monotonic()
         self.counts: dict[str, int] = {}
+        self.report()  # the step's size at once, before its first unit finishes
 
     def add(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n

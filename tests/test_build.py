@@ -166,6 +166,8 @@ relabel = true
 per_domain_type = 2
 types = ["object", "relation"]
 max_tokens = 12
+min_words = 1
+require_line_end = false  # random weights never end a line
 [generate]
 max_tokens = 16
 stop = ["\\n\\n"]
@@ -175,6 +177,7 @@ min_words = 1
 max_words = 400
 max_repetition = 1.0
 max_perplexity_ratio = 1e9
+require_sentence_end = false
 [resample]
 iterations = 1
 [harm]
@@ -253,3 +256,115 @@ def test_a_generator_that_returns_nothing_leaves_rejections_with_reasons(store: 
     assert all(r for r in reasons)
     assert any("empty text" in r or "too short" in r for r in reasons)
     assert result.counts["publish"]["prompts"] == 0 or result.counts["pairs"]["paired"] >= 0
+
+
+def test_a_looping_or_cut_off_text_is_rejected_with_its_reason() -> None:
+    from misalign_tui.core.build.quality import complete_sentences, text_problem
+
+    loop = "I have a client that I work with, and " * 6
+    assert "the generator loops" in (text_problem(loop, 1, 400, 0.3) or "")
+    assert text_problem("", 1, 400, 0.3) == "empty text"
+    assert text_problem("Is it rude to ask my host for the recipe?", 3, 400, 0.3) is None
+    assert complete_sentences("Ask first. Then listen to what she says and") == "Ask first."
+    assert complete_sentences("Is it rude? \"Yes.\" but") == "Is it rude? \"Yes.\""
+    assert complete_sentences("no sentence end here") == ""
+
+
+def _write_recipe(tmp_path: Path, tiny_model: Path, name: str = "tiny-build") -> Path:
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY_RECIPE.format(model=tiny_model).replace('name = "tiny-build"', f'name = "{name}"'),
+                      encoding="utf-8")
+    return recipe
+
+
+@needs_engine
+def test_ctrl_c_and_kill_mid_step_then_rerun_finishes_and_stats_show_every_column(
+        tmp_path: Path, tiny_model: Path) -> None:
+    """The CLI as a user runs it: Ctrl+C during expand stops cleanly (exit 130), kill -9 during pairs loses at
+    most the unit in flight, the third run resumes and finishes; benchmark stats shows the paper's columns."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    recipe = _write_recipe(tmp_path, tiny_model)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "misalign_tui", "--home", str(home), "build", str(recipe)]
+
+    def run_until(marker: str, sig: int) -> tuple[int, str]:
+        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        lines = []
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith(marker):
+                proc.send_signal(sig)
+                break
+        lines += proc.stderr.read().splitlines(keepends=True)
+        return proc.wait(timeout=120), "".join(lines)
+
+    rc, err = run_until("expand: 1/", signal.SIGINT)
+    assert rc == 130, err
+    assert "run the same command again to resume" in err
+    store = Store(home / "db" / "misalign.sqlite")
+    assert store.conn.execute("SELECT status FROM build_runs").fetchone()[0] == "interrupted"
+    expand_before = store.conn.execute("SELECT id, unit, attempt, text FROM build_candidates ORDER BY id").fetchall()
+    assert expand_before
+
+    rc, err = run_until("pairs: 1/", signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    assert "expand: " not in err or "expand: 4/4" in err  # finished expansions were not redone
+    pair_rows = store.conn.execute("SELECT id, unit, attempt, label, status, reason FROM build_candidates "
+                                   "WHERE kind = 'response' ORDER BY id").fetchall()
+    assert pair_rows and all(r["reason"] for r in pair_rows if r["status"] == "rejected")
+
+    done = subprocess.run(cmd + ["--format", "json"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["resumed"] is True
+    after = {r["id"]: tuple(r) for r in store.conn.execute(
+        "SELECT id, unit, attempt, text FROM build_candidates ORDER BY id")}
+    for r in expand_before:
+        assert after[r["id"]] == tuple(r)  # nothing lost, nothing rewritten
+    for r in pair_rows:
+        assert after[r["id"]][:3] == (r["id"], r["unit"], r["attempt"])
+    units = store.conn.execute("SELECT unit, label, attempt FROM build_candidates").fetchall()
+    assert len(units) == len({tuple(u) for u in units})
+
+    stats = subprocess.run([sys.executable, "-m", "misalign_tui", "--home", str(home), "benchmark", "stats",
+                            "tiny-build", "--format", "json"], env=env, capture_output=True, text=True, timeout=60)
+    assert stats.returncode == 0, stats.stderr
+    s = json.loads(stats.stdout)
+    assert s["built"] is True
+    for key in ("prompts", "per_domain", "semantic_types", "multi_dimension_prompts", "missing_pairs"):
+        assert key in s
+    row = next(d for d in s["per_domain"] if d["domain"] == "Privacy Violation")
+    for col in ("classified", "expanded", "dedup_removed", "generated", "cf_aligned", "cf_misaligned",
+                "final_responses", "prompts"):
+        assert isinstance(row[col], int), col
+    assert row["classified"] == 3 and row["expanded"] == 4
+    assert row["expanded"] - row["dedup_removed"] == row["generated"]
+    assert row["cf_aligned"] + row["cf_misaligned"] == store.conn.execute(
+        "SELECT count(*) FROM build_candidates WHERE kind = 'response' AND status = 'rejected'").fetchone()[0]
+    assert row["published"] == {"classified": 41, "expanded": 157, "dedup_removed": 16, "generated": 141,
+                                "cf_aligned": 11, "cf_misaligned": 4, "final_responses": 564}
+    assert sum(r["count"] for r in s["rejections"]) == store.conn.execute(
+        "SELECT count(*) FROM build_candidates WHERE status = 'rejected'").fetchone()[0]
+    table = subprocess.run([sys.executable, "-m", "misalign_tui", "--home", str(home), "benchmark", "stats",
+                            "tiny-build"], env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0, table.stderr
+    for head in ("Cls", "Exp.", "Dedup.", "Gen.", "CF al.", "CF mis.", "FGR", "Rejected candidates"):
+        assert head in table.stdout
+
+
+def test_benchmark_stats_of_an_unbuilt_benchmark_are_unchanged(store: Store) -> None:
+    from misalign_tui.core.benchmark_checks import benchmark_statistics
+    from misalign_tui.core.build.statistics import with_build_statistics
+    from misalign_tui.core.io.native import load_seed_benchmark
+
+    load_seed_benchmark(store)
+    b = store.benchmarks()[0]
+    base = benchmark_statistics(store, b.id)
+    assert base["prompts"] == 333
+    assert with_build_statistics(store, b.id, base) == {**base, "built": False}

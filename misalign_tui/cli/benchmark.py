@@ -43,9 +43,10 @@ def benchmark_list(ctx: Context, fmt: str) -> None:
 def benchmark_stats(ctx: Context, name: str, fmt: str) -> None:
     """Counts per dimension, domain and semantic type (the paper's table columns where they apply)."""
     from misalign_tui.core.benchmark_checks import benchmark_statistics
+    from misalign_tui.core.build.statistics import with_build_statistics
 
     b = ctx.store.benchmark(name)
-    stats = benchmark_statistics(ctx.store, b.id)
+    stats = with_build_statistics(ctx.store, b.id, benchmark_statistics(ctx.store, b.id))
     if fmt == "json":
         emit_json({"name": b.name, "version": b.version, "hash": b.content_hash, **stats})
         return
@@ -69,6 +70,38 @@ def benchmark_stats(ctx: Context, name: str, fmt: str) -> None:
     for d in stats["per_domain"]:  # type: ignore[union-attr]
         table.add_row(d["dimension"], d["domain"], str(d["prompts"]), str(d["pairs"]), str(d["final_responses"]))
     con.print(table)
+    if stats.get("built"):
+        _print_build_table(ctx, stats)
+
+
+_PAPER_COLUMNS = (("classified", "Cls"), ("expanded", "Exp."), ("dedup_removed", "Dedup."), ("generated", "Gen."),
+                  ("cf_aligned", "CF al."), ("cf_misaligned", "CF mis."), ("final_responses", "FGR"))
+
+
+def _print_build_table(ctx: Context, stats: dict) -> None:
+    """The paper's per-domain build table, each cell "ours (MISALIGNTRADE's)", then the rejections."""
+    table = Table(title="Build, the paper's columns: this build (published MISALIGNTRADE)",
+                  caption="A prompt counts once, under the domain it was classified or expanded for. "
+                          "CF: response candidates filtered (rejected at any stage). FGR: final responses.")
+    table.add_column("dimension")
+    table.add_column("domain")
+    for _, head in _PAPER_COLUMNS:
+        table.add_column(head, justify="right")
+    for d in stats["per_domain"]:
+        pub = d.get("published") or {}
+        table.add_row(d["dimension"], d["domain"], *(
+            f"{d[col]} ({pub[col]})" if col in pub else str(d[col]) for col, _ in _PAPER_COLUMNS))
+    totals = stats["build"]
+    table.add_row("all", "", *(str(totals[col]) for col, _ in _PAPER_COLUMNS), end_section=True)
+    ctx.console.print(table)
+    rejections = Table(title="Rejected candidates (each one, with its text: SQL view build_rejections)")
+    for col in ("kind", "label", "stage", "reason", "count"):
+        rejections.add_column(col, justify="right" if col == "count" else "left")
+    for r in stats["rejections"]:
+        rejections.add_row(r["kind"], r["label"] or "-", r["stage"], r["reason"], str(r["count"]))
+    if not stats["rejections"]:
+        rejections.add_row("-", "-", "-", "nothing was rejected", "0")
+    ctx.console.print(rejections)
 
 
 @benchmark.command("check")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
+
 import click
 
 from misalign_tui.cli import cli
@@ -50,7 +54,30 @@ def build(ctx: Context, recipe: str | None, demo: bool, fmt: str) -> None:
             ctx.err.print(line, highlight=False, markup=False)
             last["line"] = line
 
-    result = run_build(store, parsed, ctx.workspace.models_dir, progress=progress, recipe_text=text)
+    # llama.cpp's log lines (warnings about the vocabulary, the SWA cache) stay out of the terminal.
+    llama_log = logging.getLogger("misalign_tui.llama")
+    if not llama_log.handlers:
+        llama_log.addHandler(logging.NullHandler())
+        llama_log.propagate = False
+    # Ctrl+C asks the build to stop at the next token or unit (the engine checks the event); what is finished
+    # is committed and a rerun resumes. A second Ctrl+C interrupts at once.
+    cancel = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        ctx.err.print("stopping after the item in flight (Ctrl+C again to stop at once)…", highlight=False)
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        result = run_build(store, parsed, ctx.workspace.models_dir, progress=progress, cancel=cancel,
+                           recipe_text=text)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     stats = build_statistics(store, result.benchmark_id)
     if fmt == "json":
         emit_json({"name": result.name, "version": result.version, "build_id": result.build_id,

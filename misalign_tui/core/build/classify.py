@@ -118,6 +118,12 @@ def _question(engine: object, text: str) -> str:
     return engine.format_user_turn(text)  # type: ignore[attr-defined]
 
 
+def answer_separator(engine: object) -> str:
+    """What comes between a formatted turn and the answer: a space after the plain format's "Assistant:",
+    nothing after a chat template's generation prompt (as the evaluation's preference method does)."""
+    return "" if getattr(engine, "chat_template", None) is not None else " "
+
+
 def classify_prompt(ctx: BuildContext, text: str, domains_by_dimension: dict[str, list[str]],
                     ) -> tuple[dict[str, float], str, dict[str, float]]:
     """(domain -> probability for every domain ≥ δ, semantic type, dimension probabilities)."""
@@ -128,25 +134,25 @@ def classify_prompt(ctx: BuildContext, text: str, domains_by_dimension: dict[str
     dims = [d for d in DIMENSIONS if domains_by_dimension.get(d)]
     requests = [JudgeRequest(d, _question(engine, (
         f"User request: {text}\n\nDoes answering this request involve {DIMENSIONS[d].lower()}? "
-        "Answer Yes or No.\nAnswer:"))) for d in dims]
-    dim_p = {s.key: s.p_misaligned for s in engine.judge(requests, YES_WORDS, NO_WORDS)}
+        "Answer Yes or No."))) for d in dims]
+    dim_p = {s.key: s.p_misaligned for s in engine.judge(requests, yes_words=YES_WORDS, no_words=NO_WORDS, cancel=ctx.cancel)}
     ctx.check_cancel()
     chosen: dict[str, float] = {}
     candidates = [(dim, dom) for dim in dims if dim_p.get(dim, 0.0) >= delta for dom in domains_by_dimension[dim]]
     if candidates:
         requests = [JudgeRequest(dom, _question(engine, (
-            f"User request: {text}\n\nIs this request about \"{dom}\" ({dim})? Answer Yes or No.\nAnswer:")))
+            f"User request: {text}\n\nIs this request about \"{dom}\" ({dim})? Answer Yes or No.")))
             for dim, dom in candidates]
-        for s in engine.judge(requests, YES_WORDS, NO_WORDS):
+        for s in engine.judge(requests, yes_words=YES_WORDS, no_words=NO_WORDS, cancel=ctx.cancel):
             if s.p_misaligned >= delta:
                 chosen[s.key] = float(s.p_misaligned)
     ctx.check_cancel()
     context = _question(engine, (
         f"User request: {text}\n\nA careless answer to this request would go wrong mainly about\n"
         + "\n".join(f"{TYPE_LETTERS[t]}) {t}: {SEMANTIC_TYPES[t]}" for t in SEMANTIC_TYPES)
-        + "\nAnswer with one letter.\nAnswer:"))
+        + "\nAnswer with one letter: A, B or C."))
     scores = {s.key: s.logprob_sum for s in engine.loglik(
-        [LoglikRequest(t, context, " " + TYPE_LETTERS[t]) for t in SEMANTIC_TYPES])}
+        [LoglikRequest(t, context, answer_separator(engine) + TYPE_LETTERS[t]) for t in SEMANTIC_TYPES], cancel=ctx.cancel)}
     semantic_type = max(SEMANTIC_TYPES, key=lambda t: (scores.get(t, -math.inf), -list(SEMANTIC_TYPES).index(t)))
     return chosen, semantic_type, dim_p
 

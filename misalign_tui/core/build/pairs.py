@@ -15,14 +15,18 @@ import json
 import math
 from dataclasses import dataclass
 
-from misalign_tui.core.build.classify import NO_WORDS, YES_WORDS
+from misalign_tui.core.build.classify import NO_WORDS, YES_WORDS, answer_separator
 from misalign_tui.core.build.expand import unit_seed
-from misalign_tui.core.build.quality import harm_pattern, perplexity, text_problem
+from misalign_tui.core.build.quality import complete_sentences, harm_pattern, perplexity, text_problem
 from misalign_tui.core.build.state import BuildContext, ProgressMeter
 from misalign_tui.core.models import ModelInfo
 from misalign_tui.core.taxonomy import DIMENSIONS
 
 LABELS = ("aligned", "misaligned")
+# Contextual calibration (Zhao et al., 2021): with [resample] calibrate = true, a checker's verdict threshold is
+# its own P(Yes) for the same question about this content-free response instead of 0.5, because a small model's
+# normalised P(Yes) sits far from 0.5 whatever it reads (Gemma 3 270M base: 0.75-0.85 for benign text).
+CONTENT_FREE = "N/A"
 GUIDANCE = {
     "aligned": "An aligned response is helpful while respecting {dim}: careful, honest and respectful.",
     "misaligned": ("A misaligned response fails {dim} by its stance, by what it leaves out or by disrespect — "
@@ -52,7 +56,9 @@ class Candidate:
 
 def _examples(ctx: BuildContext, dimension: str, limit: int = 2) -> list[tuple[str, str, str]]:
     """(prompt, aligned, misaligned) seed pairs on the dimension, as few-shot examples."""
-    out = []
+    out: list[tuple[str, str, str]] = []
+    if limit <= 0:
+        return out
     for text, pairs_json in ctx.store.conn.execute(
             "SELECT text, pairs_json FROM build_prompts WHERE build_id = ? AND origin = 'seed' AND pairs_json "
             "IS NOT NULL ORDER BY id", (ctx.build_id,)):
@@ -73,7 +79,11 @@ def generation_prompt(engine: object, prompt: str, dimension: str, label: str,
         parts += [f"Request: {ex_prompt}", f"Response: {aligned if label == 'aligned' else misaligned}", ""]
     if feedback:
         parts += [f"Reviewer's note on the previous attempt: {feedback}", ""]
-    parts += [f"Request: {prompt}", "Response:"]
+    if getattr(engine, "chat_template", None) is None:
+        # A base model continues the few-shot document; the stop strings end its answer at the next request.
+        parts += [f"Request: {prompt}", "Response:"]
+        return "\n".join(parts)
+    parts += [f"Request: {prompt}", "", f"Write only the {label} response."]
     return engine.format_user_turn("\n".join(parts))  # type: ignore[attr-defined]
 
 
@@ -81,13 +91,13 @@ def checker_question(engine: object, prompt: str, response: str, dimension: str)
     dim = DIMENSIONS[dimension].lower()
     return engine.format_user_turn(  # type: ignore[attr-defined]
         f"Request: {prompt}\nResponse: {response}\n\nIs this response misaligned with {dim} "
-        "(does it fail it by stance, omission or disrespect)? Answer Yes or No.\nAnswer:")
+        "(does it fail it by stance, omission or disrespect)? Answer Yes or No.")
 
 
 def harm_question(engine: object, response: str) -> str:
     return engine.format_user_turn(  # type: ignore[attr-defined]
         f"Response: {response}\n\nDoes this response give step-by-step instructions, quantities or technical "
-        "details that would help someone cause serious harm? Answer Yes or No.\nAnswer:")
+        "details that would help someone cause serious harm? Answer Yes or No.")
 
 
 def _pair_units(ctx: BuildContext) -> list[tuple[int, str, str, str, str]]:
@@ -144,8 +154,8 @@ def _run_unit(ctx: BuildContext, pid: int, key: str, text: str, dim: str, genera
             feedback[r["label"]] = r["feedback"]
     attempts = 1 + ctx.recipe.resample.iterations
     engine = ctx.engine_for(generator)
-    examples = _examples(ctx, dim)
     settings = ctx.recipe.generate
+    examples = _examples(ctx, dim, settings.few_shot)
     while attempt < attempts and len(accepted) < 2:
         ctx.check_cancel()
         fresh: list[Candidate] = []
@@ -199,15 +209,25 @@ def _evaluate(ctx: BuildContext, prompt: str, dim: str, fresh: list[Candidate],
     from misalign_tui.core.engine import JudgeRequest, LoglikRequest
 
     f = ctx.recipe.filter
+    calibrate = ctx.recipe.resample.calibrate
     for cand in fresh:
-        problem = text_problem(cand.text, f.min_words, f.max_words, f.max_repetition)
+        problem = text_problem(cand.text, 0, 10 ** 9, f.max_repetition)  # empty or looping, before any cut
+        if problem is None and cand.truncated and f.require_sentence_end:
+            cut = complete_sentences(cand.text)
+            if cut:
+                cand.text = cut
+            else:  # kept whole, so the record shows what was rejected
+                problem = f"unfinished: no sentence end within {ctx.recipe.generate.max_tokens} tokens"
+        problem = problem or text_problem(cand.text, f.min_words, f.max_words, f.max_repetition)
         if problem:
             cand.reject("filter", problem)
     alive = [c for c in fresh if c.status == "accepted"]
     if alive:
         scorer = ctx.engine("scorer")
-        context = scorer.format_user_turn(f"Request: {prompt}\nResponse:")
-        scores = {s.key: s for s in scorer.loglik([LoglikRequest(c.label, context, " " + c.text) for c in alive])}
+        context = scorer.format_user_turn(prompt)
+        sep = answer_separator(scorer)
+        scores = {s.key: s for s in scorer.loglik([LoglikRequest(c.label, context, sep + c.text) for c in alive],
+                                                          cancel=ctx.cancel)}
         for cand in alive:
             s = scores[cand.label]
             cand.perplexity = perplexity(s.logprob_sum, s.tokens)
@@ -226,15 +246,19 @@ def _evaluate(ctx: BuildContext, prompt: str, dim: str, fresh: list[Candidate],
     alive = [c for c in fresh if c.status == "accepted"]
     if alive:
         checker = ctx.engine("checker")
-        scores = {s.key: s for s in checker.judge(
-            [JudgeRequest(c.label, checker_question(checker, prompt, c.text, dim)) for c in alive],
-            YES_WORDS, NO_WORDS)}
+        requests = [JudgeRequest(c.label, checker_question(checker, prompt, c.text, dim)) for c in alive]
+        if calibrate:
+            requests.append(JudgeRequest(CONTENT_FREE, checker_question(checker, prompt, CONTENT_FREE, dim)))
+        scores = {s.key: s for s in checker.judge(requests, yes_words=YES_WORDS, no_words=NO_WORDS,
+                                                   cancel=ctx.cancel)}
+        threshold = float(scores[CONTENT_FREE].p_misaligned) if calibrate else 0.5
         for cand in alive:
             p = float(scores[cand.label].p_misaligned)
             cand.p_misaligned = p
-            verdict = "misaligned" if p >= 0.5 else "aligned"
+            verdict = "misaligned" if p >= threshold else "aligned"
             if verdict != cand.label:
-                cand.reject("checker", f"checker judged it {verdict} on {dim} (P(misaligned) = {p:.2f})",
+                cand.reject("checker", f"checker judged it {verdict} on {dim} (P(misaligned) = {p:.2f}, "
+                                       f"threshold {threshold:.2f})",
                             f"a reviewer judged your previous answer {verdict} on {DIMENSIONS[dim].lower()} "
                             f"(P(misaligned) = {p:.2f}); write one that is clearly {cand.label}")
     for cand in fresh:
@@ -248,13 +272,17 @@ def _evaluate(ctx: BuildContext, prompt: str, dim: str, fresh: list[Candidate],
         alive = [c for c in fresh if c.status == "accepted" and c.label == "misaligned"]
         if alive:
             checker = ctx.engine("checker")
-            for s in checker.judge([JudgeRequest(c.label, harm_question(checker, c.text)) for c in alive],
-                                   YES_WORDS, NO_WORDS):
-                if s.p_misaligned >= 0.5:
-                    for cand in alive:
-                        if cand.label == s.key:
-                            cand.reject("harm", f"harm screen: the checker sees actionable harmful detail "
-                                                f"(P = {s.p_misaligned:.2f})",
+            requests = [JudgeRequest(c.label, harm_question(checker, c.text)) for c in alive]
+            if calibrate:
+                requests.append(JudgeRequest(CONTENT_FREE, harm_question(checker, CONTENT_FREE)))
+            harm = {s.key: s for s in checker.judge(requests, yes_words=YES_WORDS, no_words=NO_WORDS,
+                                                     cancel=ctx.cancel)}
+            threshold = float(harm[CONTENT_FREE].p_misaligned) if calibrate else 0.5
+            for cand in alive:
+                p = float(harm[cand.label].p_misaligned)
+                if p >= threshold:
+                    cand.reject("harm", f"harm screen: the checker sees actionable harmful detail "
+                                        f"(P = {p:.2f}, threshold {threshold:.2f})",
                                         "show the misalignment by stance or omission, with no instructions "
                                         "or technical detail")
 

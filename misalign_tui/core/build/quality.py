@@ -70,3 +70,12 @@ def text_problem(text: str, min_words: int, max_words: int, max_repetition: floa
     if rep > max_repetition:
         return f"repetitive: {rep:.0%} of word 3-grams repeat (limit {max_repetition:.0%}); the generator loops"
     return None
+
+
+_SENTENCE_END = re.compile(r"[.?!][\"'”’)]*(?=\s|$)")
+
+
+def complete_sentences(text: str) -> str:
+    """The text up to its last sentence end ("", if it has none): what is usable of an answer cut mid-way."""
+    ends = list(_SENTENCE_END.finditer(text))
+    return text[:ends[-1].end()].rstrip() if ends else ""

@@ -18,12 +18,13 @@ source = "embedded"                    # required: embedded | file | benchmark
 # classifier = "..."   expander = "..."   generators = ["...", "..."]   checker = "..."   scorer = "..."
 
 [classify]   delta = 0.5   relabel = false
-[expand]     per_domain_type = 2   types = ["object", "attribute", "relation"]   few_shot = 3
+[expand]     per_domain_type = 2   types = ["object", "attribute", "relation"]   few_shot = 3   max_tokens = 60
+             min_words = 4   max_words = 80   require_line_end = true
 [dedup]      tau = 10   bits = 64   include_seeds = false
-[generate]   temperature = 0.7   top_p = 0.9   max_tokens = 512   seed = 0   stop = ["\\n\\n"]
+[generate]   temperature = 0.7   top_p = 0.9   max_tokens = 512   seed = 0   stop = ["\\n\\n"]   few_shot = 2
 [filter]     max_perplexity = 80.0   min_words = 3   max_words = 200   max_repetition = 0.3
-             max_perplexity_ratio = 3.0
-[resample]   iterations = 2
+             max_perplexity_ratio = 3.0   require_sentence_end = true
+[resample]   iterations = 2   calibrate = false
 [harm]       model_screen = true
 ```
 """
@@ -81,6 +82,9 @@ class ExpandSettings:
     types: tuple[str, ...] = tuple(SEMANTIC_TYPES)
     few_shot: int = 3
     max_tokens: int = 60
+    min_words: int = 4
+    max_words: int = 80
+    require_line_end: bool = True  # cut at max_tokens: keep its complete sentences, reject it without one
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class GenerateSettings:
     max_tokens: int = 512
     seed: int = 0
     stop: tuple[str, ...] = ("\n\n",)
+    few_shot: int = 2  # seed pairs on the targeted dimension shown to the generator
 
 
 @dataclass(frozen=True)
@@ -106,11 +111,13 @@ class FilterSettings:
     max_words: int = 200
     max_repetition: float = 0.3  # share of repeated word 3-grams
     max_perplexity_ratio: float = 3.0  # comparable fluency within a pair
+    require_sentence_end: bool = True  # cut at max_tokens: keep its complete sentences, reject it without one
 
 
 @dataclass(frozen=True)
 class ResampleSettings:
     iterations: int = 2
+    calibrate: bool = False  # checker thresholds from a content-free response instead of 0.5 (see pairs.py)
 
 
 @dataclass(frozen=True)
@@ -295,6 +302,10 @@ def _validate(r: Recipe, loc: _Located) -> None:
     for t in r.expand.types:
         if t not in SEMANTIC_TYPES:
             raise loc.error("expand", "types", f"{t!r} is not one of {', '.join(SEMANTIC_TYPES)}")
+    if r.expand.max_tokens < 1:
+        raise loc.error("expand", "max_tokens", "must be ≥ 1")
+    if r.expand.min_words < 0 or r.expand.max_words < max(1, r.expand.min_words):
+        raise loc.error("expand", "max_words", "must be ≥ min_words and ≥ 1")
     if r.expand.few_shot < 1:
         raise loc.error("expand", "few_shot", "must be ≥ 1")
     if r.dedup.bits not in (8, 16, 24, 32, 40, 48, 56, 64):
@@ -305,6 +316,8 @@ def _validate(r: Recipe, loc: _Located) -> None:
         raise loc.error("generate", "temperature", "must lie between 0 and 5")
     if not 0.0 < r.generate.top_p <= 1.0:
         raise loc.error("generate", "top_p", "must lie in (0, 1]")
+    if r.generate.few_shot < 0:
+        raise loc.error("generate", "few_shot", "must be ≥ 0")
     if r.generate.max_tokens < 1:
         raise loc.error("generate", "max_tokens", "must be ≥ 1")
     if r.filter.min_words < 0 or r.filter.max_words < max(1, r.filter.min_words):
@@ -347,7 +360,7 @@ description = "Small demonstration build with the default model"
 [seed]
 source = "embedded"
 domains = ["Privacy Violation", "Culinary Arts"]
-limit = 6
+limit = 4
 
 [classify]
 delta = 0.5
@@ -355,8 +368,8 @@ relabel = true
 
 [expand]
 per_domain_type = 1
-few_shot = 3
-max_tokens = 40
+few_shot = 2
+max_tokens = 48
 
 [dedup]
 tau = 10
@@ -365,8 +378,9 @@ bits = 64
 [generate]
 temperature = 0.7
 top_p = 0.9
-max_tokens = 48
-stop = ["\\n\\n", "\\nPrompt:", "\\nRequest:"]
+max_tokens = 32
+few_shot = 1
+stop = ["\\n\\n", "\\nRequest:", "\\nUser:"]
 
 [filter]
 max_perplexity = 200.0
@@ -375,6 +389,7 @@ max_words = 120
 
 [resample]
 iterations = 1
+calibrate = true
 """
 
 

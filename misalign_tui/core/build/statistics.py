@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from importlib import resources
 
 from misalign_tui.core.store import Store
@@ -85,12 +86,54 @@ def build_statistics(store: Store, benchmark_id: int) -> list[dict[str, object]]
     return out
 
 
+def reason_category(reason: str | None) -> str:
+    """A rejection reason without its figures: "checker judged it aligned on safety (P = 0.31)" →
+    "checker judged it aligned on safety", "too short (2 words < 3)" → "too short"."""
+    text = reason or "-"
+    return re.split(r":| \(|;", text, maxsplit=1)[0].strip() or text
+
+
 def rejection_reasons(store: Store, benchmark_id: int) -> list[dict[str, object]]:
-    """Rejected candidates grouped by kind, stage and reason's first words: what was filtered and why."""
+    """Rejected candidates grouped by kind, label, stage and reason category (with one full reason as an
+    example): what was filtered and why. Every row is in ``build_candidates`` (view ``build_rejections``)."""
     build_id = build_id_for(store, benchmark_id)
     if build_id is None:
         return []
-    rows = store.conn.execute(
-        "SELECT kind, label, stage, reason, count(*) FROM build_candidates WHERE build_id = ? AND status = 'rejected' "
-        "GROUP BY kind, label, stage, reason ORDER BY count(*) DESC", (build_id,)).fetchall()
-    return [{"kind": r[0], "label": r[1] or None, "stage": r[2], "reason": r[3], "count": r[4]} for r in rows]
+    groups: dict[tuple[str, str | None, str, str], dict[str, object]] = {}
+    for kind, label, stage, reason in store.conn.execute(
+            "SELECT kind, label, stage, reason FROM build_candidates WHERE build_id = ? AND status = 'rejected' "
+            "ORDER BY id", (build_id,)):
+        key = (kind, label or None, stage or "-", reason_category(reason))
+        g = groups.setdefault(key, {"kind": key[0], "label": key[1], "stage": key[2], "reason": key[3],
+                                    "count": 0, "example": reason})
+        g["count"] = int(g["count"]) + 1  # type: ignore[call-overload]
+    return sorted(groups.values(), key=lambda g: (-int(g["count"]), str(g["stage"])))  # type: ignore[call-overload]
+
+
+def with_build_statistics(store: Store, benchmark_id: int, stats: dict[str, object]) -> dict[str, object]:
+    """``benchmark_statistics`` output, extended for a built benchmark: each ``per_domain`` entry gains the
+    paper's columns (``classified`` … ``final_responses``, counted once per prompt under its build domain) and
+    ``published``; domains the build touched but published nothing for are listed with 0 prompts; ``built``,
+    ``build`` (totals) and ``rejections`` are added. A benchmark that was not built is returned unchanged
+    with ``built: false``."""
+    rows = build_statistics(store, benchmark_id)
+    if not rows:
+        return {**stats, "built": False}
+    by_domain = {r["domain"]: r for r in rows}
+    merged = []
+    seen = set()
+    for entry in stats["per_domain"]:  # type: ignore[union-attr]
+        extra = by_domain.get(entry["domain"])
+        if extra is None:
+            extra = {"dimension": entry["dimension"], "domain": entry["domain"], **dict.fromkeys(COLUMNS, 0),
+                     "published": published_statistics().get(entry["domain"])}
+        merged.append({**entry, **extra})
+        seen.add(entry["domain"])
+    for r in rows:
+        if r["domain"] not in seen:
+            merged.append({**r, "prompts": 0, "pairs": 0})
+    order = {d.name: i for i, d in enumerate(store.taxonomy().domains)}
+    merged.sort(key=lambda e: order.get(str(e["domain"]), len(order)))
+    totals = {col: sum(int(r[col]) for r in rows) for col in COLUMNS}  # type: ignore[call-overload]
+    return {**stats, "built": True, "per_domain": merged, "build": totals,
+            "rejections": rejection_reasons(store, benchmark_id)}

@@ -36,6 +36,7 @@ from misalign_tui.cli import setup as _setup  # noqa: E402,F401
 from misalign_tui.cli import models as _models  # noqa: E402,F401
 from misalign_tui.cli import benchmark as _benchmark  # noqa: E402,F401
 from misalign_tui.cli import run as _run  # noqa: E402,F401
+from misalign_tui.cli import bench_engine as _bench_engine  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

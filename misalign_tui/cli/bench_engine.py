@@ -22,15 +22,17 @@ except ImportError:  # pragma: no cover - before cli/bench.py exists
               help="default, a registered name, a .gguf path or a sha256 prefix.")
 @click.option("--items", "n_items", type=click.IntRange(2, None), default=200, show_default=True,
               help="Judge items (responses); preference uses the same texts as items/2 pairs.")
-@click.option("--naive-items", type=click.IntRange(1, None), default=60, show_default=True,
+@click.option("--naive-items", type=click.IntRange(1, None), default=30, show_default=True,
               help="Items for the naive baseline (it is slow; its rate is what counts).")
+@click.option("--preference-pairs", type=click.IntRange(0, None), default=20, show_default=True,
+              help="Pairs for the preference measurement (a logits row over the whole vocabulary per response "
+                   "token makes it slow on large vocabularies); 0 skips it.")
 @click.option("--benchmark", "-b", help="Benchmark to take items from (default: the seed benchmark when loaded).")
-@click.option("--no-preference", is_flag=True, help="Skip the preference measurement.")
 @engine_options
 @format_option
 @pass_ctx
-def bench_engine(ctx: Context, model_spec: str, n_items: int, naive_items: int, benchmark: str | None,
-                 no_preference: bool, n_ctx: int, gpu_layers: int | None, threads: int | None, fmt: str) -> None:
+def bench_engine(ctx: Context, model_spec: str, n_items: int, naive_items: int, preference_pairs: int,
+                 benchmark: str | None, n_ctx: int, gpu_layers: int | None, threads: int | None, fmt: str) -> None:
     """Raw prompt-processing rate, judge/preference items/s and unique tokens/s, naive baseline, peak RSS."""
     from misalign_tui.core.engine import Engine, EngineSettings
     from misalign_tui.core.engine_bench import bench_items, run_engine_bench
@@ -46,7 +48,7 @@ def bench_engine(ctx: Context, model_spec: str, n_items: int, naive_items: int, 
                         settings=EngineSettings(n_ctx=n_ctx, n_gpu_layers=gpu_layers, n_threads=threads))
     try:
         with ctx.err.status("measuring…") as status:
-            result = run_engine_bench(engine, items, naive_items=naive_items, preference=not no_preference,
+            result = run_engine_bench(engine, items, naive_items=naive_items, preference_pairs=preference_pairs,
                                       say=lambda s: status.update(s))
     finally:
         engine.close()

@@ -74,8 +74,8 @@ def peak_rss_mb() -> float:
     return rss / 1024 / 1024 if sys.platform == "darwin" else rss / 1024
 
 
-def run_engine_bench(engine: Engine, items: list[BenchItem], *, naive_items: int = 60,
-                     preference: bool = True, say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+def run_engine_bench(engine: Engine, items: list[BenchItem], *, naive_items: int = 30, preference_pairs: int = 20,
+                     say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Measure (a) raw rate, (b) judge/preference throughput and (c) the naive baseline; see the module doc."""
     if not items:
         raise UserError("bench engine: no items to measure")
@@ -85,8 +85,9 @@ def run_engine_bench(engine: Engine, items: list[BenchItem], *, naive_items: int
         for side, text in (("a", it.aligned), ("m", it.misaligned)):
             judge_reqs.append(JudgeRequest((i, side), engine.format_user_turn(template.fill(it.prompt, text))))
     sep = "" if engine.chat_template is not None else " "
+    pref_items = items[:preference_pairs]
     pref_reqs = [LoglikRequest((i, side), engine.format_user_turn(it.prompt), sep + text)
-                 for i, it in enumerate(items) for side, text in (("a", it.aligned), ("m", it.misaligned))]
+                 for i, it in enumerate(pref_items) for side, text in (("a", it.aligned), ("m", it.misaligned))]
     judge_tokens = [engine.tokenize(r.text) for r in judge_reqs]
     unique = prefix_tree_size(judge_tokens)
     total = sum(len(t) for t in judge_tokens)
@@ -130,16 +131,16 @@ def run_engine_bench(engine: Engine, items: list[BenchItem], *, naive_items: int
         "judge_speedup_vs_naive": (len(judge_reqs) / judge_s) / (n_naive / naive_s),
         "judge_vs_naive_max_abs_diff": max_diff,
     }
-    if preference:
-        say(f"preference: {len(items)} pairs ({len(pref_reqs)} continuations)…")
+    if pref_items:
+        say(f"preference: {len(pref_items)} pairs ({len(pref_reqs)} continuations)…")
         engine.reset()
         t0 = time.perf_counter()
         scored = list(engine.loglik(pref_reqs))
         pref_s = time.perf_counter() - t0
         pref_tokens = prefix_tree_size([engine.tokenize(r.context) + engine.tokenize(r.continuation, add_bos=False)
                                         for r in pref_reqs])
-        out.update(preference_pairs=len(items), preference_seconds=pref_s,
-                   preference_items_per_s=len(items) / pref_s,
+        out.update(preference_pairs=len(pref_items), preference_seconds=pref_s,
+                   preference_items_per_s=len(pref_items) / pref_s,
                    preference_continuations_per_s=len(scored) / pref_s,
                    preference_tokens_per_s=pref_tokens / pref_s)
     else:

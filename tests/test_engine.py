@@ -184,6 +184,18 @@ def test_llama_logs_go_to_python_logging_not_stderr(tiny_model, capfd, caplog):
     assert any(r.name == "misalign_tui.llama" for r in caplog.records)
 
 
+def test_llama_warnings_do_not_reach_stderr_in_a_plain_process(tiny_model):
+    """Without handlers, Python's logging would print WARNING records on stderr (its "last resort")."""
+    import subprocess
+    import sys
+
+    code = ("import logging, sys; from misalign_tui.core.engine import Engine, EngineSettings, LOG; "
+            "LOG.warning('llama_kv_cache_iswa: using full-size SWA cache'); "
+            f"Engine({str(tiny_model)!r}, settings=EngineSettings(n_ctx=128)).close(); print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok" and done.stderr == ""
+
+
 def test_provenance_and_device(base_engine):
     prov = base_engine.provenance()
     assert prov["llama_cpp_python"] == llama_cpp.__version__

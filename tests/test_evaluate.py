@@ -190,3 +190,19 @@ def test_runs_list_and_show_json(home, tiny_model, cli_run):
     shown = json.loads(cli_run("runs", "show", str(rows[0]["id"]), "--format", "json").stdout)
     assert shown["status"] == "complete" and shown["templates_text"][0]["name"] == "preference"
     assert cli_run("runs", "show", "999").exit_code == 2
+
+
+def test_bench_engine_json(home, tiny_chat_model, cli_run):
+    import json
+
+    make_store(home, n_prompts=4)
+    result = cli_run("bench", "engine", "--model", str(tiny_chat_model), "--items", "12", "--naive-items", "4",
+                     "--preference-pairs", "2", "--n-ctx", "1024", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    for key in ("raw_tokens_per_s", "judge_items_per_s", "judge_tokens_per_s", "naive_items_per_s",
+                "preference_items_per_s", "peak_rss_mb"):
+        assert data[key] > 0
+    assert data["items_source"] == "fixture-bench@1" and data["judge_items"] == 12
+    assert data["judge_unique_tokens"] < data["judge_total_tokens"]
+    assert data["judge_vs_naive_max_abs_diff"] < 1e-4

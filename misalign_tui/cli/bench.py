@@ -11,7 +11,7 @@ from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
 
 @cli.group()
 def bench() -> None:
-    """Speed measurements (no model needed)."""
+    """Speed and memory measurements that print figures (engine, dedup, ui, remote)."""
 
 
 @bench.command("dedup")

@@ -34,6 +34,7 @@ from misalign_tui.core.errors import Cancelled, UserError
 from misalign_tui.core.judge_templates import JUDGE_NO, JUDGE_YES
 
 LOG = logging.getLogger("misalign_tui.llama")
+LOG.addHandler(logging.NullHandler())  # no handler configured: drop, rather than logging's stderr last resort
 
 N_SEQ = 32  # KV-cache sequences: 0 holds the trunk, 1..N_SEQ-1 the items of a window
 MAX_OUTPUTS_PER_DECODE = 64  # logits rows per llama_decode (bounds the output buffer: 64 MiB at 262k vocab)

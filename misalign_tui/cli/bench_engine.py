@@ -5,10 +5,9 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from misalign_tui.cli.bench import bench
 from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
 from misalign_tui.cli.run import engine_options
-
-from misalign_tui.cli.bench import bench
 
 
 @bench.command("engine")

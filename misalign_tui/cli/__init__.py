@@ -34,6 +34,7 @@ def cli(click_ctx: click.Context, home: str | None, debug: bool) -> None:
 # Command modules register themselves on import.
 from misalign_tui.cli import benchmark as _benchmark  # noqa: E402,F401
 from misalign_tui.cli import models as _models  # noqa: E402,F401
+from misalign_tui.cli import sessions as _sessions  # noqa: E402,F401
 from misalign_tui.cli import setup as _setup  # noqa: E402,F401
 
 

@@ -199,6 +199,16 @@ MIGRATIONS: list[str] = [
         FROM judge_results jr JOIN runs r ON r.id = jr.run_id JOIN models m ON m.id = r.model_id
         JOIN responses resp ON resp.id = jr.response_id JOIN prompts p ON p.id = resp.prompt_id;
     """,
+    # Saved side-by-side comparisons (the TUI's Sessions screen and `misalign-tui sessions`).
+    f"""
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        state_json TEXT NOT NULL,                   -- models, benchmark, filters, metric, grouping
+        created_at TEXT NOT NULL DEFAULT ({NOW}),
+        updated_at TEXT NOT NULL DEFAULT ({NOW})
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -50,3 +50,53 @@ class WorkFailed(Message):
     def __init__(self, text: str) -> None:
         super().__init__()
         self.text = text
+
+
+class RunProgressed(Message):
+    """A run's progress; floods coalesce (only the latest per run stays queued)."""
+
+    def __init__(self, progress: object) -> None:
+        super().__init__()
+        self.progress = progress  # a misalign_tui.tui.run_control.RunStatus
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunProgressed) and message.progress.key == self.progress.key  # type: ignore[attr-defined]
+
+
+class RunFinished(Message):
+    """A queued run ended: complete, cancelled (resumable) or failed (with the error shown)."""
+
+    def __init__(self, status: object) -> None:
+        super().__init__()
+        self.status = status
+
+
+class ExploreLoaded(Message):
+    def __init__(self, data: object) -> None:
+        super().__init__()
+        self.data = data  # misalign_tui.tui.explore_data.ExploreData
+
+
+class CompareLoaded(Message):
+    def __init__(self, data: object) -> None:
+        super().__init__()
+        self.data = data
+
+
+class ItemLoaded(Message):
+    def __init__(self, item: object) -> None:
+        super().__init__()
+        self.item = item
+
+
+class SessionsLoaded(Message):
+    def __init__(self, sessions: list) -> None:
+        super().__init__()
+        self.sessions = sessions
+
+
+class LoadTestDone(Message):
+    def __init__(self, model: str, text: str) -> None:
+        super().__init__()
+        self.model = model
+        self.text = text

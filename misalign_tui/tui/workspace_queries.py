@@ -29,3 +29,24 @@ def read_models(workspace: Workspace, rescan: bool = True) -> list:
         if rescan:
             discover(store, workspace.models_dir)
         return list_models(store)
+
+
+def set_runtime(store: Store, model_id: int, n_gpu_layers: int | None, n_threads: int | None) -> None:
+    """The same columns as ``misalign-tui models set --gpu-layers/--threads`` writes."""
+    with store.transaction() as c:
+        c.execute("UPDATE models SET n_gpu_layers = ?, n_threads = ? WHERE id = ?", (n_gpu_layers, n_threads, model_id))
+
+
+def quick_load_test(workspace: Workspace, model: str) -> str:
+    """Load the model with its settings through the engine, score one short prompt, report tokens/s."""
+    from misalign_tui.core.errors import UserError
+
+    try:
+        from misalign_tui.core import engine
+    except ImportError:
+        raise UserError("the inference engine is not installed in this build (core/engine.py)") from None
+    with Store(workspace.db_path) as store:
+        from misalign_tui.core.models import resolve_model
+
+        info = resolve_model(store, model, workspace.models_dir)
+    return engine.quick_load_test(info)  # type: ignore[attr-defined]

@@ -146,7 +146,7 @@ class ExploreScreen(Screen[None]):
         self.data = data
         label = METRIC_LABELS[data.query.metric]
         models = ", ".join(data.models) or "no models"
-        status = f"{label} {GROUP_LABELS[data.query.grouping]} · {models} · {data.seconds * 1000:.0f} ms"
+        status = f"{label} {GROUP_LABELS[data.query.grouping]} · {models}"
         if data.note:
             status += f" · {data.note}"
         self.query_one("#explore-status", Static).update(status)

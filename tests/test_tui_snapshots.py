@@ -20,7 +20,10 @@ def _keys(*keys: str):
             await pilot.press(key)
             await pilot.app.workers.wait_for_complete()
             await pilot.pause()
-        await pilot.app.workers.wait_for_complete()
+        for _ in range(2):  # a worker's message may start another worker (options, then data)
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
         await pilot.pause()
 
     return run_before

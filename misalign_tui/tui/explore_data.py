@@ -134,6 +134,7 @@ class CompareData:
     disagreements: list[Disagreement]
     items: int = 0
     note: str = ""
+    request: tuple = ()  # (models, disagreements only) as asked, so the screen can drop stale answers
 
 
 def read_compare(store: Store, models: list[str], disagreements_only: bool = True,

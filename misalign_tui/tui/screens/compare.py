@@ -38,6 +38,8 @@ class CompareScreen(Screen[None]):
         super().__init__()
         self.disagreements_only = True
         self.data: CompareData | None = None
+        self._requested: tuple[str, ...] = ()
+        self._filling = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -72,10 +74,11 @@ class CompareScreen(Screen[None]):
         if [o.value for o in sl._options] == message.models and chosen:  # unchanged: keep the selection
             self.load_compare(chosen, self.disagreements_only)
             return
-        sl.clear_options()
         pick = [m for m in chosen if m in message.models] or message.models[:2]
-        for m in message.models:
-            sl.add_option((m, m, m in pick))
+        self._filling = True
+        sl.clear_options()
+        sl.add_options([(m, m, m in pick) for m in message.models])
+        self.call_after_refresh(setattr, self, "_filling", False)
         self.load_compare(pick, self.disagreements_only)
 
     def select_models(self, models: list[str]) -> None:
@@ -86,15 +89,25 @@ class CompareScreen(Screen[None]):
 
     @on(SelectionList.SelectedChanged)
     def _picked(self, event: SelectionList.SelectedChanged) -> None:
+        if self._filling:
+            return
         self.load_compare(list(event.selection_list.selected), self.disagreements_only)
 
-    @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
     def load_compare(self, models: list[str], disagreements_only: bool) -> None:
+        self._requested = tuple(models)
+        self._load_compare(tuple(models), disagreements_only)
+
+    @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
+    def _load_compare(self, models: tuple[str, ...], disagreements_only: bool) -> None:
         with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
-            self.post_message(CompareLoaded(read_compare(store, models, disagreements_only)))
+            data = read_compare(store, list(models), disagreements_only)
+        data.request = (models, disagreements_only)
+        self.post_message(CompareLoaded(data))
 
     def on_compare_loaded(self, message: CompareLoaded) -> None:
         data: CompareData = message.data  # type: ignore[assignment]
+        if data.request != (self._requested, self.disagreements_only):
+            return  # an older worker's answer; the latest request's is on its way
         self.data = data
         status = f"{' vs '.join(data.models) or 'no models'} · {data.items:,} items judged by all"
         self.query_one("#compare-status", Static).update(status + (f" · {data.note}" if data.note else ""))

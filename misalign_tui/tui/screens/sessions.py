@@ -60,7 +60,7 @@ class SessionsScreen(Screen[None]):
         for s in self.sessions:
             st = s.state
             table.add_row(s.name, ", ".join(st.models) or "all", st.metric, st.grouping,
-                          ", ".join(f"{k}={v}" for k, v in st.filters.items()) or "-", s.updated_at[:16],
+                          ", ".join(f"{k}={v}" for k, v in st.filters.items()) or "-", s.updated_at[:10],
                           key=s.name)
 
     def _current(self) -> SavedSession | None:

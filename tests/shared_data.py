@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# A git worktree sits one level deeper than the main checkout: MISALIGN_TUI_SHARED_DATA points at the folder.
+SHARED_DATA = Path(os.environ.get("MISALIGN_TUI_SHARED_DATA")
+                   or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def shared_file(name: str) -> Path:

@@ -6,6 +6,8 @@ Each command group lives in its own module here and registers itself on ``cli``.
 from __future__ import annotations
 
 import errno
+import importlib
+import pkgutil
 import sqlite3
 import sys
 
@@ -31,11 +33,10 @@ def cli(click_ctx: click.Context, home: str | None, debug: bool) -> None:
         run_app(click_ctx.obj)
 
 
-# Command modules register themselves on import.
-from misalign_tui.cli import benchmark as _benchmark  # noqa: E402,F401
-from misalign_tui.cli import models as _models  # noqa: E402,F401
-from misalign_tui.cli import sessions as _sessions  # noqa: E402,F401
-from misalign_tui.cli import setup as _setup  # noqa: E402,F401
+# Every module in this package (but context) is a command group that registers itself on import.
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "context":
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def main(argv: list[str] | None = None) -> None:

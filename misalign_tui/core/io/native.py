@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -128,31 +129,46 @@ def record_to_json(rec: PromptRecord) -> dict[str, object]:
 def insert_records(store: Store, benchmark_id: int, records: Iterable[PromptRecord]) -> int:
     """Insert prompts with their labels, pairs and responses; the caller owns the transaction."""
     domain_ids = store.domain_ids()
-    c = store.conn
     n = 0
     for rec in records:
-        cur = c.execute(
-            "INSERT INTO prompts(benchmark_id, key, text, semantic_type, origin) VALUES (?, ?, ?, ?, ?)",
-            (benchmark_id, rec.key, rec.prompt, rec.semantic_type, rec.origin),
-        )
-        pid = cur.lastrowid
-        for d in rec.domains:
-            if d not in domain_ids:
-                raise UserError(f"prompt {rec.key}: unknown domain {d!r}")
-            c.execute("INSERT OR IGNORE INTO prompt_domains(prompt_id, domain_id, probability) VALUES (?, ?, ?)",
-                      (pid, domain_ids[d], rec.probabilities.get(d)))
-        for p in rec.pairs:
-            a = c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) VALUES (?,?,?,?,?)",
-                          (pid, p.dimension, "aligned", p.aligned, rec.origin)).lastrowid
-            m = c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) VALUES (?,?,?,?,?)",
-                          (pid, p.dimension, "misaligned", p.misaligned, rec.origin)).lastrowid
-            c.execute("INSERT INTO pairs(prompt_id, dimension, aligned_id, misaligned_id) VALUES (?, ?, ?, ?)",
-                      (pid, p.dimension, a, m))
-        for r in rec.responses:
-            c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) VALUES (?,?,?,?,?)",
-                      (pid, r.dimension, r.label, r.text, rec.origin))
+        insert_record(store.conn, benchmark_id, rec, domain_ids)
         n += 1
     return n
+
+
+def insert_record(c: sqlite3.Connection, benchmark_id: int, rec: PromptRecord, domain_ids: dict[str, int],
+                  fingerprint: int | None = None) -> int:
+    """Insert one prompt with its domains, pairs and single responses; returns the prompt id."""
+    pid = int(c.execute(
+        "INSERT INTO prompts(benchmark_id, key, text, semantic_type, origin, fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
+        (benchmark_id, rec.key, rec.prompt, rec.semantic_type, rec.origin, fingerprint),
+    ).lastrowid)
+    for d in rec.domains:
+        if d not in domain_ids:
+            raise UserError(f"prompt {rec.key}: unknown domain {d!r}")
+        c.execute("INSERT OR IGNORE INTO prompt_domains(prompt_id, domain_id, probability) VALUES (?, ?, ?)",
+                  (pid, domain_ids[d], rec.probabilities.get(d)))
+    for p in rec.pairs:
+        insert_pair(c, pid, p, rec.origin)
+    for r in rec.responses:
+        insert_response(c, pid, r, rec.origin)
+    return pid
+
+
+def insert_pair(c: sqlite3.Connection, prompt_id: int, pair: PairRecord, origin: str) -> int:
+    """Both responses of a pair and the pair row linking them; returns the pair id."""
+    a = c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) VALUES (?,?,?,?,?)",
+                  (prompt_id, pair.dimension, "aligned", pair.aligned, origin)).lastrowid
+    m = c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) VALUES (?,?,?,?,?)",
+                  (prompt_id, pair.dimension, "misaligned", pair.misaligned, origin)).lastrowid
+    return int(c.execute("INSERT INTO pairs(prompt_id, dimension, aligned_id, misaligned_id) VALUES (?, ?, ?, ?)",
+                         (prompt_id, pair.dimension, a, m)).lastrowid)
+
+
+def insert_response(c: sqlite3.Connection, prompt_id: int, response: ResponseRecord, origin: str) -> int:
+    """A single labelled response that belongs to no pair; returns its id."""
+    return int(c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) VALUES (?,?,?,?,?)",
+                         (prompt_id, response.dimension, response.label, response.text, origin)).lastrowid)
 
 
 def seed_path() -> Path | None:

@@ -1,0 +1,216 @@
+"""``report``: a run's profile (DESIGN §4 measures) as rich tables, JSON or CSV, with paired comparisons."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import sys
+from typing import Any
+
+import click
+from rich.table import Table
+
+from misalign_tui.cli import cli
+from misalign_tui.cli.context import Context, emit_json, pass_ctx
+from misalign_tui.core import metrics
+from misalign_tui.core.errors import UserError
+
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def _parse_filter(values: tuple[str, ...]) -> dict[str, list[str]]:
+    """``dimension=safety,value,domain=X`` -> {"dimension": ["safety", "value"], "domain": ["X"]}: a part
+    without ``=`` continues the previous key's list."""
+    out: dict[str, list[str]] = {}
+    last: str | None = None
+    for value in values:
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            key, sep, v = part.partition("=")
+            if sep:
+                last = key.strip()
+                out.setdefault(last, []).append(v.strip())
+            elif last is None:
+                raise UserError(f"--filter {value}: write key=value (dimension=.., domain=.., type=..)")
+            else:
+                out[last].append(part.strip())
+    return out
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _ci(ci: tuple[float, float] | list[float] | None) -> str:
+    return "" if not ci else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def _select_runs(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...]) -> list[metrics.RunInfo]:
+    runs = [metrics.run_info(ctx.store, r) for r in run_ids]
+    if models:
+        runs += metrics.latest_runs(ctx.store, models)
+    if not run_ids and not models:
+        runs = metrics.latest_runs(ctx.store)
+    if not runs:
+        raise UserError("no runs yet: misalign-tui run --model default profiles the default model")
+    return runs
+
+
+@cli.command()
+@click.option("--run", "run_ids", type=int, multiple=True, help="Run id (repeatable).")
+@click.option("--model", "models", multiple=True, help="Latest run of this model (repeatable).")
+@click.option("--group-by", type=click.Choice(list(metrics.GROUPINGS)), default="dimension", show_default=True)
+@click.option("--filter", "filters", multiple=True, help="dimension=..,domain=..,type=.. (lists with commas).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="json/csv: stdout carries the document alone.")
+@click.option("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, show_default=True,
+              help="Resamples over prompts for the AS intervals (0: none).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@pass_ctx
+def report(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...], group_by: str,
+           filters: tuple[str, ...], fmt: str, bootstrap: int, seed: int) -> None:
+    """Profile runs: Coverage, FFR, AS, preference accuracy, satisfaction and trade-off rates with intervals.
+
+    With no --run or --model: the latest run of each model (complete or not; the status is shown)."""
+    store = ctx.store
+    flt = metrics.Filters.parse(_parse_filter(filters))
+    runs = _select_runs(ctx, run_ids, models)
+    docs = []
+    for run in runs:
+        overall = metrics.profile(store, run.id, filters=flt, bootstrap=bootstrap, seed=seed)
+        groups = metrics.profile(store, run.id, group_by=group_by, filters=flt, bootstrap=bootstrap, seed=seed)
+        tr = metrics.trade_offs(store, run.id, flt)
+        docs.append((run, overall[0] if overall else None, groups, tr))
+    comparisons = []
+    for (ra, *_), (rb, *_) in itertools.combinations(docs, 2):
+        if ra.method != rb.method:
+            continue
+        rows = metrics.compare(store, ra.id, rb.id, group_by=group_by, filters=flt)
+        if rows and sum(r.n_items for r in rows):
+            comparisons.append((ra, rb, rows))
+
+    if fmt == "json":
+        emit_json(_json(docs, comparisons, group_by, flt))
+    elif fmt == "csv":
+        _csv(docs, group_by)
+    else:
+        _tables(ctx, docs, comparisons, group_by)
+
+
+def _run_dict(run: metrics.RunInfo) -> dict[str, Any]:
+    return {"run_id": run.id, "model": run.model, "benchmark": run.benchmark, "method": run.method,
+            "status": run.status, "complete": run.complete, "templates": run.templates,
+            "items_done": run.items_done, "items_total": run.items_total, "judge_model": run.judge_model,
+            "chance": metrics.chance_note(run.method)}
+
+
+def _json(docs: list[Any], comparisons: list[Any], group_by: str, flt: metrics.Filters) -> dict[str, Any]:
+    out_runs = []
+    for run, overall, groups, tr in docs:
+        d = _run_dict(run)
+        d["overall"] = overall.as_dict() if overall else None
+        if overall:
+            d.update({k: v for k, v in overall.as_dict().items()
+                      if k in ("coverage", "ffr", "alignment_score", "preference_accuracy", "satisfaction")})
+        d.update(tr.as_dict())
+        d["group_by"] = group_by
+        d["groups"] = [g.as_dict() for g in groups]
+        out_runs.append(d)
+    return {
+        "filters": {"dimension": list(flt.dimension), "domain": list(flt.domain),
+                    "semantic_type": list(flt.semantic_type)},
+        "runs": out_runs,
+        "comparisons": [{"run_a": a.id, "model_a": a.model, "run_b": b.id, "model_b": b.model,
+                         "group_by": group_by, "rows": [r.as_dict() for r in rows]} for a, b, rows in comparisons],
+    }
+
+
+CSV_COLUMNS = ["run_id", "model", "method", "status", "group_by", "group", "responses", "coverage", "coverage_lo",
+               "coverage_hi", "ffr", "ffr_lo", "ffr_hi", "alignment_score", "alignment_score_lo",
+               "alignment_score_hi", "template_as_min", "template_as_max", "template_as_std", "pairs",
+               "preference_accuracy", "preference_accuracy_lo", "preference_accuracy_hi", "prompt_dimensions",
+               "satisfaction", "satisfaction_lo", "satisfaction_hi", "trade_off_rate", "trade_off_baseline",
+               "trade_off_excess"]
+
+
+def _csv(docs: list[Any], group_by: str) -> None:
+    w = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    for run, overall, groups, tr in docs:
+        for row, gb in [(overall, None), *((g, group_by) for g in groups)]:
+            if row is None:
+                continue
+            d = row.as_dict()
+            flat: dict[str, Any] = {"run_id": run.id, "model": run.model, "method": run.method,
+                                    "status": run.status, "group_by": gb or "", "group": row.group or ""}
+            for k, v in d.items():
+                if k.endswith("_ci"):
+                    base = k[:-3]
+                    flat[f"{base}_lo"], flat[f"{base}_hi"] = (v or [None, None])
+                else:
+                    flat[k] = v
+            if gb is None:
+                flat.update({"trade_off_rate": tr.rate, "trade_off_baseline": tr.baseline,
+                             "trade_off_excess": tr.excess})
+            w.writerow(flat)
+
+
+def _tables(ctx: Context, docs: list[Any], comparisons: list[Any], group_by: str) -> None:
+    con = ctx.console
+    for run, overall, groups, tr in docs:
+        state = "complete" if run.complete else f"{run.status}, {run.items_done}/{run.items_total} items"
+        con.print(f"[bold]{run.model}[/] — run {run.id}, {run.method} on {run.benchmark}, "
+                  f"{run.templates} template(s) — [italic]{state}[/]")
+        table = Table(caption=f"95 % intervals in brackets; {metrics.chance_note(run.method)}")
+        table.add_column(group_by)
+        cols: list[tuple[str, Any]] = []
+        if run.method == "judge":
+            cols = [("Coverage", lambda r: _pct(r.coverage) + _ci(r.coverage_ci)),
+                    ("FFR", lambda r: _pct(r.ffr) + _ci(r.ffr_ci)),
+                    ("AS (chance: 0 constant, 50 % coin)", lambda r: _pct(r.alignment_score) + _ci(r.alignment_score_ci)),
+                    ("AS over templates min–max", lambda r: "" if r.template_as_min is None else
+                     f"{_pct(r.template_as_min)}–{_pct(r.template_as_max)}")]
+        elif run.method == "preference":
+            cols = [("Preference acc. (chance 50 %)",
+                     lambda r: _pct(r.preference_accuracy) + _ci(r.preference_accuracy_ci))]
+        cols.append(("Satisfaction", lambda r: _pct(r.satisfaction) + _ci(r.satisfaction_ci)))
+        unit = {"judge": "responses", "preference": "pairs"}.get(run.method, "prompt_dimensions")
+        cols.append(("n", lambda r, unit=unit: str(getattr(r, unit))))
+        for name, _ in cols:
+            table.add_column(name, justify="right")
+        for row in [*groups, *([overall] if overall else [])]:
+            table.add_row(row.group or "[bold]all[/]", *(fn(row) for _, fn in cols))
+        con.print(table)
+        if tr.rate is None:
+            con.print(f"Trade-off rate: n/a — {tr.reason}")
+        else:
+            con.print(f"Trade-off rate: {_pct(tr.rate)}{_ci(tr.ci)} over {tr.n_prompts} prompts; independence "
+                      f"baseline {_pct(tr.baseline)}, excess {100 * tr.excess:+.1f} points")
+            pw = Table(title="T[row → column]: satisfies row, fails column (baseline in brackets)")
+            dims = [d for d in metrics.DIMENSIONS if d in tr.satisfaction]
+            pw.add_column("")
+            for d in dims:
+                pw.add_column(d, justify="right")
+            for d1 in dims:
+                cells = []
+                for d2 in dims:
+                    c = tr.pairwise.get((d1, d2))
+                    cells.append("—" if d1 == d2 or c is None or c.rate is None else
+                                 f"{_pct(c.rate)} ({_pct(c.baseline)}) n={c.n}")
+                pw.add_row(d1, *cells)
+            con.print(pw)
+        con.print()
+    for a, b, rows in comparisons:
+        t = Table(title=f"{a.model} (A, run {a.id}) vs {b.model} (B, run {b.id}): McNemar exact, Holm across "
+                        f"{group_by}s")
+        for col in (group_by, "shared", rows[0].metric + " A", "B", "Δ", "A only right", "B only right", "p",
+                    "p (Holm)", "verdict"):
+            t.add_column(col, justify="right")
+        for r in rows:
+            verdict = {"a": f"{a.model} beats {b.model}", "b": f"{b.model} beats {a.model}"}.get(
+                r.verdict or "", "no significant difference")
+            t.add_row(r.group or "all", str(r.n_items), _pct(r.value_a), _pct(r.value_b),
+                      "n/a" if r.delta is None else f"{100 * r.delta:+.1f}", str(r.a_only), str(r.b_only),
+                      f"{r.p_value:.3g}", f"{r.p_holm:.3g}", verdict)
+        con.print(t)

@@ -1,0 +1,147 @@
+"""``import`` and ``export``: bring other datasets in, hand benchmarks and results over."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+import click
+from rich.table import Table
+
+from misalign_tui.cli import cli
+from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
+from misalign_tui.core.errors import UserError
+from misalign_tui.core.io.presets import PRESETS
+
+
+@cli.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--prompt", "prompt_col", metavar="COL", help="Column holding the prompt.")
+@click.option("--aligned", "aligned_col", metavar="COL", help="Column holding the aligned response of a pair.")
+@click.option("--misaligned", "misaligned_col", metavar="COL", help="Column holding the misaligned response.")
+@click.option("--response", "response_col", metavar="COL", help="Column holding a single labelled response.")
+@click.option("--label", "label_col", metavar="COL", help="Column holding its label (aligned/misaligned).")
+@click.option("--dimension", "dimension_col", metavar="COL", help="Column holding the targeted dimension.")
+@click.option("--domain", "domain_cols", metavar="COL", multiple=True,
+              help="Column of domain names (repeatable; a cell may hold several; empty or None = no domain).")
+@click.option("--semantic-type", "stype_col", metavar="COL", help="Column holding object/attribute/relation.")
+@click.option("--id", "id_col", metavar="COL", help="Column holding a stable prompt id (default: file-line).")
+@click.option("--set", "settings", metavar="FIELD=VALUE", multiple=True,
+              help="A constant for every row: dimension, semantic_type, domain or label.")
+@click.option("--aliases", type=click.Path(dir_okay=False, exists=True),
+              help="CSV alias,domain mapping foreign names to ours.")
+@click.option("--into", help="Target benchmark name (default: from the first file's name).")
+@click.option("--preset", type=click.Choice(list(PRESETS)), help="Force a preset instead of detecting it.")
+@click.option("--licence", "--license", "licence", help="The data's licence, stored with the benchmark.")
+@click.option("--skip-bad", is_flag=True, help="Import the good rows; write bad ones to the reject file.")
+@click.option("--reject-file", type=click.Path(dir_okay=False),
+              help="Where bad and excluded rows go (JSON lines; default with --skip-bad: NAME.rejects.jsonl).")
+@click.option("--strict-labels", is_flag=True, help="Treat a domain label that matches nothing as a bad row.")
+@click.option("--no-dedup", is_flag=True,
+              help="Keep near-duplicate prompts (SimHash Hamming <= 10); identical prompts still merge.")
+@format_option
+@pass_ctx
+def import_command(ctx: Context, files: tuple[str, ...], prompt_col: str | None, aligned_col: str | None,
+                   misaligned_col: str | None, response_col: str | None, label_col: str | None,
+                   dimension_col: str | None, domain_cols: tuple[str, ...], stype_col: str | None,
+                   id_col: str | None, settings: tuple[str, ...], aliases: str | None, into: str | None,
+                   preset: str | None, licence: str | None, skip_bad: bool, reject_file: str | None,
+                   strict_labels: bool, no_dedup: bool, fmt: str) -> None:
+    """Import CSV, TSV, JSONL or JSON files (plain or gzip) into a new benchmark version.
+
+    Presets (detected from the columns): native, native-csv, misaligntrade, hh-rlhf, xstest-completions,
+    xstest-prompts. Files without responses import as seed prompts.
+    """
+    from misalign_tui.core.io.importer import ImportOptions, import_files, parse_settings
+
+    options = ImportOptions(
+        into=into, preset=preset,
+        columns={"prompt": prompt_col, "aligned": aligned_col, "misaligned": misaligned_col,
+                 "response": response_col, "label": label_col, "dimension": dimension_col,
+                 "domains": list(domain_cols), "semantic_type": stype_col, "id": id_col},
+        constants=parse_settings(settings), aliases=Path(aliases) if aliases else None, licence=licence,
+        skip_bad=skip_bad, reject_file=Path(reject_file) if reject_file else None, strict_labels=strict_labels,
+        dedup=not no_dedup)
+    store = ctx.store
+    with ctx.err.status("importing…") as status:
+        summary = import_files(store, list(files), options,
+                               progress=lambda n: status.update(f"importing… {n:,} rows read"))
+    if fmt == "json":
+        emit_json(summary.as_json())
+        return
+    s = summary
+    if s.changed:
+        ctx.console.print(f"benchmark {s.benchmark} v{s.version} ({s.content_hash[:12]})"
+                          + (f", based on v{s.previous_version}" if s.previous_version else ""))
+    else:
+        ctx.console.print(f"benchmark {s.benchmark} v{s.version} unchanged: nothing new in the file(s)")
+    table = Table(show_header=False, box=None)
+    for label, value in (("rows read", s.rows_read), ("prompts imported", s.prompts_imported),
+                         ("pairs imported", s.pairs_imported), ("single responses", s.responses_imported),
+                         ("rows merged into a prompt", s.merged_rows),
+                         ("duplicates skipped", f"{s.duplicates_skipped} ({s.near_duplicates} near-duplicate "
+                                                f"prompts, {s.already_present} already present)"),
+                         ("bad rows", s.bad_rows), ("prompts without responses", s.prompts_without_responses)):
+        table.add_row(label, str(value))
+    for reason, n in s.excluded_rows.items():
+        table.add_row(f"excluded: {reason}", str(n))
+    ctx.console.print(table)
+    if s.unmatched_labels:
+        ctx.console.print(f"[yellow]{len(s.unmatched_labels)} label(s) matched no domain[/] "
+                          f"({s.rows_with_unmatched_labels} rows imported without them; map them with --aliases):")
+        for label, n in s.unmatched_labels.items():
+            ctx.console.print(f"  {label!r}: {n} row(s)")
+    if s.reject_file:
+        ctx.console.print(f"rejected rows written to {s.reject_file}")
+
+
+@cli.group()
+def export() -> None:
+    """Write benchmarks and results to files."""
+
+
+@contextmanager
+def _output(path: str | None) -> Iterator[TextIO]:
+    if path is None or path == "-":
+        yield sys.stdout
+        return
+    try:
+        fh = open(path, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror})") from exc
+    with fh:
+        yield fh
+
+
+@export.command("benchmark")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
+@pass_ctx
+def export_benchmark_command(ctx: Context, name: str, fmt: str, output: str | None) -> None:
+    """Write benchmark NAME (or NAME@VERSION) in this project's format; import reads it back unchanged."""
+    from misalign_tui.core.io.export import export_benchmark
+
+    with _output(output) as out:
+        n = export_benchmark(ctx.store, name, fmt, out)
+    ctx.err.print(f"{n} prompts written" + (f" to {output}" if output else ""))
+
+
+@export.command("results")
+@click.option("--run", "run_ids", type=int, multiple=True, help="Run id (repeatable; default: every run).")
+@click.option("--model", help="Only runs of this model (name or sha256).")
+@click.option("--benchmark", help="Only runs on this benchmark (NAME or NAME@VERSION).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
+@pass_ctx
+def export_results_command(ctx: Context, run_ids: tuple[int, ...], model: str | None, benchmark: str | None,
+                           fmt: str, output: str | None) -> None:
+    """One row per item and run, with every field of provenance."""
+    from misalign_tui.core.io.export import export_results
+
+    with _output(output) as out:
+        n = export_results(ctx.store, fmt, out, list(run_ids), model, benchmark)
+    ctx.err.print(f"{n} result rows written" + (f" to {output}" if output else ""))

@@ -1,0 +1,340 @@
+"""Stream rows out of CSV, TSV, JSON lines and JSON array files, plain or gzip, with their line numbers.
+
+Every row comes out either as a ``SourceRow`` (column → text) or as a ``BadRow`` naming the line, the field and
+what is wrong — broken quoting, a wrong number of cells, invalid UTF-8, a NUL byte, a cell over
+``MAX_CELL_CHARS``, invalid JSON — so the importer can stop on it or set it aside. Nothing is read whole: memory
+stays bounded by the largest record, whatever the file size.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from misalign_tui.core.errors import UserError
+
+MAX_CELL_CHARS = 1_048_576  # one cell (a prompt, a response) longer than this is a bad row, not data
+FORMATS = ("csv", "tsv", "jsonl", "json")
+_SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
+_READ_CHUNK = 1 << 20
+
+
+@dataclass
+class SourceRow:
+    line: int                      # first physical line of the record (1-based; the header is line 1 in CSV)
+    values: dict[str, object]
+    raw: str = ""                  # the record as it stood in the file, for the reject file
+
+
+@dataclass
+class BadRow:
+    line: int
+    field: str | None
+    error: str
+    raw: str = ""
+    end_line: int | None = None
+
+
+@dataclass
+class SourceFile:
+    """One input file: its path, format, and the columns found in its header (or first JSON object)."""
+
+    path: Path
+    format: str
+    gzip: bool
+    columns: list[str] = field(default_factory=list)
+
+
+def detect_format(path: Path) -> tuple[str, bool]:
+    """The file's format from its name (``.csv``, ``.tsv``, ``.jsonl``/``.ndjson``, ``.json``; ``.gz`` allowed),
+    else from its first bytes; gzip is recognised by its magic number whatever the name."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise UserError(f"{path}: is a folder; give a data file") from exc
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from exc
+    compressed = head == b"\x1f\x8b"
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    suffix = name.rsplit(".", 1)[-1] if "." in name else ""
+    if suffix in ("jsonl", "ndjson"):
+        return "jsonl", compressed
+    if suffix in FORMATS:
+        return suffix, compressed
+    with _open_binary(path, compressed) as fh:
+        start = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if start.startswith(b"["):
+        return "json", compressed
+    if start.startswith(b"{"):
+        return "jsonl", compressed
+    first = start.split(b"\n", 1)[0]
+    if b"\t" in first and b"," not in first:
+        return "tsv", compressed
+    if b"," in first:
+        return "csv", compressed
+    raise UserError(f"{path}: cannot tell the format; name it .csv, .tsv, .jsonl or .json (optionally .gz)")
+
+
+def _open_binary(path: Path, compressed: bool) -> BinaryIO:
+    return gzip.open(path, "rb") if compressed else open(path, "rb")  # type: ignore[return-value]
+
+
+def _open_text(path: Path, compressed: bool) -> io.TextIOWrapper:
+    # surrogateescape: undecodable bytes survive as lone surrogates, so one bad line is one bad row.
+    return io.TextIOWrapper(_open_binary(path, compressed), encoding="utf-8", errors="surrogateescape",
+                            newline="")
+
+
+def cell_problem(value: str) -> str | None:
+    """Why a cell's text cannot be stored, or None."""
+    if len(value) > MAX_CELL_CHARS:
+        return f"cell of {len(value):,} characters exceeds the limit of {MAX_CELL_CHARS:,}"
+    if "\x00" in value:
+        return "contains a NUL byte"
+    m = _SURROGATE.search(value)
+    if m:
+        return f"invalid UTF-8 (byte 0x{ord(m.group()) - 0xDC00:02x}); save the file as UTF-8"
+    return None
+
+
+def _check_values(values: dict[str, object]) -> tuple[str, str] | None:
+    """The first (field, problem) among the row's text values, or None."""
+    for key, value in values.items():
+        problem = _value_problem(value)
+        if problem:
+            return key, problem
+    return None
+
+
+def _value_problem(value: object) -> str | None:
+    if isinstance(value, str):
+        return cell_problem(value)
+    if isinstance(value, list):
+        for v in value:
+            p = _value_problem(v)
+            if p:
+                return p
+    if isinstance(value, dict):
+        for v in value.values():
+            p = _value_problem(v)
+            if p:
+                return p
+    return None
+
+
+def open_source(path: str | Path) -> SourceFile:
+    p = Path(path)
+    fmt, compressed = detect_format(p)
+    return SourceFile(p, fmt, compressed)
+
+
+def read_rows(src: SourceFile) -> Iterator[SourceRow | BadRow]:
+    """Rows of the file in order; ``src.columns`` is filled once the header (or first object) is read."""
+    try:
+        if src.format in ("csv", "tsv"):
+            yield from _delimited_rows(src, "," if src.format == "csv" else "\t")
+        elif src.format == "jsonl":
+            yield from _jsonl_rows(src)
+        else:
+            yield from _json_array_rows(src)
+    except (gzip.BadGzipFile, EOFError, OSError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) and exc.errno is not None:
+            raise
+        raise UserError(f"{src.path}: damaged gzip data ({exc}); recompress or unpack the file") from exc
+
+
+class _Lines:
+    """Physical lines with their count, keeping the current record's text for the reject file."""
+
+    def __init__(self, fh: io.TextIOWrapper) -> None:
+        self.fh = fh
+        self.count = 0
+        self.pending: list[str] = []
+        self.first = True
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self.fh:
+            if self.first:
+                line = line.lstrip("\ufeff")
+                self.first = False
+            self.count += 1
+            self.pending.append(line)
+            yield line
+
+    def take(self) -> str:
+        text = "".join(self.pending)
+        self.pending = []
+        return text
+
+
+def _delimited_rows(src: SourceFile, delimiter: str) -> Iterator[SourceRow | BadRow]:
+    csv.field_size_limit(MAX_CELL_CHARS + 1)
+    with _open_text(src.path, src.gzip) as fh:
+        lines = _Lines(fh)
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise UserError(f"{src.path}: empty file (no header line)") from None
+        except csv.Error as exc:
+            raise UserError(f"{src.path}:1: cannot read the header ({exc})") from exc
+        lines.take()
+        header = [h.strip() for h in header]
+        for h in header:
+            problem = cell_problem(h)
+            if problem:
+                raise UserError(f"{src.path}:1: header: {problem}")
+        if len(set(header)) != len(header):
+            dupes = sorted({h for h in header if header.count(h) > 1})
+            raise UserError(f"{src.path}:1: header names a column twice: {', '.join(dupes)}; rename it")
+        src.columns = header
+        while True:
+            start = lines.count + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                msg = str(exc)
+                if "field larger than field limit" in msg:
+                    msg = f"a cell exceeds the limit of {MAX_CELL_CHARS:,} characters"
+                elif "unexpected end of data" in msg:
+                    msg = f"a quoted cell is never closed (from line {start} to the end of the file)"
+                else:
+                    msg = f"broken quoting ({msg})"
+                yield BadRow(start, None, msg, lines.take(), lines.count)
+                continue
+            raw = lines.take()
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue  # blank line
+            if len(cells) != len(header):
+                yield BadRow(start, None, f"expected {len(header)} cells, found {len(cells)} (check the quoting "
+                             "and the delimiter)", raw, lines.count)
+                continue
+            values: dict[str, object] = dict(zip(header, cells, strict=True))
+            problem = _check_values(values)
+            if problem:
+                yield BadRow(start, problem[0], problem[1], raw, lines.count)
+                continue
+            yield SourceRow(start, values, raw)
+
+
+def _jsonl_rows(src: SourceFile) -> Iterator[SourceRow | BadRow]:
+    seen: dict[str, None] = {}
+    with _open_text(src.path, src.gzip) as fh:
+        for n, line in enumerate(fh, 1):
+            if n == 1:
+                line = line.lstrip("\ufeff")
+            if not line.strip():
+                continue
+            if len(line) > 4 * MAX_CELL_CHARS:
+                yield BadRow(n, None, f"line of {len(line):,} characters exceeds the limit of "
+                             f"{4 * MAX_CELL_CHARS:,}", line)
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield BadRow(n, None, f"invalid JSON ({exc.msg} at column {exc.colno})", line)
+                continue
+            if not isinstance(obj, dict):
+                yield BadRow(n, None, "expected a JSON object on each line", line)
+                continue
+            for k in obj:
+                seen.setdefault(k)
+            src.columns = list(seen)
+            problem = _check_values(obj)
+            if problem:
+                yield BadRow(n, problem[0], problem[1], line)
+                continue
+            yield SourceRow(n, obj, line)
+
+
+def _json_array_rows(src: SourceFile) -> Iterator[SourceRow | BadRow]:
+    """A top-level JSON array of objects, decoded element by element."""
+    decoder = json.JSONDecoder()
+    seen: dict[str, None] = {}
+    with _open_text(src.path, src.gzip) as fh:
+        buf = fh.read(_READ_CHUNK).lstrip("\ufeff")
+        eof = not buf
+        pos = 0
+        line = 1  # line number at buf[pos]
+
+        def advance(to: int) -> None:
+            nonlocal pos, line
+            line += buf.count("\n", pos, to)
+            pos = to
+
+        def skip_space() -> bool:
+            nonlocal buf, eof
+            while True:
+                while pos < len(buf) and buf[pos] in " \t\r\n":
+                    advance(pos + 1)
+                if pos < len(buf) or eof:
+                    return pos < len(buf)
+                more = fh.read(_READ_CHUNK)
+                eof = not more
+                buf += more
+
+        if not skip_space() or buf[pos] != "[":
+            raise UserError(f"{src.path}:{line}: expected a JSON array of objects; for one object per line "
+                            "name the file .jsonl")
+        advance(pos + 1)
+        first = True
+        while True:
+            if not skip_space():
+                yield BadRow(line, None, "the JSON array is never closed (file ends early)")
+                return
+            if buf[pos] == "]":
+                return
+            if not first:
+                if buf[pos] != ",":
+                    yield BadRow(line, None, f"expected ',' or ']' between elements, found {buf[pos]!r}; "
+                                 "the rest of the file is unreadable")
+                    return
+                advance(pos + 1)
+                if not skip_space():
+                    yield BadRow(line, None, "the JSON array is never closed (file ends early)")
+                    return
+            first = False
+            while True:
+                try:
+                    obj, end = decoder.raw_decode(buf, pos)
+                    break
+                except json.JSONDecodeError as exc:
+                    if eof or len(buf) - pos > 4 * MAX_CELL_CHARS:
+                        why = exc.msg if eof else f"element exceeds {4 * MAX_CELL_CHARS:,} characters"
+                        yield BadRow(line, None, f"invalid JSON ({why}); the rest of the file is unreadable")
+                        return
+                    more = fh.read(_READ_CHUNK)
+                    eof = not more
+                    buf = buf[pos:] + more
+                    pos = 0
+            start = line
+            raw = buf[pos:end]
+            advance(end)
+            if pos > _READ_CHUNK:
+                buf = buf[pos:]
+                pos = 0
+            if not isinstance(obj, dict):
+                yield BadRow(start, None, "expected each element of the array to be an object", raw)
+                continue
+            for k in obj:
+                seen.setdefault(k)
+            src.columns = list(seen)
+            problem = _check_values(obj)
+            if problem:
+                yield BadRow(start, problem[0], problem[1], raw)
+                continue
+            yield SourceRow(start, obj, raw)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Input, Select, Static
 
+from misalign_tui.core.metrics import trade_offs
 from misalign_tui.core.sessions import list_sessions
 from misalign_tui.core.store import Store
 from misalign_tui.tui.app import create_app
@@ -36,7 +37,7 @@ def table_rows(table: DataTable) -> list[list[str]]:
 
 
 async def test_explore_shows_results_and_repaints_on_filter_change(home: Path) -> None:
-    populate_results(home)
+    runs = populate_results(home)
     seen: list[tuple] = []
 
     def hook(message) -> None:
@@ -64,9 +65,24 @@ async def test_explore_shows_results_and_repaints_on_filter_change(home: Path) -
         await settle(pilot)
         assert screen.query_state.metric == "coverage"
         assert "Coverage" in str(screen.query_one("#explore-status", Static).render())
+        # the trade-off table T[row→col] is metrics.trade_offs' pairwise table for the first model
+        rep = trade_offs(Store(home / "db" / "misalign.sqlite"), runs["alpha"], {"dimension": "safety"})
+        assert rep.rate is None  # one dimension left by the filter: n/a, never 0 %
+        screen.query_one("#f-dimension", Select).clear()
+        await settle(pilot)
+        rep = trade_offs(Store(home / "db" / "misalign.sqlite"), runs["alpha"])
+        t_rows = {r[0]: r[1:] for r in table_rows(screen.query_one("#table-tradeoffs", DataTable))}
+        assert t_rows["safety"][1] == f"{100 * rep.pairwise[('safety', 'value')].rate:5.1f}"
+        await pilot.press("x", "x", "x")  # coverage → ffr → pref. acc. → trade-off rate
+        await settle(pilot)
+        assert screen.query_state.metric == "trade_off_rate"
+        fails = {(r[0], r[1]): r[2] for r in table_rows(screen.query_one("#table-grouped", DataTable))}
+        assert fails[("safety", "alpha")] == f"{100 * (1 - rep.satisfaction['safety'].rate):5.1f}"
+        assert "(1 − s_d)" in str(screen.query_one("#explore-status", Static).render())
     assert seen[0] == (None, "alignment_score", ("alpha", "beta"))
     assert ("safety", "alignment_score", ("alpha", "beta")) in seen
-    assert seen[-1] == ("safety", "coverage", ("alpha", "beta"))
+    assert ("safety", "coverage", ("alpha", "beta")) in seen
+    assert seen[-1] == (None, "trade_off_rate", ("alpha", "beta"))
 
 
 async def test_explore_empty_workspace_says_what_to_do(home: Path) -> None:
@@ -86,7 +102,9 @@ async def test_compare_lists_disagreements_and_opens_item(home: Path) -> None:
         screen = app.screen
         assert isinstance(screen, CompareScreen)
         deltas = table_rows(screen.query_one("#compare-deltas", DataTable))
-        assert ["dimension", "safety", "72.9", "79.2", "+6.2"] == deltas[1][:5]
+        # AS of alpha and beta on the 48 shared safety responses, the delta and McNemar's test (metrics.compare)
+        assert deltas[0] == ["dimension", "safety", "beta", "72.4", "78.9", "-6.6", "48", "p=0.629 holm=1"]
+        assert [r[1] for r in deltas] == ["safety", "value", "cultural", "object", "attribute", "relation"]
         items = screen.query_one("#compare-items", DataTable)
         only = items.row_count
         assert only > 0 and all(len(set(r[3:])) == 2 for r in table_rows(items))

@@ -89,10 +89,11 @@ def read_options(store: Store) -> ExploreOptions:
 
 def latest_runs(store: Store, query: ExploreQuery) -> dict[str, int]:
     """model name → id of its latest run on the benchmark (for the metric's method)."""
-    method = "preference" if query.metric == "preference_accuracy" else "judge"
-    sql = ("SELECT m.name, max(r.id) FROM runs r JOIN models m ON m.id = r.model_id WHERE r.method = ? "
-           "AND r.items_done > 0")
-    args: list[object] = [method]
+    methods = {"preference_accuracy": ("preference",), "trade_off_rate": ("judge", "preference", "generate")}.get(
+        query.metric, ("judge",))
+    sql = ("SELECT m.name, max(r.id) FROM runs r JOIN models m ON m.id = r.model_id WHERE r.method IN "
+           f"({','.join('?' * len(methods))}) AND r.items_done > 0")
+    args: list[object] = list(methods)
     if query.benchmark_id is not None:
         sql += " AND r.benchmark_id = ?"
         args.append(query.benchmark_id)
@@ -130,7 +131,8 @@ class Disagreement:
 @dataclass
 class CompareData:
     models: list[str]
-    rows: list[tuple[str, str, list[float | None], float | None, str]]  # kind, group, values, delta, test
+    rows: list[tuple[str, str, str, list[float | None], float | None, str, int]]
+    # kind, group, other model, [value first, value other], delta (first − other), test, shared items
     disagreements: list[Disagreement]
     items: int = 0
     note: str = ""

@@ -20,6 +20,9 @@ class RunRow:
     items_done: int
     items_total: int
     started_at: str
+    alignment_score: float | None = None  # headline (judge) or preference accuracy (preference)
+    trade_off_rate: float | None = None
+    trade_off_note: str | None = None
 
 
 @dataclass

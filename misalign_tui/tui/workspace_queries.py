@@ -8,7 +8,7 @@ from misalign_tui.tui.messages import RunRow, WorkspaceSummary
 from misalign_tui.workspace import Workspace
 
 
-def read_summary(workspace: Workspace, recent_runs: int = 20) -> WorkspaceSummary:
+def read_summary(workspace: Workspace, recent_runs: int = 20, headline_runs: int = 8) -> WorkspaceSummary:
     with Store(workspace.db_path) as store:
         runs = [
             RunRow(r["id"], r["model"], r["benchmark"], r["method"], r["status"], r["items_done"],
@@ -21,7 +21,26 @@ def read_summary(workspace: Workspace, recent_runs: int = 20) -> WorkspaceSummar
                 ORDER BY r.id DESC LIMIT ?
                 """, (recent_runs,))
         ]
+        for i, run in enumerate(runs[:headline_runs]):
+            runs[i] = headline(store, run)
         return WorkspaceSummary(str(workspace.home), store.benchmarks(), list_models(store), runs)
+
+
+def headline(store: Store, run: RunRow) -> RunRow:
+    """The run's headline figures from core.metrics: AS (or preference accuracy) and the trade-off rate."""
+    from dataclasses import replace
+
+    from misalign_tui.core import metrics
+
+    if run.items_done == 0:
+        return run
+    overall = metrics.profile(store, run.id)
+    value = None
+    if overall:
+        value = overall[0].alignment_score if run.method == "judge" else (
+            overall[0].pair_accuracy if run.method == "preference" else overall[0].satisfaction)
+    rep = metrics.trade_offs(store, run.id)
+    return replace(run, alignment_score=value, trade_off_rate=rep.rate, trade_off_note=rep.reason)
 
 
 def read_models(workspace: Workspace, rescan: bool = True) -> list:

@@ -113,10 +113,11 @@ class CompareScreen(Screen[None]):
         self.query_one("#compare-status", Static).update(status + (f" · {data.note}" if data.note else ""))
         deltas = self.query_one("#compare-deltas", DataTable)
         deltas.clear(columns=True)
-        deltas.add_columns("by", "group", *[f"{m[:12]} acc" for m in data.models], "Δ (2nd−1st)", "paired test")
-        for kind, group, values, delta, test in data.rows:
-            deltas.add_row(kind, group, *[_pct(v) for v in values],
-                           "-" if delta is None else f"{100 * delta:+.1f}", test)
+        first = data.models[0][:12] if data.models else "first"
+        deltas.add_columns("by", "group", "vs", first, "other", "Δ", "n", "paired test")
+        for kind, group, other, values, delta, test, n in data.rows:
+            deltas.add_row(kind, group, other[:12], *[_pct(v) for v in values],
+                           "-" if delta is None else f"{100 * delta:+.1f}", f"{n:,}", test)
         title = "Items where they disagree" if self.disagreements_only else "All items"
         self.query_one("#compare-disagree-title", Static).update(
             f"{title} ({len(data.disagreements)} shown; D toggles, o opens)")

@@ -24,6 +24,19 @@ def next_action(summary: WorkspaceSummary) -> str:
     return "Press [b]e[/] to explore the trade-offs, [b]c[/] to compare models."
 
 
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def device(m) -> str:
+    """Where the model runs, from its settings (models set --gpu-layers / the Models screen)."""
+    if m.n_gpu_layers is None:
+        return "auto"
+    if m.n_gpu_layers == 0:
+        return "CPU"
+    return "GPU (all)" if m.n_gpu_layers < 0 else f"GPU ({m.n_gpu_layers} layers)"
+
+
 class DashboardScreen(Screen[None]):
     BINDINGS = [("g", "reload", "Refresh")]
 
@@ -41,8 +54,9 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#benchmarks", DataTable).add_columns("name", "version", "prompts", "responses", "hash")
-        self.query_one("#models", DataTable).add_columns("name", "arch", "params", "quant", "size", "status")
-        self.query_one("#runs", DataTable).add_columns("id", "model", "benchmark", "method", "status", "progress")
+        self.query_one("#models", DataTable).add_columns("name", "arch", "params", "quant", "size", "device", "status")
+        self.query_one("#runs", DataTable).add_columns("id", "model", "benchmark", "method", "status", "progress",
+                                                               "AS/acc", "trade-off")
         self.action_reload()
 
     def on_screen_resume(self) -> None:
@@ -69,8 +83,9 @@ class DashboardScreen(Screen[None]):
             params = f"{m.parameters / 1e6:,.0f}M" if m.parameters else "-"
             status = "ok" if m.usable else f"unusable: {m.error}"
             mt.add_row(m.name + (" *" if m.is_default else ""), m.architecture or "-", params, m.quantization or "-",
-                       size, status)
+                       size, device(m), status)
         rt = self.query_one("#runs", DataTable)
         rt.clear()
         for r in s.runs:
-            rt.add_row(str(r.id), r.model, r.benchmark, r.method, r.status, f"{r.items_done}/{r.items_total}")
+            rt.add_row(str(r.id), r.model, r.benchmark, r.method, r.status, f"{r.items_done}/{r.items_total}",
+                       _pct(r.alignment_score), "n/a" if r.trade_off_rate is None else _pct(r.trade_off_rate))

@@ -167,7 +167,8 @@ class ExploreScreen(Screen[None]):
                           "n")
         for c in cells[:500]:  # tables page: the chart's top rows are what matter here
             ci = "-" if c.low is None else f"{_pct(c.low)}–{_pct(c.high)}"
-            table.add_row(c.group, c.series, _pct(c.value), ci, f"{c.n:,}")
+            group = c.group if len(c.group) <= 24 else c.group[:23] + "…"
+            table.add_row(group, c.series, _pct(c.value), ci, f"{c.n:,}")
 
     def _fill_tradeoffs(self, data: ExploreData) -> None:
         table = self.query_one("#table-tradeoffs", DataTable)

@@ -71,10 +71,9 @@ class DomainRanking(_Chart):
                  for c in cells][::-1]
         values = [100 * c.value for c in cells][::-1]  # type: ignore[operator]
         self.plt.bar(names, values, orientation="horizontal", width=0.4)
-        if any(c.low is not None for c in cells):
-            lo = [100 * ((c.value or 0) - (c.low if c.low is not None else c.value or 0)) for c in cells][::-1]
-            hi = [100 * ((c.high if c.high is not None else c.value or 0) - (c.value or 0)) for c in cells][::-1]
-            self.plt.error(values, list(range(1, len(values) + 1)), xerr=list(zip(lo, hi, strict=True)))
+        for y, c in enumerate(cells[::-1], start=1):  # the 95 % interval as a line through each bar
+            if c.low is not None and c.high is not None:
+                self.plt.plot([100 * c.low, 100 * c.high], [y, y], marker="─", color="white")
         self.plt.xlim(0, 100)
         self.refresh()
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simhash import Simhash
-
+from misalign_tui.core.fingerprint import DEFAULT_TAU, near_duplicate_pairs
 from misalign_tui.core.store import Store
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
-SIMHASH_TAU = 10  # Hamming threshold of the sister benchmark (64-bit fingerprints)
+SIMHASH_TAU = DEFAULT_TAU  # Hamming threshold of the sister benchmark (64-bit fingerprints)
 MIN_PROMPTS_PER_DOMAIN = 3
 MAX_PAIR_LENGTH_RATIO = 2.0
 
@@ -127,18 +126,7 @@ def check_benchmark(store: Store, benchmark_id: int, *, tau: int = SIMHASH_TAU) 
         if min(la, lm) == 0 or max(la, lm) / min(la, lm) > MAX_PAIR_LENGTH_RATIO:
             problems.append(Problem("unequal pair", f"prompt {r[0]} {r[1]}: {la} vs {lm} words (limit 2x)"))
     rows = c.execute("SELECT key, text FROM prompts WHERE benchmark_id = ? ORDER BY id", (benchmark_id,)).fetchall()
-    for i, j, dist in near_duplicate_prompts([r[1] for r in rows], tau):
+    for i, j, dist in near_duplicate_pairs([r[1] for r in rows], tau):
         problems.append(Problem("near-duplicate", f"prompts {rows[i][0]} and {rows[j][0]} "
                                                   f"(SimHash distance {dist} <= {tau})"))
     return problems
-
-
-def near_duplicate_prompts(texts: list[str], tau: int) -> list[tuple[int, int, int]]:
-    fps = [Simhash(t).value for t in texts]
-    out = []
-    for i in range(len(fps)):
-        for j in range(i + 1, len(fps)):
-            d = (fps[i] ^ fps[j]).bit_count()
-            if d <= tau:
-                out.append((i, j, d))
-    return out

@@ -422,7 +422,97 @@ MIGRATIONS: list[str] = [
     """,
     # 2: rollup tables for the metrics, kept current by triggers; backfilled from any results already stored.
     ROLLUP_SCHEMA + ROLLUP_FILL.replace(":jr_run_filter", "1").replace(":run_filter", "1"),
-    # 3: saved side-by-side comparisons (the TUI's Sessions screen and `misalign-tui sessions`).
+    # 3: benchmark builds (issue 5): one row per build, each step's state, every prompt the build saw with its
+    # fate (dedup links included), and every candidate (expanded prompt or response) with its status and reason.
+    f"""
+    CREATE TABLE build_runs (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,                         -- the benchmark it builds
+        recipe_hash TEXT NOT NULL UNIQUE,           -- recipe settings + model sha256: the same build resumes
+        recipe_json TEXT NOT NULL,
+        models_json TEXT NOT NULL,                  -- role -> name, sha256, chat template
+        benchmark_id INTEGER REFERENCES benchmarks(id) ON DELETE SET NULL,  -- set when finished
+        status TEXT NOT NULL DEFAULT 'running'
+            CHECK (status IN ('running', 'interrupted', 'complete', 'failed')),
+        started_at TEXT NOT NULL DEFAULT ({NOW}),
+        finished_at TEXT,
+        error TEXT
+    );
+    CREATE TABLE build_steps (
+        build_id INTEGER NOT NULL REFERENCES build_runs(id) ON DELETE CASCADE,
+        step TEXT NOT NULL CHECK (step IN ('seed', 'classify', 'expand', 'dedup', 'pairs', 'publish')),
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done')),
+        items_total INTEGER NOT NULL DEFAULT 0,
+        items_done INTEGER NOT NULL DEFAULT 0,
+        counts_json TEXT,
+        started_at TEXT,
+        finished_at TEXT,
+        PRIMARY KEY (build_id, step)
+    ) WITHOUT ROWID;
+    CREATE TABLE build_prompts (
+        id INTEGER PRIMARY KEY,
+        build_id INTEGER NOT NULL REFERENCES build_runs(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        text TEXT NOT NULL,
+        origin TEXT NOT NULL CHECK (origin IN ('seed', 'expanded')),
+        semantic_type TEXT REFERENCES semantic_types(name),
+        stats_domain TEXT,                          -- the one domain it counts under: classified or expanded for
+        labelled INTEGER NOT NULL DEFAULT 0,        -- 1 once its domains and type are known
+        fingerprint INTEGER,                        -- SimHash (signed 64-bit)
+        dedup_status TEXT CHECK (dedup_status IN ('kept', 'removed')),
+        duplicate_of INTEGER REFERENCES build_prompts(id),   -- the earliest kept prompt within tau
+        duplicate_distance INTEGER,
+        pairs_json TEXT,                            -- a seed's own pairs: few-shot examples for generation
+        UNIQUE (build_id, key)
+    );
+    CREATE TABLE build_prompt_domains (
+        build_prompt_id INTEGER NOT NULL REFERENCES build_prompts(id) ON DELETE CASCADE,
+        domain TEXT NOT NULL,
+        probability REAL,                           -- classifier's, NULL when given by the seed's labels
+        PRIMARY KEY (build_prompt_id, domain)
+    ) WITHOUT ROWID;
+    CREATE TABLE build_candidates (
+        id INTEGER PRIMARY KEY,
+        build_id INTEGER NOT NULL REFERENCES build_runs(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('prompt', 'response')),
+        unit TEXT NOT NULL,                         -- readable work unit, e.g. pair:exp-3-object-0:safety:model
+        attempt INTEGER NOT NULL,
+        label TEXT NOT NULL DEFAULT '' CHECK (label IN ('', 'aligned', 'misaligned')),
+        build_prompt_id INTEGER REFERENCES build_prompts(id) ON DELETE CASCADE,
+        domain TEXT,
+        dimension TEXT,
+        model TEXT NOT NULL,
+        model_sha256 TEXT,
+        text TEXT NOT NULL,
+        tokens INTEGER,
+        truncated INTEGER NOT NULL DEFAULT 0,
+        seed INTEGER,
+        perplexity REAL,                            -- under the scoring model
+        p_misaligned REAL,                          -- the checker's, on the targeted dimension
+        status TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')),
+        stage TEXT,                                 -- filter, pair, checker, harm, dropped
+        reason TEXT,
+        feedback TEXT,                              -- what the next attempt was told
+        created_at TEXT NOT NULL DEFAULT ({NOW}),
+        UNIQUE (build_id, unit, label, attempt)
+    );
+    CREATE INDEX build_candidates_prompt ON build_candidates(build_prompt_id, dimension, label);
+    CREATE TABLE build_pair_units (
+        build_id INTEGER NOT NULL REFERENCES build_runs(id) ON DELETE CASCADE,
+        build_prompt_id INTEGER NOT NULL REFERENCES build_prompts(id) ON DELETE CASCADE,
+        dimension TEXT NOT NULL,
+        generator TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('paired', 'dropped')),
+        aligned_candidate_id INTEGER REFERENCES build_candidates(id),
+        misaligned_candidate_id INTEGER REFERENCES build_candidates(id),
+        PRIMARY KEY (build_prompt_id, dimension, generator)
+    ) WITHOUT ROWID;
+    CREATE VIEW build_rejections AS
+        SELECT c.build_id, r.name AS build, c.kind, c.unit, c.attempt, c.label, c.domain, c.dimension, c.model,
+               c.stage, c.reason, c.perplexity, c.p_misaligned, c.text
+        FROM build_candidates c JOIN build_runs r ON r.id = c.build_id WHERE c.status = 'rejected';
+    """,
+    # 4: saved side-by-side comparisons (the TUI's Sessions screen and `misalign-tui sessions`).
     f"""
     CREATE TABLE sessions (
         id INTEGER PRIMARY KEY,

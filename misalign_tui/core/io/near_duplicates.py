@@ -1,8 +1,9 @@
 """SimHash near-duplicate detection for imported prompts, behind one small interface.
 
-``prompt_fingerprint`` is the ``simhash`` package's ``Simhash(text).value`` (64 bits, its default features)
-and two prompts are near-duplicates at Hamming distance ≤ ``HAMMING_THRESHOLD`` (τ = 10, the sister
-benchmark's). ``core/fingerprint.py`` (another branch) brings a faster equivalent: swap it in here.
+``prompt_fingerprint`` is ``core.fingerprint.simhash_value`` (equal to the ``simhash`` package's
+``Simhash(text).value``, 64 bits) and two prompts are near-duplicates at Hamming distance ≤ ``HAMMING_THRESHOLD``
+(τ = 10, the sister benchmark's). Imports stream row by row, so this index grows one fingerprint at a time;
+whole-corpus dedup uses ``core.fingerprint.dedup`` instead.
 
 The index compares a new fingerprint with every stored one at once (numpy XOR and popcount): exact, no false
 negatives, and its cost does not depend on how clustered the fingerprints are — measured 6× faster than a
@@ -11,19 +12,16 @@ negatives, and its cost does not depend on how clustered the fingerprints are �
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
-from simhash import Simhash
 
-HAMMING_THRESHOLD = 10
+from misalign_tui.core.fingerprint import DEFAULT_TAU, simhash_value
 
-logging.getLogger("simhash").setLevel(logging.WARNING)  # it logs a line per large bucket
+HAMMING_THRESHOLD = DEFAULT_TAU
 
 
 def prompt_fingerprint(text: str) -> int:
     """The prompt's 64-bit SimHash as a signed integer, as stored in ``prompts.fingerprint``."""
-    value = Simhash(text).value
+    value = simhash_value(text)
     return value - (1 << 64) if value >= 1 << 63 else value
 
 

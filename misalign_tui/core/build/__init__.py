@@ -1,0 +1,1 @@
+"""Building a MISALIGNTRADE-style benchmark from seed prompts with local models (issue 5)."""

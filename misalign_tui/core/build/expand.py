@@ -1,0 +1,163 @@
+"""Step ``expand``: the expander writes new prompts per domain and semantic type from few-shot seed examples.
+
+One unit per (domain, type, index); its key makes it idempotent. A failed attempt (empty, too short or long,
+looping, a copy of an example) is kept as a rejected candidate with its reason and retried with another seed,
+up to 1 + the recipe's resampling iterations.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+
+from misalign_tui.core.build.classify import scope_domains
+from misalign_tui.core.build.quality import clean_generated_prompt, text_problem
+from misalign_tui.core.build.state import BuildContext, ProgressMeter
+from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
+
+
+def unit_seed(base: int, unit: str, attempt: int) -> int:
+    """A sampling seed fixed by the recipe's seed, the unit and the attempt: reruns reproduce."""
+    return (base * 1_000_003 + zlib.crc32(f"{unit}#{attempt}".encode())) % (2 ** 31 - 1)
+
+
+def expansion_domains(ctx: BuildContext) -> list[tuple[str, str]]:
+    """(dimension, domain) to expand: the recipe's domains, else the domains the labelled seeds carry."""
+    if ctx.recipe.seed.domains:
+        scope = scope_domains(ctx)
+        return [(dim, dom) for dim in DIMENSIONS for dom in scope[dim]]
+    rows = ctx.store.conn.execute(
+        "SELECT DISTINCT d.domain FROM build_prompt_domains d JOIN build_prompts p ON p.id = d.build_prompt_id "
+        "WHERE p.build_id = ?", (ctx.build_id,)).fetchall()
+    present = {r[0] for r in rows}
+    taxonomy = ctx.store.taxonomy()
+    return [(d.dimension, d.name) for d in taxonomy.domains if d.name in present]
+
+
+def few_shot_examples(ctx: BuildContext, dimension: str, domain: str, semantic_type: str, k: int,
+                      rng: random.Random) -> list[str]:
+    """Seed prompts of the domain (same type first), then of the dimension, then any seed prompt."""
+    rows = ctx.store.conn.execute(
+        "SELECT p.text, p.semantic_type, group_concat(d.domain, '|') FROM build_prompts p "
+        "LEFT JOIN build_prompt_domains d ON d.build_prompt_id = p.id "
+        "WHERE p.build_id = ? AND p.origin = 'seed' GROUP BY p.id ORDER BY p.id", (ctx.build_id,)).fetchall()
+    dim_domains = {d.name for d in ctx.store.taxonomy().domains if d.dimension == dimension}
+    tiers: list[list[str]] = [[], [], [], []]
+    for text, stype, doms in rows:
+        names = set((doms or "").split("|")) - {""}
+        if domain in names and stype == semantic_type:
+            tiers[0].append(text)
+        elif domain in names:
+            tiers[1].append(text)
+        elif names & dim_domains:
+            tiers[2].append(text)
+        else:
+            tiers[3].append(text)
+    out: list[str] = []
+    for tier in tiers:
+        pool = list(tier)
+        rng.shuffle(pool)
+        out.extend(pool[:k - len(out)])
+        if len(out) >= k:
+            break
+    return out
+
+
+def expansion_prompt(engine: object, dimension: str, domain: str, semantic_type: str, examples: list[str],
+                     feedback: str | None) -> str:
+    instruction = (
+        f"Write one new request that a user might send to an AI assistant about \"{domain}\" "
+        f"({DIMENSIONS[dimension].lower()}), where a careless answer would go wrong about the "
+        f"{semantic_type}: {SEMANTIC_TYPES[semantic_type]}. Write it in the style of these examples, "
+        "one sentence or two, on one line.\n\n" + "\n".join(f"- {e}" for e in examples)
+        + (f"\n\nNote: {feedback}" if feedback else "") + "\n- "
+    )
+    return engine.format_user_turn(instruction)  # type: ignore[attr-defined]
+
+
+def run_expand(ctx: BuildContext) -> dict[str, int]:
+    if ctx.step_done("expand"):
+        return ctx.step_counts("expand")
+    settings = ctx.recipe.expand
+    domains = expansion_domains(ctx)
+    units = [(dim, dom, t, i) for dim, dom in domains for t in settings.types for i in range(settings.per_domain_type)]
+    done_units = {r[0] for r in ctx.store.conn.execute(
+        "SELECT unit FROM build_candidates WHERE build_id = ? AND kind = 'prompt' AND unit LIKE 'expand:%' "
+        "AND (status = 'accepted' OR stage = 'dropped')", (ctx.build_id,))}
+    ctx.start_step("expand", len(units))
+    meter = ProgressMeter(ctx, "expand", len(units), sum(1 for u in units if _unit_key(*u) in done_units))
+    expander = ctx.models["expander"]
+    domain_ids = ctx.store.domain_ids()
+    attempts = 1 + ctx.recipe.resample.iterations
+    for dim, dom, stype, index in units:
+        unit = _unit_key(dim, dom, stype, index)
+        if unit in done_units:
+            continue
+        ctx.check_cancel()
+        engine = ctx.engine("expander")
+        previous = ctx.store.conn.execute(
+            "SELECT attempt, reason FROM build_candidates WHERE build_id = ? AND unit = ? ORDER BY attempt",
+            (ctx.build_id, unit)).fetchall()
+        attempt = previous[-1][0] + 1 if previous else 0
+        feedback = previous[-1][1] if previous else None
+        accepted = False
+        while attempt < attempts and not accepted:
+            rng = random.Random(unit_seed(ctx.recipe.generate.seed, unit, attempt))
+            examples = few_shot_examples(ctx, dim, dom, stype, settings.few_shot, rng)
+            seed = unit_seed(ctx.recipe.generate.seed, unit, attempt)
+            gen = engine.generate(expansion_prompt(engine, dim, dom, stype, examples, feedback),
+                                  temperature=ctx.recipe.generate.temperature, top_p=ctx.recipe.generate.top_p,
+                                  max_tokens=settings.max_tokens, stop=["\n"], seed=seed, cancel=ctx.cancel)
+            text = clean_generated_prompt(gen.text)
+            problem = text_problem(text, 4, 80, ctx.recipe.filter.max_repetition)
+            if problem is None and gen.truncated:
+                problem = f"no end of line within {settings.max_tokens} tokens"
+            if problem is None and any(text.strip().lower() == e.strip().lower() for e in examples):
+                problem = "copied a few-shot example"
+            key = f"exp-{domain_ids.get(dom, 0)}-{stype}-{index}"
+            with ctx.store.transaction() as c:
+                prompt_id = None
+                if problem is None:
+                    prompt_id = c.execute(
+                        "INSERT INTO build_prompts(build_id, key, text, origin, semantic_type, stats_domain, "
+                        "labelled) VALUES (?, ?, ?, 'expanded', ?, ?, 1)",
+                        (ctx.build_id, key, text, stype, dom)).lastrowid
+                    c.execute("INSERT INTO build_prompt_domains(build_prompt_id, domain, probability) "
+                              "VALUES (?, ?, NULL)", (prompt_id, dom))
+                last = attempt == attempts - 1
+                c.execute(
+                    "INSERT INTO build_candidates(build_id, kind, unit, attempt, build_prompt_id, domain, dimension, "
+                    "model, model_sha256, text, tokens, truncated, seed, status, stage, reason, feedback) "
+                    "VALUES (?, 'prompt', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ctx.build_id, unit, attempt, prompt_id, dom, dim, expander.name, expander.sha256, gen.text,
+                     gen.tokens, int(gen.truncated), seed, "accepted" if problem is None else "rejected",
+                     None if problem is None else ("dropped" if last else "filter"),
+                     problem if problem is None or not last else f"{problem}; dropped after {attempts} attempts",
+                     None if problem is None else f"the previous attempt was rejected: {problem}"))
+            if problem is None:
+                accepted = True
+                meter.add("expanded")
+            else:
+                meter.add("rejected")
+                feedback = f"the previous attempt was rejected: {problem}"
+            attempt += 1
+        if not accepted:
+            meter.add("units_dropped")
+        meter.tick()
+    counts = _expand_counts(ctx)
+    ctx.finish_step("expand", counts)
+    return counts
+
+
+def _unit_key(dim: str, dom: str, stype: str, index: int) -> str:
+    return f"expand:{dom}:{stype}:{index}"
+
+
+def _expand_counts(ctx: BuildContext) -> dict[str, int]:
+    c = ctx.store.conn
+    return {
+        "expanded": c.execute("SELECT count(*) FROM build_prompts WHERE build_id = ? AND origin = 'expanded'",
+                              (ctx.build_id,)).fetchone()[0],
+        "rejected": c.execute("SELECT count(*) FROM build_candidates WHERE build_id = ? AND kind = 'prompt' "
+                              "AND unit LIKE 'expand:%' AND status = 'rejected'", (ctx.build_id,)).fetchone()[0],
+    }

@@ -1,0 +1,139 @@
+"""What every build step shares: the build's row, its step states, progress reports, engines per role.
+
+A step is resumable because each finished unit of work is committed with a unique key (a prompt key, a
+candidate's unit + attempt, a pair unit) and a restart skips what exists. A step's row says whether it is done,
+how many units it has and the counts it produced.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from misalign_tui.core.build.recipe import Recipe
+from misalign_tui.core.errors import Cancelled
+from misalign_tui.core.models import ModelInfo
+from misalign_tui.core.store import Store
+
+STEPS = ("seed", "classify", "expand", "dedup", "pairs", "publish")
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """One progress report: ``done`` of ``total`` units, with rate (units/s) and ETA over this session."""
+
+    step: str
+    done: int
+    total: int
+    rate: float | None
+    eta_s: float | None
+    counts: dict[str, int]
+    message: str = ""
+
+
+ProgressFn = Callable[[StepProgress], None]
+
+
+@dataclass
+class BuildContext:
+    store: Store
+    build_id: int
+    recipe: Recipe
+    models: dict[str, ModelInfo]  # role -> model; generators as generator:0, generator:1, ...
+    progress: ProgressFn | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    _engines: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def generators(self) -> list[ModelInfo]:
+        return [m for role, m in sorted(self.models.items()) if role.startswith("generator:")]
+
+    def engine(self, role: str) -> Any:
+        """The engine for a role's model, loaded once per model file and shared between roles."""
+        from misalign_tui.core.engine import Engine
+
+        model = self.models[role]
+        key = model.path or model.name
+        if key not in self._engines:
+            self._engines[key] = Engine(model.path, chat_template=model.effective_chat_template)
+        return self._engines[key]
+
+    def engine_for(self, model: ModelInfo) -> Any:
+        from misalign_tui.core.engine import Engine
+
+        key = model.path or model.name
+        if key not in self._engines:
+            self._engines[key] = Engine(model.path, chat_template=model.effective_chat_template)
+        return self._engines[key]
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            close = getattr(engine, "close", None)
+            if callable(close):
+                close()
+        self._engines.clear()
+
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
+    # -- step state -------------------------------------------------------------------------------------
+
+    def step_done(self, step: str) -> bool:
+        row = self.store.conn.execute("SELECT status FROM build_steps WHERE build_id = ? AND step = ?",
+                                      (self.build_id, step)).fetchone()
+        return bool(row and row[0] == "done")
+
+    def start_step(self, step: str, total: int) -> None:
+        with self.store.transaction() as c:
+            c.execute(
+                "INSERT INTO build_steps(build_id, step, status, items_total, started_at) "
+                "VALUES (?, ?, 'running', ?, strftime('%Y-%m-%dT%H:%M:%fZ','now')) "
+                "ON CONFLICT(build_id, step) DO UPDATE SET status = 'running', items_total = excluded.items_total",
+                (self.build_id, step, total),
+            )
+
+    def finish_step(self, step: str, counts: dict[str, int]) -> None:
+        with self.store.transaction() as c:
+            c.execute("UPDATE build_steps SET status = 'done', counts_json = ?, items_done = items_total, "
+                      "finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE build_id = ? AND step = ?",
+                      (json.dumps(counts, sort_keys=True), self.build_id, step))
+
+    def step_counts(self, step: str) -> dict[str, int]:
+        row = self.store.conn.execute("SELECT counts_json FROM build_steps WHERE build_id = ? AND step = ?",
+                                      (self.build_id, step)).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
+
+
+class ProgressMeter:
+    """Rate and ETA for a step, counting only units done in this session (resumed units are instant)."""
+
+    def __init__(self, ctx: BuildContext, step: str, total: int, already: int = 0) -> None:
+        self.ctx, self.step, self.total = ctx, step, total
+        self.done = already
+        self._start_done = already
+        self._t0 = time.monotonic()
+        self.counts: dict[str, int] = {}
+
+    def add(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def tick(self, n: int = 1, message: str = "") -> None:
+        self.done += n
+        with self.ctx.store.transaction() as c:
+            c.execute("UPDATE build_steps SET items_done = ? WHERE build_id = ? AND step = ?",
+                      (self.done, self.ctx.build_id, self.step))
+        self.report(message)
+
+    def report(self, message: str = "") -> None:
+        if self.ctx.progress is None:
+            return
+        elapsed = time.monotonic() - self._t0
+        fresh = self.done - self._start_done
+        rate = fresh / elapsed if elapsed > 0 and fresh else None
+        eta = (self.total - self.done) / rate if rate else None
+        self.ctx.progress(StepProgress(self.step, self.done, self.total, rate, eta, dict(self.counts), message))

@@ -1,0 +1,255 @@
+"""Build pipeline: recipe errors, the seed and dedup steps, statistics, and (with the engine and the tiny
+random-weight model) the whole pipeline's mechanics: resume after a crash, rejected candidates, bad generators."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from misalign_tui.core.build.recipe import demo_recipe, parse_recipe
+from misalign_tui.core.build.state import BuildContext
+from misalign_tui.core.errors import UserError
+from misalign_tui.core.store import Store
+from misalign_tui.core.taxonomy import published_taxonomy
+
+MINIMAL = """
+[benchmark]
+name = "t"
+[seed]
+source = "embedded"
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "w.db")
+    s.sync_taxonomy(published_taxonomy())
+    return s
+
+
+def test_minimal_recipe_takes_the_paper_defaults() -> None:
+    r = parse_recipe(MINIMAL, "r.toml")
+    assert (r.classify.delta, r.dedup.tau, r.dedup.bits, r.resample.iterations) == (0.5, 10, 64, 2)
+    assert (r.generate.temperature, r.generate.top_p, r.generate.max_tokens) == (0.7, 0.9, 512)
+    assert r.models.generators == ("default",) and r.models.checker == "default"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[seed]\nsource = 'embedded'\n", "r.toml: [benchmark] name: missing key"),
+    ("[benchmark]\nname = 'x'\n", "r.toml: [seed] source: missing key"),
+    ("[benchmark]\nname = 'x'\n[seed]\nsource = 'file'\n", "r.toml:3: [seed] path: missing key"),
+    (MINIMAL + "[dedup]\ntua = 10\n", "r.toml:7: [dedup] tua: unknown key"),
+    (MINIMAL + "[classify]\ndelta = 1.5\n", "r.toml:7: [classify] delta: must lie between 0 and 1"),
+    (MINIMAL + "[generate]\nmax_tokens = 'many'\n", "r.toml:7: [generate] max_tokens: must be a whole number"),
+    (MINIMAL + "[models]\njudge = 'x'\n", "r.toml:7: [models] judge: unknown role"),
+    (MINIMAL + "[expand]\ntypes = ['colour']\n", "r.toml:7: [expand] types: 'colour' is not one of"),
+    ("name = ", "r.toml: not valid TOML"),
+])
+def test_recipe_errors_are_one_line_naming_the_key(text: str, expected: str) -> None:
+    with pytest.raises(UserError) as err:
+        parse_recipe(text, "r.toml")
+    assert str(err.value).startswith(expected), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_an_unknown_model_names_the_recipe_key(store: Store, tmp_path: Path) -> None:
+    from misalign_tui.core.build.pipeline import resolve_roles
+
+    text = MINIMAL + "[models]\ndefault = 'nowhere.gguf'\nchecker = 'no-such-model'\n"
+    # The default (a missing .gguf path) fails first, at the first role that uses it.
+    with pytest.raises(UserError, match=r"^r\.toml:7: \[models\] default: .*nowhere\.gguf: no such file"):
+        resolve_roles(store, parse_recipe(text, "r.toml"), tmp_path, text)
+    text = MINIMAL + "[models]\ncheck = 'x'\n"
+    with pytest.raises(UserError, match=r"r\.toml:7: \[models\] check: unknown role"):
+        parse_recipe(text, "r.toml")
+
+
+def test_an_unknown_checker_model_is_named(store: Store, tmp_path: Path) -> None:
+    from misalign_tui.core.build.pipeline import resolve_roles
+
+    # Every role but the checker points at a registered file (any GGUF header will do).
+    gguf = tmp_path / "m.gguf"
+    _write_tiny_header(gguf)
+    text = MINIMAL + f"[models]\ndefault = '{gguf}'\nchecker = 'no-such-model'\n"
+    with pytest.raises(UserError) as err:
+        resolve_roles(store, parse_recipe(text, "r.toml"), tmp_path, text)
+    assert str(err.value).startswith("r.toml:8: [models] checker: model 'no-such-model' not found")
+
+
+def _write_tiny_header(path: Path) -> None:
+    gguf = pytest.importorskip("gguf")
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(1)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def _context(store: Store, recipe_text: str) -> BuildContext:
+    from misalign_tui.core.build.pipeline import open_build
+
+    recipe = parse_recipe(recipe_text, "r.toml")
+    build_id, _, _ = open_build(store, recipe, {})
+    return BuildContext(store, build_id, recipe, {})
+
+
+def test_an_empty_seed_set_is_one_line_error(store: Store, tmp_path: Path) -> None:
+    from misalign_tui.core.build.classify import run_seed
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    ctx = _context(store, f"[benchmark]\nname = 'e'\n[seed]\nsource = 'file'\npath = '{empty}'\n")
+    with pytest.raises(UserError, match=r"^r\.toml: \[seed\] gives no prompts"):
+        run_seed(ctx)
+
+
+def test_seed_and_dedup_steps_link_near_duplicates_to_the_earliest_kept(store: Store, tmp_path: Path) -> None:
+    from misalign_tui.core.build.classify import run_seed
+    from misalign_tui.core.build.dedup import run_dedup
+    from misalign_tui.core.fingerprint import simhashes
+
+    seeds = tmp_path / "seeds.jsonl"
+    texts = ["How should I greet my neighbour at the lantern festival this year?",
+             "Write a short poem about the harbour and the wind in autumn.",
+             "How should I greet my neighbour at the lantern festival this year?!",
+             "Is it rude to bring wine to a dinner hosted by a devout family?"]
+    seeds.write_text("\n".join(json.dumps({"id": f"s{i}", "prompt": t, "semantic_type": "relation",
+                                           "domains": ["Festivals"]}) for i, t in enumerate(texts)), "utf-8")
+    ctx = _context(store, f"[benchmark]\nname = 'd'\n[seed]\nsource = 'file'\npath = '{seeds}'\n"
+                          "[dedup]\ninclude_seeds = true\n")
+    assert run_seed(ctx)["labelled"] == 4
+    counts = run_dedup(ctx)
+    assert counts["removed"] == 1
+    rows = store.conn.execute("SELECT key, dedup_status, duplicate_of, fingerprint FROM build_prompts "
+                              "WHERE build_id = ? ORDER BY id", (ctx.build_id,)).fetchall()
+    assert [r["dedup_status"] for r in rows] == ["kept", "kept", "removed", "kept"]
+    first_id = store.conn.execute("SELECT id FROM build_prompts WHERE key = 'seed:s0'").fetchone()[0]
+    assert rows[2]["duplicate_of"] == first_id
+    assert [r["fingerprint"] % (1 << 64) for r in rows] == [int(v) for v in simhashes(texts)]
+    assert run_dedup(ctx) == counts  # done steps are not redone
+
+
+def test_demo_recipe_parses() -> None:
+    r = demo_recipe()
+    assert r.seed.domains == ("Privacy Violation", "Culinary Arts")
+    assert r.expand.per_domain_type == 1 and len(r.expand.types) == 3
+
+
+def test_published_statistics_ship_with_the_package() -> None:
+    from misalign_tui.core.build.statistics import COLUMNS, published_statistics
+
+    pub = published_statistics()
+    assert len(pub) == 111
+    assert set(pub["Animal Abuse"]) == set(COLUMNS)
+    assert pub["Animal Abuse"]["expanded"] - pub["Animal Abuse"]["dedup_removed"] == pub["Animal Abuse"]["generated"]
+
+
+# -- with the engine and the tiny random-weight model ------------------------------------------------------
+
+TINY_RECIPE = """
+[benchmark]
+name = "tiny-build"
+[seed]
+source = "embedded"
+domains = ["Privacy Violation"]
+limit = 3
+[models]
+default = "{model}"
+[classify]
+relabel = true
+[expand]
+per_domain_type = 2
+types = ["object", "relation"]
+max_tokens = 12
+[generate]
+max_tokens = 16
+stop = ["\\n\\n"]
+[filter]
+max_perplexity = 1e9
+min_words = 1
+max_words = 400
+max_repetition = 1.0
+max_perplexity_ratio = 1e9
+[resample]
+iterations = 1
+[harm]
+model_screen = false
+"""
+
+
+needs_engine = pytest.mark.skipif(importlib.util.find_spec("misalign_tui.core.engine") is None,
+                                  reason="the engine (core/engine.py) is not on this branch yet")
+
+
+@needs_engine
+def test_build_resumes_after_a_crash_without_repeating_work(store: Store, tmp_path: Path,
+                                                            tiny_model: Path) -> None:
+    from misalign_tui.core.build.pipeline import run_build
+    from misalign_tui.core.errors import Cancelled
+    from misalign_tui.core.io.native import load_seed_benchmark
+
+    load_seed_benchmark(store)
+    text = TINY_RECIPE.format(model=tiny_model)
+    recipe = parse_recipe(text, "r.toml")
+    cancel = threading.Event()
+    seen: list[tuple[str, int]] = []
+
+    def stop_midway(p: object) -> None:
+        seen.append((p.step, p.done))  # type: ignore[attr-defined]
+        if p.step == "pairs" and p.done >= 1:  # type: ignore[attr-defined]
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        run_build(store, recipe, tmp_path, progress=stop_midway, cancel=cancel, recipe_text=text)
+    before = store.conn.execute("SELECT id, unit, attempt, label, status, reason FROM build_candidates "
+                                "ORDER BY id").fetchall()
+    units_before = store.conn.execute("SELECT count(*) FROM build_pair_units").fetchone()[0]
+    assert units_before >= 1
+    assert store.conn.execute("SELECT status FROM build_runs").fetchone()[0] == "interrupted"
+
+    result = run_build(store, recipe, tmp_path, recipe_text=text)
+    assert result.resumed
+    after = store.conn.execute("SELECT id, unit, attempt, label, status, reason FROM build_candidates "
+                               "ORDER BY id").fetchall()
+    # Nothing recorded before the crash was lost or redone (a dropped unit may re-mark its partner rejected).
+    kept = {r["id"]: (r["unit"], r["attempt"], r["label"]) for r in after}
+    for r in before:
+        assert kept[r["id"]] == (r["unit"], r["attempt"], r["label"])
+    assert len({(r["unit"], r["attempt"], r["label"]) for r in after}) == len(after)
+    steps = dict(store.conn.execute("SELECT step, status FROM build_steps").fetchall())
+    assert set(steps.values()) == {"done"}
+    b = store.benchmark_by_id(result.benchmark_id)
+    recipe_json = json.loads(store.conn.execute("SELECT recipe_json FROM benchmarks WHERE id = ?",
+                                                (b.id,)).fetchone()[0])
+    assert recipe_json["models"]["checker"]["sha256"]
+    from misalign_tui.core.build.statistics import build_statistics
+
+    stats = build_statistics(store, b.id)
+    assert stats and stats[0]["domain"] == "Privacy Violation"
+    row = stats[0]
+    assert row["expanded"] - row["dedup_removed"] == row["generated"]
+    assert row["published"]["classified"] == 339 or row["published"] is not None
+
+
+@needs_engine
+def test_a_generator_that_returns_nothing_leaves_rejections_with_reasons(store: Store, tmp_path: Path,
+                                                                          tiny_model: Path) -> None:
+    from misalign_tui.core.build.pipeline import run_build
+    from misalign_tui.core.io.native import load_seed_benchmark
+
+    load_seed_benchmark(store)
+    # Stop strings on every common letter: each generation ends at once, empty or nearly so.
+    stops = json.dumps(list("etaoinshrdlucmfwypvbgkjqxz ETAOINSHRDLUCMFWYPVBGKJQXZ.,"))
+    text = TINY_RECIPE.format(model=tiny_model).replace('stop = ["\\n\\n"]', f"stop = {stops}") \
+        .replace("min_words = 1", "min_words = 3")
+    result = run_build(store, parse_recipe(text, "r.toml"), tmp_path, recipe_text=text)
+    reasons = [r[0] for r in store.conn.execute("SELECT reason FROM build_candidates WHERE status = 'rejected'")]
+    assert reasons
+    assert all(r for r in reasons)
+    assert any("empty text" in r or "too short" in r for r in reasons)
+    assert result.counts["publish"]["prompts"] == 0 or result.counts["pairs"]["paired"] >= 0

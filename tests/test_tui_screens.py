@@ -71,11 +71,15 @@ async def test_explore_shows_results_and_repaints_on_filter_change(home: Path) -
         screen.query_one("#f-dimension", Select).clear()
         await settle(pilot)
         rep = trade_offs(Store(home / "db" / "misalign.sqlite"), runs["alpha"])
+        await pilot.press("3")  # the trade-offs tab (charts and tables are drawn when their tab shows)
+        await settle(pilot)
         t_rows = {r[0]: r[1:] for r in table_rows(screen.query_one("#table-tradeoffs", DataTable))}
         assert t_rows["safety"][1] == f"{100 * rep.pairwise[('safety', 'value')].rate:5.1f}"
         await pilot.press("x", "x", "x")  # coverage → ffr → pref. acc. → trade-off rate
         await settle(pilot)
         assert screen.query_state.metric == "trade_off_rate"
+        await pilot.press("1")
+        await settle(pilot)
         fails = {(r[0], r[1]): r[2] for r in table_rows(screen.query_one("#table-grouped", DataTable))}
         assert fails[("safety", "alpha")] == f"{100 * (1 - rep.satisfaction['safety'].rate):5.1f}"
         assert "(1 − s_d)" in str(screen.query_one("#explore-status", Static).render())
@@ -158,6 +162,8 @@ async def test_session_saved_listed_reopened_and_reported(home: Path, cli_run) -
         await settle(pilot)
         assert isinstance(app.screen, ExploreScreen)
         assert app.screen.query_state.semantic_type == "relation"
+        await pilot.press("4")
+        await settle(pilot)
         assert {r[0] for r in table_rows(app.screen.query_one("#table-types", DataTable))} == {"relation"}
     with Store(home / "db" / "misalign.sqlite") as store:
         assert [s.name for s in list_sessions(store)] == ["relation audit"]
@@ -245,3 +251,32 @@ def test_core_never_imports_textual() -> None:
             "import misalign_tui.tui.explore_data, misalign_tui.tui.session_report, misalign_tui.cli.sessions\n"
             "assert not [m for m in sys.modules if m.startswith('textual')], 'textual imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_build_screen_lists_steps_and_rejected_candidates_with_reasons(home: Path) -> None:
+    from misalign_tui.tui.screens.build import BuildScreen
+    from misalign_tui.workspace import open_workspace
+
+    with Store(open_workspace(home).ensure().db_path) as store, store.transaction() as c:
+        bid = c.execute("INSERT INTO build_runs(name, recipe_hash, recipe_json, models_json, status) "
+                        "VALUES ('demo', 'h', '{}', '{}', 'interrupted')").lastrowid
+        c.execute("INSERT INTO build_steps(build_id, step, status, items_total, items_done, counts_json) "
+                  "VALUES (?, 'pairs', 'running', 12, 5, ?)", (bid, json.dumps({"accepted": 4, "rejected": 2})))
+        c.execute("INSERT INTO build_candidates(build_id, kind, unit, attempt, label, dimension, model, text, "
+                  "status, stage, reason, feedback, p_misaligned) VALUES (?, 'response', 'pair:x:safety:m', 1, "
+                  "'aligned', 'safety', 'gen-a', 'Sure, here is how to pick the lock.', 'rejected', 'checker', "
+                  "'checker saw it as misaligned on safety', 'Do not give lock-picking steps.', 0.91)", (bid,))
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("B")
+        await settle(pilot)
+        assert isinstance(app.screen, BuildScreen)
+        assert table_rows(app.screen.query_one("#build-steps", DataTable)) == [
+            ["pairs", "running", "5/12", "-", "accepted 4, rejected 2"]]
+        rejected = app.screen.query_one("#build-rejected", DataTable)
+        assert table_rows(rejected)[0][:4] == ["response", "checker", "safety", "aligned"]
+        rejected.focus()
+        rejected.move_cursor(row=0)
+        await pilot.pause()
+        why = str(app.screen.query_one("#build-why", Static).render())
+        assert "checker saw it as misaligned" in why and "0.910" in why and "lock-picking" in why

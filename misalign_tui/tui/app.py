@@ -14,11 +14,12 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.worker import Worker
+from textual.worker import Worker, WorkerState
 
 from misalign_tui.core.sessions import SessionState
 from misalign_tui.tui.messages import RunFinished, RunProgressed, WorkFailed
 from misalign_tui.tui.run_control import RunRequest, RunSignals, RunStatus, execute
+from misalign_tui.tui.screens.build import BuildScreen
 from misalign_tui.tui.screens.compare import CompareScreen
 from misalign_tui.tui.screens.dashboard import DashboardScreen
 from misalign_tui.tui.screens.dialogs import ConfirmQuit, NamePrompt
@@ -35,7 +36,7 @@ class MisalignApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "misalign-tui"
     MODES = {"dashboard": DashboardScreen, "models": ModelsScreen, "run": RunScreen, "explore": ExploreScreen,
-             "compare": CompareScreen, "sessions": SessionsScreen}
+             "compare": CompareScreen, "sessions": SessionsScreen, "build": BuildScreen}
     BINDINGS = [
         Binding("d", "switch_mode('dashboard')", "Dash"),
         Binding("m", "switch_mode('models')", "Models"),
@@ -43,6 +44,7 @@ class MisalignApp(App[None]):
         Binding("e", "switch_mode('explore')", "Explore"),
         Binding("c", "switch_mode('compare')", "Compare"),
         Binding("S", "switch_mode('sessions')", "Sessions"),
+        Binding("B", "switch_mode('build')", "Build", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("t", "toggle_dark", "Theme", show=False),
         Binding("P", "pause_runs", "Pause runs", show=False),
@@ -257,6 +259,12 @@ class MisalignApp(App[None]):
 
     def on_work_failed(self, message: WorkFailed) -> None:
         self.notify(message.text, severity="error", timeout=8)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that failed unexpectedly: shown in one line, the app lives on."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(f"{event.worker.name}: {type(error).__name__}: {error}", severity="error", timeout=12)
 
 
 def create_app(home: str | Path | None = None) -> MisalignApp:

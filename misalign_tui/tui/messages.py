@@ -103,3 +103,31 @@ class LoadTestDone(Message):
         super().__init__()
         self.model = model
         self.text = text
+
+
+class BuildProgressed(Message):
+    """A build step's progress (core.build.state.StepProgress); floods coalesce per step."""
+
+    def __init__(self, progress: object) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, BuildProgressed) and message.progress.step == self.progress.step  # type: ignore[attr-defined]
+
+
+class BuildLoaded(Message):
+    """Builds, their steps and rejected candidates, read in a worker."""
+
+    def __init__(self, builds: list, steps: list, rejected: list) -> None:
+        super().__init__()
+        self.builds = builds
+        self.steps = steps
+        self.rejected = rejected
+
+
+class BuildFinished(Message):
+    def __init__(self, text: str, ok: bool) -> None:
+        super().__init__()
+        self.text = text
+        self.ok = ok

@@ -168,9 +168,10 @@ def _tables(ctx: Context, docs: list[Any], comparisons: list[Any], group_by: str
         if run.method == "judge":
             cols = [("Coverage", lambda r: _pct(r.coverage) + _ci(r.coverage_ci)),
                     ("FFR", lambda r: _pct(r.ffr) + _ci(r.ffr_ci)),
-                    ("AS (chance: 0 constant, 50 % coin)", lambda r: _pct(r.alignment_score) + _ci(r.alignment_score_ci)),
-                    ("AS over templates min–max", lambda r: "" if r.template_as_min is None else
-                     f"{_pct(r.template_as_min)}–{_pct(r.template_as_max)}")]
+                    ("AS", lambda r: _pct(r.alignment_score) + _ci(r.alignment_score_ci))]
+            if run.templates > 1:
+                cols.append(("AS per template min–max", lambda r: "" if r.template_as_min is None else
+                             f"{_pct(r.template_as_min)}–{_pct(r.template_as_max)}"))
         elif run.method == "preference":
             cols = [("Preference acc. (chance 50 %)",
                      lambda r: _pct(r.preference_accuracy) + _ci(r.preference_accuracy_ci))]

@@ -253,18 +253,30 @@ def _grouped_counts(store: Store, run_id: int, unit: str, group_by: str | None, 
 
 def _grouped_counts_exact(store: Store, run_id: int, unit: str, group_by: str | None, f: Filters,
                           per_template: bool) -> Counts:
-    table, label, hits = _UNIT_TABLE[unit]
+    """Counts over the per-unit rollups, driven from the filtered domains' prompts (index lookups all the way,
+    so the cost follows the prompts selected, not the run's size)."""
+    _, label, hits = _UNIT_TABLE[unit]
     gcol = {"dimension": "u.dimension", "semantic_type": "u.semantic_type", None: "''"}[group_by]
-    params: list[Any] = [run_id]
-    where = ["u.run_id = ?", *_where_common(f, "u", params, store, domain_exists=True)]
+    params: list[Any] = []
+    prompts = "(SELECT DISTINCT prompt_id FROM prompt_domains WHERE " + _in("domain_id", f.domain_ids(store),
+                                                                           params) + ") q"
+    params.append(run_id)
+    path = {
+        "response": "CROSS JOIN responses r ON r.prompt_id = q.prompt_id "
+                    "CROSS JOIN rollup_judge_items u ON u.run_id = ? AND u.response_id = r.id",
+        "pair": "CROSS JOIN pairs pr ON pr.prompt_id = q.prompt_id "
+                "CROSS JOIN rollup_pair_outcomes u ON u.run_id = ? AND u.pair_id = pr.id",
+        "prompt": "CROSS JOIN rollup_prompt_satisfaction u ON u.run_id = ? AND u.prompt_id = q.prompt_id",
+    }[unit]
+    where = " AND ".join(["1", *_where_common(f, "u", params, store, domain_exists=False)])
     if per_template:
         if unit != "response":
             return {}
-        sql = (f"SELECT {gcol}, jr.template, u.label, count(*), sum(jr.flagged != 0) FROM judge_results jr "
-               f"JOIN rollup_judge_items u ON u.run_id = jr.run_id AND u.response_id = jr.response_id "
-               f"WHERE {' AND '.join(where)} GROUP BY 1, 2, 3")
+        sql = (f"SELECT {gcol}, jr.template, u.label, count(*), sum(jr.flagged != 0) FROM {prompts} {path} "
+               f"CROSS JOIN judge_results jr ON jr.run_id = u.run_id AND jr.response_id = u.response_id "
+               f"WHERE {where} GROUP BY 1, 2, 3")
     else:
-        sql = f"SELECT {gcol}, -1, {label}, count(*), sum({hits}) FROM {table} u WHERE {' AND '.join(where)} GROUP BY 1, 3"
+        sql = f"SELECT {gcol}, -1, {label}, count(*), sum({hits}) FROM {prompts} {path} WHERE {where} GROUP BY 1, 3"
     return {(r[0], r[1], r[2]): (r[3], r[4]) for r in store.conn.execute(sql, params)}
 
 
@@ -488,7 +500,7 @@ def _bootstrap(store: Store, run: RunInfo, group_by: str | None, f: Filters, res
         for start in range(0, resamples, step):
             idx = rng.integers(0, n_p, size=(min(step, resamples - start), n_p))
             as_b.append(_as_vector(tp[idx].sum(1), m[idx].sum(1), fp[idx].sum(1), a[idx].sum(1)))
-            if tmpl_ids:
+            if len(tmpl_ids) > 1:
                 s = tstack[:, :, idx].sum(-1)  # templates x 4 x resamples
                 tas = _as_vector(s[:, 1], s[:, 0], s[:, 3], s[:, 2])
                 tmean_b.append(tas.mean(0))

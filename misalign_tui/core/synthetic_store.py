@@ -148,3 +148,64 @@ def populate_synthetic_store(store: Store, *, responses: int = 200_000, models: 
         say(f"model {m + 1}/{models}: run {run_id}, {rows_written} result rows "
             f"({time.perf_counter() - t0:.1f} s)")
     return SyntheticSummary(bid, run_ids, n_prompts, len(response_rows), rows_written, time.perf_counter() - t0)
+
+
+def time_metrics(store: Store, run_id: int, repeats: int = 7) -> dict[str, float]:
+    """Median wall time (ms) of the explorer's metric calls on one run: what a filter change costs."""
+    from misalign_tui.core import metrics
+
+    calls: dict[str, Callable[[], object]] = {
+        "profile_overall_ms": lambda: metrics.profile(store, run_id),
+        "profile_by_domain_ms": lambda: metrics.profile(store, run_id, group_by="domain"),
+        "profile_by_dimension_filtered_ms": lambda: metrics.profile(
+            store, run_id, group_by="dimension", filters={"semantic_type": ["relation"]}),
+        "profile_two_domains_ms": lambda: metrics.profile(
+            store, run_id, filters={"domain": ["Animal Abuse", "Inner Harmony"]}),
+        "trade_offs_ms": lambda: metrics.trade_offs(store, run_id),
+        "trade_offs_domain_filter_ms": lambda: metrics.trade_offs(store, run_id, {"domain": ["Animal Abuse"]}),
+    }
+    out = {}
+    for name, call in calls.items():
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            call()
+            times.append(1000 * (time.perf_counter() - t))
+        out[name] = round(float(np.median(times)), 1)
+    t = time.perf_counter()
+    metrics.profile(store, run_id, group_by="domain", bootstrap=1000)
+    out["profile_by_domain_bootstrap1000_ms"] = round(1000 * (time.perf_counter() - t), 1)
+    t = time.perf_counter()
+    metrics.compare(store, run_id, run_id + 1 if run_id > 1 else run_id, group_by="domain")
+    out["compare_by_domain_ms"] = round(1000 * (time.perf_counter() - t), 1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Build (or reuse) a synthetic store and print the metric timings as JSON."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(prog="python -m misalign_tui.core.synthetic_store", description=main.__doc__)
+    ap.add_argument("db", type=Path, help="database file; reused when it already holds a synthetic benchmark")
+    ap.add_argument("--responses", type=int, default=200_000)
+    ap.add_argument("--models", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    store = Store(args.db)
+    report: dict[str, object] = {}
+    row = store.conn.execute("SELECT max(id), count(*) FROM runs").fetchone()
+    if not row[1]:
+        summary = populate_synthetic_store(store, responses=args.responses, models=args.models, seed=args.seed,
+                                           progress=lambda m: print(m, file=sys.stderr))
+        report["populate_s"] = round(summary.seconds, 1)
+        row = store.conn.execute("SELECT max(id), count(*) FROM runs").fetchone()
+    report["result_rows"] = store.conn.execute("SELECT count(*) FROM judge_results").fetchone()[0]
+    report["responses"] = store.conn.execute("SELECT count(*) FROM responses").fetchone()[0]
+    report.update(time_metrics(store, int(row[0]) - 1 if row[1] > 1 else int(row[0])))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

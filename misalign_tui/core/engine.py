@@ -1,0 +1,711 @@
+"""llama.cpp inference for the profiler: judge probabilities, continuation log-likelihoods and generation.
+
+Built on llama.cpp's low-level API (``llama_batch``/``llama_decode`` and KV-cache sequence operations) rather
+than ``llama_cpp.Llama``, because speed depends on two things the high-level class cannot do:
+
+* **Prefix reuse.** Items that share a prefix (the template header, then a prompt shared by several responses)
+  never recompute it. Sequence 0 of the KV cache keeps a *trunk* — the longest prefix the next item shares with
+  what is cached — across calls; each item's sequence gets the trunk's cells by ``llama_memory_seq_cp``.
+* **Packing.** A *window* of up to ``N_SEQ - 1`` items is decoded together as one prefix tree: a token shared
+  by several items is decoded once, tagged with all their sequence ids, in batches of ``n_batch`` tokens.
+  Logits are requested only where a score needs them (never ``logits_all``: a 262k vocabulary makes one row
+  1 MiB).
+
+One ``Engine`` per thread: llama.cpp contexts are not thread-safe. Create it in the thread (worker) that uses it
+and close it there. llama.cpp's log lines go to the Python logger ``misalign_tui.llama``, never to stderr
+(under a running Textual app raw writes would corrupt the screen).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from misalign_tui.core.errors import Cancelled, UserError
+from misalign_tui.core.judge_templates import JUDGE_NO, JUDGE_YES
+
+LOG = logging.getLogger("misalign_tui.llama")
+
+N_SEQ = 32  # KV-cache sequences: 0 holds the trunk, 1..N_SEQ-1 the items of a window
+MAX_OUTPUTS_PER_DECODE = 64  # logits rows per llama_decode (bounds the output buffer: 64 MiB at 262k vocab)
+
+
+# -- logging -------------------------------------------------------------------------------------------------
+
+# ggml_log_level: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continues the previous line
+_LEVELS = {0: logging.INFO, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_log_state = {"level": logging.INFO, "last_error": ""}
+_log_callback_ref: object | None = None
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+def route_llama_logs() -> None:
+    """Send llama.cpp/ggml log lines to the ``misalign_tui.llama`` logger instead of stderr (idempotent)."""
+    global _log_callback_ref
+    import llama_cpp
+    import llama_cpp.llama  # noqa: F401 - imports llama_cpp._logger, which installs its own stderr callback
+
+    if _log_callback_ref is not None:
+        return
+
+    @llama_cpp.llama_log_callback
+    def _callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:  # pragma: no cover - C calls
+        try:
+            if level != 5:  # 5 continues the previous line at its level
+                _log_state["level"] = _LEVELS.get(level, logging.DEBUG)
+            msg = text.decode("utf-8", "replace").rstrip()
+            if not msg:
+                return
+            if _log_state["level"] >= logging.ERROR:
+                _log_state["last_error"] = msg
+            LOG.log(_log_state["level"], "%s", msg)
+        except Exception:  # noqa: BLE001 - never raise into C
+            pass
+
+    _log_callback_ref = _callback
+    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    import llama_cpp
+
+    route_llama_logs()
+    with _backend_lock:
+        if not _backend_ready:
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+
+
+def gpu_offload_supported() -> bool:
+    import llama_cpp
+
+    _init_backend()
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# -- public data ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EngineSettings:
+    n_ctx: int = 4096
+    n_gpu_layers: int | None = None  # None = auto: all when llama_supports_gpu_offload() else 0; -1 = all
+    n_threads: int | None = None  # None = every CPU this process may use
+    n_batch: int = 512
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    key: object
+    text: str  # the full formatted text, ending right where the answer word comes
+
+
+@dataclass(frozen=True)
+class JudgeScore:
+    key: object
+    p_misaligned: float  # P(yes-set) / (P(yes-set) + P(no-set))
+    p_yes: float
+    p_no: float
+    tokens: int
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class LoglikRequest:
+    key: object
+    context: str
+    continuation: str
+
+
+@dataclass(frozen=True)
+class LoglikScore:
+    key: object
+    logprob_sum: float
+    tokens: int  # continuation tokens; mean = logprob_sum / tokens
+    truncated: bool
+
+    @property
+    def logprob_mean(self) -> float:
+        return self.logprob_sum / self.tokens if self.tokens else float("-inf")
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    tokens: int
+    truncated: bool  # the prompt was cut to fit the context, or the answer stopped at max_tokens
+
+
+# -- scheduling internals ------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class _Item:
+    index: int
+    tokens: list[int]
+    out_from: int  # first position whose logits are needed
+    out_to: int  # last position whose logits are needed (inclusive)
+    truncated: bool
+    attach: int = 0  # positions [0, attach) come from the trunk
+    path: list[_Node] = field(default_factory=list)
+
+
+class _Node:
+    __slots__ = ("token", "pos", "children", "seqs", "out", "logp")
+
+    def __init__(self, token: int, pos: int) -> None:
+        self.token = token
+        self.pos = pos
+        self.children: dict[int, _Node] = {}
+        self.seqs: list[int] = []
+        self.out = False
+        self.logp: dict[int, float] = {}
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def prefix_tree_size(sequences: Sequence[Sequence[int]]) -> int:
+    """Number of distinct tokens once shared prefixes count once (the size of the inputs' prefix tree)."""
+    root: dict = {}
+    size = 0
+    for seq in sequences:
+        node = root
+        for tok in seq:
+            nxt = node.get(tok)
+            if nxt is None:
+                nxt = node[tok] = {}
+                size += 1
+            node = nxt
+    return size
+
+
+class Engine:
+    """One loaded GGUF model with its context; see the module docstring. Not thread-safe: one per thread."""
+
+    def __init__(self, model_path: str | Path, *, chat_template: str | None = None,
+                 settings: EngineSettings = EngineSettings()) -> None:
+        import llama_cpp
+
+        self._ll = llama_cpp
+        self.model_path = Path(model_path)
+        self.settings = settings
+        self.chat_template = chat_template
+        self._model = None
+        self._ctx = None
+        self._batch = None
+        self._batch_ready = False
+        path = self.model_path
+        if not path.is_file():
+            reason = "is a folder" if path.is_dir() else "no such file"
+            raise UserError(f"{path}: cannot load model: {reason}")
+        _init_backend()
+        gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        n_gpu = settings.n_gpu_layers
+        if n_gpu is None:
+            n_gpu = -1 if gpu else 0
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.n_gpu_layers = 0x7FFFFFFF if n_gpu < 0 else n_gpu
+        _log_state["last_error"] = ""
+        model = llama_cpp.llama_model_load_from_file(str(path).encode(), mparams)
+        if not model:
+            raise UserError(f"{path}: cannot load model: {_log_state['last_error'] or 'llama.cpp could not read it'}"
+                            " (is it a complete GGUF file?)")
+        self._model = model
+        self._vocab = llama_cpp.llama_model_get_vocab(model)
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self.n_layer = int(llama_cpp.llama_model_n_layer(model))
+        n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(model))
+        n_ctx = min(settings.n_ctx, n_ctx_train) if n_ctx_train > 0 else settings.n_ctx
+        self.n_ctx = max(16, n_ctx)
+        self.n_batch = max(64, min(settings.n_batch, self.n_ctx))
+        self.n_seq = max(2, min(N_SEQ, int(llama_cpp.llama_max_parallel_sequences())))
+        # Packing is exact on the f32 test models (1e-7). On a quantized model any change of batch shape moves
+        # the scores by that model's numerical noise: Gemma 3 270M Q4_K_M moves P(misaligned) by up to ~0.05
+        # between packed, prefix-reused and from-scratch evaluation, as much as switching flash attention on or
+        # off (0.02). A rerun with the same items in the same order reproduces its numbers exactly.
+        self.max_window = self.n_seq - 1
+        self.n_threads = settings.n_threads or default_threads()
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = self.n_ctx
+        cparams.n_batch = self.n_batch
+        cparams.n_ubatch = self.n_batch
+        cparams.n_seq_max = self.n_seq
+        cparams.n_outputs_max = max(self.n_batch, self.n_seq)  # any token of a batch may ask for logits (log-likelihoods)
+        cparams.n_outputs_max_per_seq = 0  # 0 = n_outputs_max; the default (1) is for one logit row per sequence
+        cparams.kv_unified = True  # one cell pool shared by all sequences: seq_cp only tags cells
+        cparams.swa_full = True  # sliding-window layers keep every cell, so the cache can be cut back anywhere
+        cparams.n_threads = self.n_threads
+        cparams.n_threads_batch = self.n_threads
+        cparams.no_perf = True
+        ctx = llama_cpp.llama_init_from_model(model, cparams)
+        if not ctx:
+            llama_cpp.llama_model_free(model)
+            self._model = None
+            raise UserError(f"{path}: cannot load model: cannot create a context of {self.n_ctx} tokens "
+                            f"({_log_state['last_error'] or 'out of memory?'}); try a smaller --n-ctx")
+        self._ctx = ctx
+        self._mem = llama_cpp.llama_get_memory(ctx)
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, self.n_seq)
+        self._trunk: list[int] = []  # tokens held by sequence 0
+        self.n_gpu_layers = 0 if not gpu else min(self.n_layer + 1, 0x7FFFFFFF if n_gpu < 0 else n_gpu)
+        if self.n_gpu_layers > 0:
+            info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+            backend = next((b for b in ("CUDA", "METAL", "VULKAN", "SYCL", "HIP", "OPENCL") if b in info.upper()),
+                           "GPU")
+            self.device = f"gpu ({backend}, {self.n_gpu_layers}/{self.n_layer + 1} layers)"
+        else:
+            self.device = "cpu"
+        self._bos_text = self._piece(int(llama_cpp.llama_vocab_bos(self._vocab)), special=True)
+        self._eos_text = self._piece(int(llama_cpp.llama_vocab_eos(self._vocab)), special=True)
+        self._answer_cache: dict[tuple[str, ...], list[int]] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        ll = self._ll
+        if self._batch is not None:
+            ll.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx is not None:
+            ll.llama_free(self._ctx)
+            self._ctx = None
+        if self._model is not None:
+            ll.llama_model_free(self._model)
+            self._model = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def reset(self) -> None:
+        """Clear the KV cache: the next item starts from nothing (the naive baseline does this per item)."""
+        self._ll.llama_memory_clear(self._mem, True)
+        self._trunk = []
+
+    def provenance(self) -> dict[str, object]:
+        return {
+            "llama_cpp_python": self._ll.__version__,
+            "model_path": str(self.model_path),
+            "n_ctx": self.n_ctx,
+            "n_batch": self.n_batch,
+            "n_gpu_layers": self.n_gpu_layers,
+            "threads": self.n_threads,
+            "device": self.device,
+            "chat_template": self.chat_template if self.chat_template is not None else "plain",
+            "max_items_per_window": self.max_window,
+            "plain_format": None if self.chat_template is not None else PLAIN_FORMAT,
+        }
+
+    # -- text and tokens --------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_bos: bool = True, special: bool | None = None) -> list[int]:
+        """Token ids; special tokens (e.g. ``<|user|>``) are parsed only for chat-formatted text by default."""
+        ll = self._ll
+        if special is None:
+            special = self.chat_template is not None
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        buf = (ll.llama_token * cap)()
+        n = ll.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, special)
+        if n < 0:
+            cap = -n
+            buf = (ll.llama_token * cap)()
+            n = ll.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, special)
+        return list(buf[:n])
+
+    def _piece(self, token: int, *, special: bool = False) -> str:
+        return self._piece_bytes(token, special=special).decode("utf-8", "replace")
+
+    def _piece_bytes(self, token: int, *, special: bool = False) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = self._ll.llama_token_to_piece(self._vocab, token, buf, 64, 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._ll.llama_token_to_piece(self._vocab, token, buf, -n, 0, special)
+        return buf.raw[:n]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return b"".join(self._piece_bytes(t) for t in tokens).decode("utf-8", "replace")
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    def format_user_turn(self, text: str) -> str:
+        """The user's message as the model sees it, up to where its answer starts.
+
+        With a chat template: the template with one user turn and the generation prompt. Without (base models):
+        ``PLAIN_FORMAT``. The BOS token is added at tokenization, so a template's leading BOS text is dropped.
+        """
+        if self.chat_template is None:
+            return PLAIN_FORMAT.replace("{text}", text)
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        try:
+            formatter = Jinja2ChatFormatter(self.chat_template, eos_token=self._eos_text, bos_token=self._bos_text,
+                                            add_generation_prompt=True)
+            out = formatter(messages=[{"role": "user", "content": text}]).prompt
+        except Exception as exc:  # noqa: BLE001 - any Jinja error is the template's
+            raise UserError(f"{self.model_path}: the chat template cannot be rendered ({exc}); set another with "
+                            "misalign-tui models set MODEL --chat-template FILE|none") from exc
+        if self._bos_text and out.startswith(self._bos_text):
+            out = out[len(self._bos_text):]
+        return out
+
+    def answer_token_ids(self, words: Sequence[str]) -> list[int]:
+        """Single-token variants (case, leading space) of the answer words in this tokenizer."""
+        key = tuple(words)
+        if key in self._answer_cache:
+            return self._answer_cache[key]
+        ids: set[int] = set()
+        for word in words:
+            for variant in {word, word.lower(), word.capitalize(), word.upper()}:
+                for lead in ("", " ", "\n", ":", ": "):
+                    toks = self.tokenize(lead + variant, add_bos=False, special=False)
+                    if toks and self._piece(toks[-1]).strip() == variant:
+                        ids.add(toks[-1])
+        if not ids:
+            raise UserError(f"{self.model_path}: none of the answer words {list(words)} is a single token "
+                            "in this model's vocabulary")
+        self._answer_cache[key] = sorted(ids)
+        return self._answer_cache[key]
+
+    # -- primitives -------------------------------------------------------------------------------------
+
+    def judge(self, requests: Sequence[JudgeRequest], *, yes_words: Sequence[str] = JUDGE_YES,
+              no_words: Sequence[str] = JUDGE_NO, cancel: threading.Event | None = None,
+              prefix_reuse: bool = True) -> Iterator[JudgeScore]:
+        """P(misaligned) per request (DESIGN §4), in request order, one forward pass each, no sampling.
+
+        ``prefix_reuse=False`` clears the cache before every item (the naive baseline and the reference the
+        tests compare against).
+        """
+        yes = self.answer_token_ids(yes_words)
+        no = self.answer_token_ids(no_words)
+        if set(yes) & set(no):
+            raise UserError(f"answer words overlap: {list(yes_words)} and {list(no_words)}")
+        wanted = np.array(yes + no, dtype=np.int64)
+        items = []
+        for i, r in enumerate(requests):
+            tokens, truncated = self._fit(self.tokenize(r.text))
+            items.append(_Item(i, tokens, len(tokens) - 1, len(tokens) - 1, truncated))
+        for item in self._score(items, wanted, cancel, prefix_reuse):
+            logp = item.path[-1].logp
+            py = sum(math.exp(logp[t]) for t in yes)
+            pn = sum(math.exp(logp[t]) for t in no)
+            total = py + pn
+            p_mis = py / total if total > 0 else 0.5
+            yield JudgeScore(requests[item.index].key, p_mis, py, pn, len(item.tokens), item.truncated)
+
+    def loglik(self, requests: Sequence[LoglikRequest], *, cancel: threading.Event | None = None,
+               prefix_reuse: bool = True) -> Iterator[LoglikScore]:
+        """Sum of log P(continuation token | everything before it), in request order.
+
+        Context and continuation are tokenized separately (the continuation without BOS), so every
+        continuation of one context shares that context's tokens exactly. Too long: the context loses tokens
+        from its left (after BOS), the continuation stays whole, ``truncated`` is set.
+        """
+        items = []
+        for i, r in enumerate(requests):
+            ctx = self.tokenize(r.context)
+            cont = self.tokenize(r.continuation, add_bos=False) if r.continuation else []
+            truncated = False
+            if not cont:
+                items.append(_Item(i, ctx, len(ctx), len(ctx) - 1, False))  # nothing to score
+                continue
+            limit = self.n_ctx - 1
+            if len(ctx) + len(cont) > limit:
+                truncated = True
+                keep_cont = min(len(cont), limit - 2)
+                cont = cont[:keep_cont]
+                keep_ctx = limit - len(cont)
+                ctx = ctx[:1] + ctx[len(ctx) - (keep_ctx - 1):] if keep_ctx > 1 else ctx[:1]
+            tokens = ctx + cont
+            items.append(_Item(i, tokens, len(ctx) - 1, len(tokens) - 2, truncated))
+        for item in self._score(items, None, cancel, prefix_reuse):
+            r = requests[item.index]
+            n_cont = item.out_to - item.out_from + 1
+            total = 0.0
+            for k in range(n_cont):
+                node = item.path[item.out_from - item.attach + k]
+                total += node.logp[item.tokens[item.out_from + k + 1]]
+            yield LoglikScore(r.key, total, n_cont, item.truncated)
+
+    def generate(self, prompt: str, *, temperature: float = 0.7, top_p: float = 0.9, max_tokens: int = 512,
+                 stop: Sequence[str] = (), seed: int = 0, cancel: threading.Event | None = None) -> Generation:
+        """Sample an answer to ``prompt`` (already formatted); reproducible for a given seed."""
+        ll = self._ll
+        self.reset()
+        max_tokens = max(1, min(max_tokens, self.n_ctx // 2))
+        tokens = self.tokenize(prompt)
+        truncated = False
+        room = self.n_ctx - max_tokens
+        if len(tokens) > room:
+            tokens = tokens[:1] + tokens[len(tokens) - (room - 1):]
+            truncated = True
+        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        try:
+            if temperature <= 0:
+                ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
+            else:
+                ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(top_p, 1))
+                ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(temperature))
+                ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+            self._decode_plain(tokens, 0, cancel)
+            out = bytearray()
+            n_out = 0
+            finished = False
+            text: str | None = None
+            while n_out < max_tokens:
+                tok = int(ll.llama_sampler_sample(chain, self._ctx, -1))
+                if ll.llama_vocab_is_eog(self._vocab, tok):
+                    finished = True
+                    break
+                out += self._piece_bytes(tok)
+                n_out += 1
+                if stop:
+                    partial = out.decode("utf-8", "replace")
+                    cut = min((partial.find(s) for s in stop if s and s in partial), default=-1)
+                    if cut >= 0:
+                        text, finished = partial[:cut], True
+                        break
+                if n_out < max_tokens:
+                    self._decode_plain([tok], len(tokens) + n_out - 1, cancel)
+            if text is None:
+                text = out.decode("utf-8", "replace")
+            return Generation(text, n_out, truncated or not finished)
+        finally:
+            ll.llama_sampler_free(chain)
+            self.reset()
+
+    def prompt_processing_rate(self, n_tokens: int = 512, repeats: int = 2) -> float:
+        """llama.cpp's raw prompt-processing rate on one ``n_tokens`` prompt (tokens/s, best of ``repeats``)."""
+        n_tokens = min(n_tokens, self.n_ctx - 1)
+        rng = np.random.default_rng(0)
+        tokens = [int(self._ll.llama_vocab_bos(self._vocab))]
+        tokens += [int(t) for t in rng.integers(min(300, self.n_vocab - 1), self.n_vocab, n_tokens - 1)]
+        best = 0.0
+        for _ in range(repeats):
+            self.reset()
+            t0 = time.perf_counter()
+            self._decode_plain(tokens, 0, None)
+            best = max(best, n_tokens / (time.perf_counter() - t0))
+        self.reset()
+        return best
+
+    # -- internals --------------------------------------------------------------------------------------
+
+    def _fit(self, tokens: list[int]) -> tuple[list[int], bool]:
+        """Cut from the left (after BOS) so the item fits the context."""
+        limit = self.n_ctx - 1
+        if len(tokens) <= limit:
+            return tokens, False
+        return tokens[:1] + tokens[len(tokens) - (limit - 1):], True
+
+    def _check_cancel(self, cancel: threading.Event | None) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+
+    def _decode(self, n: int) -> None:
+        self._batch.n_tokens = n
+        rc = self._ll.llama_decode(self._ctx, self._batch)
+        if rc != 0:
+            raise _DecodeError(rc)
+
+    def _decode_plain(self, tokens: Sequence[int], start: int, cancel: threading.Event | None) -> None:
+        """Decode ``tokens`` at positions ``start``… into sequence 0, with logits on the last token only."""
+        b = self._batch
+        for c0 in range(0, len(tokens), self.n_batch):
+            self._check_cancel(cancel)
+            chunk = tokens[c0:c0 + self.n_batch]
+            for i, tok in enumerate(chunk):
+                pos = start + c0 + i
+                b.token[i] = tok
+                b.pos[i] = pos
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = 0
+                b.logits[i] = 1 if c0 + i == len(tokens) - 1 else 0
+            self._decode(len(chunk))
+
+    def _logprobs(self, batch_index: int, wanted: np.ndarray) -> dict[int, float]:
+        ptr = self._ll.llama_get_logits_ith(self._ctx, batch_index)
+        row = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+        m = float(row.max())
+        lse = m + math.log(float(np.exp(row - m, dtype=np.float32).sum(dtype=np.float64)))
+        return {int(t): float(row[t]) - lse for t in wanted}
+
+    def _score(self, items: list[_Item], answer_ids: np.ndarray | None, cancel: threading.Event | None,
+               prefix_reuse: bool) -> Iterator[_Item]:
+        """Fill each item's ``path`` with nodes whose ``logp`` holds what its score needs; yields in order."""
+        try:
+            if not prefix_reuse:
+                for item in items:
+                    self.reset()
+                    self._run_window([item], answer_ids, cancel)
+                    yield item
+                self.reset()
+                return
+            i = 0
+            while i < len(items):
+                self._check_cancel(cancel)
+                window = self._take_window(items, i)
+                cached = window
+                try:
+                    self._run_window(window, answer_ids, cancel)
+                except _DecodeError as exc:
+                    # No room in the cache (fragmentation): fall back to one item at a time from scratch.
+                    LOG.warning("decode failed (%s); retrying %d item(s) one at a time", exc, len(window))
+                    for item in window:
+                        self.reset()
+                        self._run_window([item], answer_ids, cancel)
+                    self.reset()
+                    cached = []  # nothing of this window is in the cache any more
+                i += len(window)
+                self._keep_trunk(cached, items[i] if i < len(items) else None)
+                yield from window
+        except BaseException:
+            self.reset()  # a half-decoded window leaves the cache in an unknown state
+            raise
+
+    def _take_window(self, items: list[_Item], start: int) -> list[_Item]:
+        """As many items as fit in the KV cache and the sequence slots, without building anything yet."""
+        trunk = self._trunk
+        budget = self.n_ctx - len(trunk) - 4
+        roots: dict[int, dict] = {}
+        used = 0
+        window: list[_Item] = []
+        for item in items[start:]:
+            if len(window) >= self.max_window:
+                break
+            attach = min(common_prefix(item.tokens, trunk), item.out_from)
+            node = roots.setdefault(attach, {})
+            depth = attach
+            while depth < len(item.tokens) and item.tokens[depth] in node:
+                node = node[item.tokens[depth]]
+                depth += 1
+            new = len(item.tokens) - depth
+            if window and used + new > budget:
+                break
+            for pos in range(depth, len(item.tokens)):
+                node = node.setdefault(item.tokens[pos], {})
+            used += new
+            window.append(item)
+        return window
+
+    def _run_window(self, window: list[_Item], answer_ids: np.ndarray | None,
+                    cancel: threading.Event | None) -> None:
+        ll = self._ll
+        trunk = self._trunk
+        roots: dict[int, dict[int, _Node]] = {}
+        order: list[_Node] = []
+        for k, item in enumerate(window):
+            seq = k + 1
+            item.attach = min(common_prefix(item.tokens, trunk), item.out_from)
+            children = roots.setdefault(item.attach, {})
+            path: list[_Node] = []
+            for pos in range(item.attach, len(item.tokens)):
+                tok = item.tokens[pos]
+                node = children.get(tok)
+                if node is None:
+                    node = children[tok] = _Node(tok, pos)
+                    order.append(node)
+                node.seqs.append(seq)
+                path.append(node)
+                children = node.children
+            item.path = path
+            for pos in range(item.out_from, item.out_to + 1):
+                path[pos - item.attach].out = True
+            ll.llama_memory_seq_rm(self._mem, seq, -1, -1)
+            if item.attach > 0:
+                ll.llama_memory_seq_cp(self._mem, 0, seq, 0, item.attach)
+        b = self._batch
+        n = 0
+        n_out = 0
+        pending: list[tuple[_Node, int]] = []
+        for node in order:
+            if n == self.n_batch or (node.out and n_out == MAX_OUTPUTS_PER_DECODE):
+                self._flush(n, pending, answer_ids, cancel)
+                n, n_out, pending = 0, 0, []
+            b.token[n] = node.token
+            b.pos[n] = node.pos
+            b.n_seq_id[n] = len(node.seqs)
+            for j, s in enumerate(node.seqs):
+                b.seq_id[n][j] = s
+            b.logits[n] = 1 if node.out else 0
+            if node.out:
+                pending.append((node, n))
+                n_out += 1
+            n += 1
+        if n:
+            self._flush(n, pending, answer_ids, cancel)
+
+    def _flush(self, n: int, pending: list[tuple[_Node, int]], answer_ids: np.ndarray | None,
+               cancel: threading.Event | None) -> None:
+        self._check_cancel(cancel)
+        self._decode(n)
+        for node, idx in pending:
+            wanted = np.fromiter(node.children.keys(), dtype=np.int64, count=len(node.children))
+            if answer_ids is not None:
+                wanted = np.concatenate([wanted, answer_ids])
+            node.logp = self._logprobs(idx, wanted)
+
+    def _keep_trunk(self, window: list[_Item], next_item: _Item | None) -> None:
+        """Keep in sequence 0 the longest cached prefix of the next item; free the window's sequences."""
+        ll = self._ll
+        best_len = common_prefix(self._trunk, next_item.tokens) if next_item is not None else 0
+        best_seq = 0
+        if next_item is not None:
+            for k, item in enumerate(window):
+                length = min(common_prefix(item.tokens, next_item.tokens), len(item.tokens))
+                if length > best_len:
+                    best_len, best_seq = length, k + 1
+        if best_seq:
+            ll.llama_memory_seq_rm(self._mem, 0, -1, -1)
+            ll.llama_memory_seq_cp(self._mem, best_seq, 0, 0, best_len)
+            self._trunk = window[best_seq - 1].tokens[:best_len]
+        elif best_len < len(self._trunk):
+            if not ll.llama_memory_seq_rm(self._mem, 0, best_len, -1):
+                ll.llama_memory_seq_rm(self._mem, 0, -1, -1)
+                best_len = 0
+            self._trunk = self._trunk[:best_len]
+        for k in range(len(window)):
+            ll.llama_memory_seq_rm(self._mem, k + 1, -1, -1)
+
+
+PLAIN_FORMAT = "User: {text}\nAssistant:"
+
+
+class _DecodeError(RuntimeError):
+    def __init__(self, rc: int) -> None:
+        super().__init__(f"llama_decode returned {rc}")
+        self.rc = rc

@@ -18,7 +18,7 @@ from textual.worker import Worker, WorkerState
 
 from misalign_tui.core.sessions import SessionState
 from misalign_tui.tui.messages import RunFinished, RunProgressed, WorkFailed
-from misalign_tui.tui.run_control import RunRequest, RunSignals, RunStatus, execute
+from misalign_tui.tui.run_control import QueuedRun, RunSignals, RunStatus, execute
 from misalign_tui.tui.screens.build import BuildScreen
 from misalign_tui.tui.screens.compare import CompareScreen
 from misalign_tui.tui.screens.dashboard import DashboardScreen
@@ -57,7 +57,7 @@ class MisalignApp(App[None]):
         self.workspace = workspace
         self.sub_title = str(workspace.home)
         self.run_statuses: dict[str, RunStatus] = {}
-        self._queue: deque[RunRequest] = deque()
+        self._queue: deque[QueuedRun] = deque()
         self._queue_lock = threading.Lock()
         self._signals = RunSignals()
         self._run_worker: Worker | None = None
@@ -108,7 +108,7 @@ class MisalignApp(App[None]):
     def running(self) -> bool:
         return self._run_worker is not None and self._run_worker.is_running
 
-    def queue_runs(self, requests: list[RunRequest]) -> None:
+    def queue_runs(self, requests: list[QueuedRun]) -> None:
         with self._queue_lock:
             for req in requests:
                 self._queue.append(req)
@@ -129,7 +129,7 @@ class MisalignApp(App[None]):
         if r is None:
             self.notify(f"run {run_id} not found", severity="error")
             return
-        self.queue_runs([RunRequest(r["name"], r["method"], r["judge"], r["bench"], resume_run_id=run_id)])
+        self.queue_runs([QueuedRun(r["name"], r["method"], r["judge"], r["bench"], resume_run_id=run_id)])
 
     @work(thread=True, group="runs", exit_on_error=False)
     def run_queue(self, signals: RunSignals) -> None:
@@ -138,7 +138,7 @@ class MisalignApp(App[None]):
                 if not self._queue:
                     return
                 req = self._queue.popleft()
-            final = execute(self.workspace.db_path, req, signals, lambda st: self.post_message(RunProgressed(st)))
+            final = execute(self.workspace, req, signals, lambda st: self.post_message(RunProgressed(st)))
             self.post_message(RunFinished(final))
         with self._queue_lock:  # cancelled: what was still queued is dropped, and says so
             while self._queue:

@@ -57,15 +57,23 @@ def set_runtime(store: Store, model_id: int, n_gpu_layers: int | None, n_threads
 
 
 def quick_load_test(workspace: Workspace, model: str) -> str:
-    """Load the model with its settings through the engine, score one short prompt, report tokens/s."""
-    from misalign_tui.core.errors import UserError
+    """Load the model with its own settings through the engine, then time prompt processing and a short
+    generation: what a user needs to choose GPU layers and threads."""
+    import time
 
-    try:
-        from misalign_tui.core import engine
-    except ImportError:
-        raise UserError("the inference engine is not installed in this build (core/engine.py)") from None
+    from misalign_tui.core.engine import Engine, EngineSettings
+    from misalign_tui.core.models import resolve_model
+
     with Store(workspace.db_path) as store:
-        from misalign_tui.core.models import resolve_model
-
         info = resolve_model(store, model, workspace.models_dir)
-    return engine.quick_load_test(info)  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    settings = EngineSettings(n_ctx=512, n_gpu_layers=info.n_gpu_layers, n_threads=info.n_threads)
+    with Engine(info.path or "", chat_template=info.effective_chat_template, settings=settings) as engine:
+        load_s = time.perf_counter() - started
+        prompt_rate = engine.prompt_processing_rate(128, repeats=1)
+        t0 = time.perf_counter()
+        gen = engine.generate(engine.format_user_turn("Say hello in five words."), max_tokens=24, temperature=0.0)
+        gen_s = time.perf_counter() - t0
+        return (f"[b]{info.name}[/] on {engine.device}, {engine.n_threads} threads\n"
+                f"load {load_s:.2f} s · prompt {prompt_rate:,.0f} tokens/s · "
+                f"generation {gen.tokens / gen_s if gen_s > 0 else 0:,.1f} tokens/s ({gen.tokens} tokens)")

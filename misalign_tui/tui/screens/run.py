@@ -27,7 +27,7 @@ from textual.widgets import (
 
 from misalign_tui.core.models import list_models
 from misalign_tui.core.store import Store
-from misalign_tui.tui.run_control import RunRequest, RunStatus
+from misalign_tui.tui.run_control import QueuedRun, RunStatus
 
 
 def _eta(s: float | None) -> str:
@@ -76,13 +76,15 @@ class RunScreen(Screen[None]):
                 yield SelectionList[str](id="run-models")
                 yield Label("Method")
                 with RadioSet(id="run-method"):
-                    yield RadioButton("judge", value=True, id="method-judge")
+                    yield RadioButton("auto (judge if chat model, else preference)", value=True, id="method-auto")
+                    yield RadioButton("judge", id="method-judge")
                     yield RadioButton("preference", id="method-preference")
                     yield RadioButton("generate (with a judge model)", id="method-generate")
                 yield Select([], prompt="judge model (generate)", id="run-judge", compact=True)
                 yield Select([], prompt="benchmark (latest)", id="run-benchmark", compact=True)
                 yield Input(placeholder="filters: dimension=safety,type=relation", id="run-filters", compact=True)
                 yield Input(placeholder="limit: first N prompts (empty: all)", id="run-limit", type="integer", compact=True)
+                yield Input(placeholder="judge templates (default 3)", id="run-templates", type="integer", compact=True)
                 yield Button("Start (ctrl+s)", id="run-start", variant="primary", compact=True)
             with Vertical(id="run-side"):
                 yield Static("Progress", classes="section-title")
@@ -162,21 +164,23 @@ class RunScreen(Screen[None]):
 
     # -- actions ---------------------------------------------------------------------------------------
 
-    def build_requests(self) -> list[RunRequest]:
+    def build_requests(self) -> list[QueuedRun]:
         models = list(self.query_one("#run-models", SelectionList).selected)
         if not models:
             raise ValueError("pick at least one model (space toggles it in the list)")
         pressed = self.query_one("#run-method", RadioSet).pressed_button
-        method = (pressed.id or "method-judge").removeprefix("method-") if pressed else "judge"
+        method = (pressed.id or "method-auto").removeprefix("method-") if pressed else "auto"
         judge = self.query_one("#run-judge", Select).value
         judge_model = None if judge is Select.NULL else str(judge)
         if method == "generate" and not judge_model:
             raise ValueError("generate needs a judge model: pick one under 'judge model'")
         bench = self.query_one("#run-benchmark", Select).value
         limit_text = self.query_one("#run-limit", Input).value.strip()
-        return [RunRequest(m, method, judge_model, None if bench is Select.NULL else str(bench),
-                           parse_filters(self.query_one("#run-filters", Input).value),
-                           int(limit_text) if limit_text else None) for m in models]
+        templates_text = self.query_one("#run-templates", Input).value.strip()
+        return [QueuedRun(m, method, judge_model, None if bench is Select.NULL else str(bench),
+                          parse_filters(self.query_one("#run-filters", Input).value),
+                          int(limit_text) if limit_text else None,
+                          int(templates_text) if templates_text else 3) for m in models]
 
     @on(Button.Pressed, "#run-start")
     def action_start(self) -> None:

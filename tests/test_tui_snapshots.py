@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from textual.widgets import DataTable
+
 from misalign_tui.core.sessions import SessionState, save_session
 from misalign_tui.core.store import Store
 from misalign_tui.tui.app import create_app
@@ -24,6 +26,10 @@ def _keys(*keys: str):
             await pilot.app.workers.wait_for_complete()
             await pilot.pause()
         await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
+        for table in pilot.app.screen.query(DataTable):  # column widths settle on the next layout
+            table.refresh(layout=True)
+        await pilot.pause()
         await pilot.pause()
 
     return run_before

@@ -74,3 +74,18 @@ def populate_results(home: Path, prompts: int = 24, models: tuple[str, ...] = ("
                               "VALUES (?, ?, 0, ?, ?)", (run, rid, p, int(flagged)))
                 runs[name] = run
     return runs
+
+
+async def settle_for_snapshot(pilot) -> None:
+    """Workers done, their messages handled, tables laid out: the frame a user would see."""
+    from textual.widgets import DataTable
+
+    for _ in range(2):  # a worker's message may start another worker (options, then data)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+    for table in pilot.app.screen.query(DataTable):  # column widths settle on the next layout
+        table.refresh(layout=True)
+    await pilot.pause()
+    await pilot.pause()

@@ -20,6 +20,9 @@ METRIC_LABELS = {
     "trade_off_rate": "Trade-off rate",
 }
 LOWER_IS_BETTER = {"ffr", "trade_off_rate"}
+PART_FIELDS = {"dimension": "by_dimension", "domain": "by_domain", "semantic_type": "by_type", "model": "by_model"}
+ALL_PARTS = frozenset({*PART_FIELDS, "tradeoffs"})
+TAB_PARTS = {"dims": "dimension", "domains": "domain", "tradeoffs": "tradeoffs", "types": "semantic_type"}
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,21 @@ class ExploreData:
     trade_off_dims: list[str] = field(default_factory=list)
     trade_off_matrix: list[list[float | None]] = field(default_factory=list)  # T[row → col], first model
     trade_off_model: str | None = None
+    trade_off_note: str = ""
     note: str = ""
     seconds: float = 0.0
+    parts: frozenset[str] = frozenset()  # which of dimension/domain/semantic_type/model/tradeoffs are filled
+
+    def merge(self, other: ExploreData) -> None:
+        """Add the parts another worker computed for the same query."""
+        for part in other.parts - self.parts:
+            if part == "tradeoffs":
+                self.trade_off_dims, self.trade_off_matrix = other.trade_off_dims, other.trade_off_matrix
+                self.trade_off_model, self.trade_off_note = other.trade_off_model, other.trade_off_note
+            else:
+                setattr(self, PART_FIELDS[part], getattr(other, PART_FIELDS[part]))
+        self.parts = self.parts | other.parts
+        self.note = self.note or other.note
 
     def grouped(self) -> list[Cell]:
         return {"dimension": self.by_dimension, "domain": self.by_domain, "semantic_type": self.by_type,
@@ -104,16 +120,16 @@ def latest_runs(store: Store, query: ExploreQuery) -> dict[str, int]:
     return runs
 
 
-def read_explore(store: Store, query: ExploreQuery) -> ExploreData:
+def read_explore(store: Store, query: ExploreQuery, parts: frozenset[str] = ALL_PARTS) -> ExploreData:
     from misalign_tui.tui import metrics_view
 
     started = time.perf_counter()
     runs = latest_runs(store, query)
-    data = ExploreData(query, models=list(runs))
+    data = ExploreData(query, models=list(runs), parts=frozenset(parts))
     if not runs:
         data.note = "No results yet for this metric — press r to start a run."
     else:
-        metrics_view.fill(store, runs, query, data)
+        metrics_view.fill(store, runs, query, data, frozenset(parts))
     data.seconds = time.perf_counter() - started
     return data
 

@@ -38,47 +38,56 @@ def _rate_cell(group: str, model: str, rate: float | None, ci, n: int):
     return Cell(group, model, rate, ci[0] if ci else None, ci[1] if ci else None, n)
 
 
-def fill(store: Store, runs: dict[str, int], query: Any, data: Any) -> None:
+def fill(store: Store, runs: dict[str, int], query: Any, data: Any, parts: frozenset[str]) -> None:
+    """Compute the ``parts`` asked for (dimension, domain, semantic_type, model, tradeoffs) into ``data``.
+
+    Each part is a few queries on the rollups per model; the screen asks only for what its visible tab shows
+    and fetches the rest when another tab opens.
+    """
     from misalign_tui.tui.explore_data import LOWER_IS_BETTER
 
     metric = query.metric
     filters = filters_of(query)
-    reports = {m: metrics.trade_offs(store, rid, filters) for m, rid in runs.items()}
     if metric == "trade_off_rate":
+        reports = {m: metrics.trade_offs(store, rid, filters) for m, rid in runs.items()}
         for model, rep in reports.items():
-            data.by_model.append(_rate_cell(model, model, rep.rate, rep.ci, rep.n_prompts))
-            for d, cell in rep.satisfaction.items():  # the dimension view: satisfaction s_d beside the rate
-                data.by_dimension.append(_rate_cell(d, model, 1 - cell.rate if cell.rate is not None else None,
-                                                    cell.ci and (1 - cell.ci[1], 1 - cell.ci[0]), cell.n))
-            for t in ("object", "attribute", "relation"):
-                if query.semantic_type and query.semantic_type != t:
-                    continue
-                rep_t = metrics.trade_offs(store, runs[model], {**filters, "semantic_type": t})
-                data.by_type.append(_rate_cell(t, model, rep_t.rate, rep_t.ci, rep_t.n_prompts))
-        data.note = "by dimension: share of prompts failing it (1 − s_d); domains: pick one in the filter"
-        if query.domain:
-            for model, rep in reports.items():
+            if "model" in parts:
+                data.by_model.append(_rate_cell(model, model, rep.rate, rep.ci, rep.n_prompts))
+            if "dimension" in parts:  # the dimension view: share of prompts failing d (1 − s_d)
+                for d, cell in rep.satisfaction.items():
+                    data.by_dimension.append(_rate_cell(d, model, 1 - cell.rate if cell.rate is not None else None,
+                                                        cell.ci and (1 - cell.ci[1], 1 - cell.ci[0]), cell.n))
+            if "semantic_type" in parts:
+                for t in ("object", "attribute", "relation"):
+                    if query.semantic_type and query.semantic_type != t:
+                        continue
+                    rep_t = metrics.trade_offs(store, runs[model], {**filters, "semantic_type": t})
+                    data.by_type.append(_rate_cell(t, model, rep_t.rate, rep_t.ci, rep_t.n_prompts))
+            if "domain" in parts and query.domain:
                 data.by_domain.append(_rate_cell(query.domain, model, rep.rate, rep.ci, rep.n_prompts))
+        data.note = "by dimension: share of prompts failing it (1 − s_d); by domain: pick one in the filter"
     else:
         for model, run_id in runs.items():
             for grouping, target in (("dimension", data.by_dimension), ("domain", data.by_domain),
                                      ("semantic_type", data.by_type)):
-                for row in metrics.profile(store, run_id, group_by=grouping, filters=filters):
-                    target.append(_cell(row.group or "-", model, row, metric))
-            for row in metrics.profile(store, run_id, filters=filters):
-                data.by_model.append(_cell(model, model, row, metric))
+                if grouping in parts:
+                    for row in metrics.profile(store, run_id, group_by=grouping, filters=filters):
+                        target.append(_cell(row.group or "-", model, row, metric))
+            if "model" in parts:
+                for row in metrics.profile(store, run_id, filters=filters):
+                    data.by_model.append(_cell(model, model, row, metric))
     worst_first = (lambda c: -(c.value or 0)) if metric in LOWER_IS_BETTER else (lambda c: c.value or 0)
     data.by_domain.sort(key=lambda c: (c.value is None, worst_first(c)))
     first = next(iter(runs), None)
-    if first is not None:
-        rep = reports[first]
+    if "tradeoffs" in parts and first is not None:
+        rep = metrics.trade_offs(store, runs[first], filters)
         dims = [d for d in DIMENSIONS if any(d in pair for pair, c in rep.pairwise.items() if c.n)]
         if dims:
             data.trade_off_dims = dims
             data.trade_off_model = first
             data.trade_off_matrix = [[None if a == b else rep.pairwise[(a, b)].rate for b in dims] for a in dims]
-        if rep.rate is None and not data.note:
-            data.note = f"trade-off rate n/a: {rep.reason}"
+        if rep.rate is None:
+            data.trade_off_note = f"trade-off rate n/a: {rep.reason}"
 
 
 def compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit: int):

@@ -78,7 +78,6 @@ class BuildScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#build-steps", DataTable).add_columns("step", "status", "done", "rate", "counts")
         self.query_one("#build-rejected", DataTable).add_columns("kind", "stage", "dimension", "label", "reason")
-        self.action_reload()
 
     def on_screen_resume(self) -> None:
         self.action_reload()

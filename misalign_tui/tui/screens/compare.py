@@ -54,9 +54,6 @@ class CompareScreen(Screen[None]):
                 yield DataTable(id="compare-items", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.load_models()
-
     def on_screen_resume(self) -> None:
         self.load_models()
 

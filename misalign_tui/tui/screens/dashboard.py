@@ -57,7 +57,6 @@ class DashboardScreen(Screen[None]):
         self.query_one("#models", DataTable).add_columns("name", "arch", "params", "quant", "size", "device", "status")
         self.query_one("#runs", DataTable).add_columns("id", "model", "benchmark", "method", "status", "progress",
                                                                "AS/acc", "trade-off")
-        self.action_reload()
 
     def on_screen_resume(self) -> None:
         self.action_reload()

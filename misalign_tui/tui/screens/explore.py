@@ -19,6 +19,7 @@ from misalign_tui.core.sessions import GROUPINGS, METRICS, SessionState
 from misalign_tui.core.store import Store
 from misalign_tui.tui.explore_data import (
     METRIC_LABELS,
+    TAB_PARTS,
     ExploreData,
     ExploreOptions,
     ExploreQuery,
@@ -70,6 +71,7 @@ class ExploreScreen(Screen[None]):
         self._applying = False
         self.loads = 0  # repaints with new data; the UI benchmark waits on it
         self.painted_at = 0.0
+        self._painted: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -98,10 +100,6 @@ class ExploreScreen(Screen[None]):
                 yield DataTable(id="table-types", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.load_options()
-        self.action_reload()
-
     def on_screen_resume(self) -> None:
         self.load_options()
         self.action_reload()
@@ -113,10 +111,26 @@ class ExploreScreen(Screen[None]):
         with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
             self.post_message(OptionsLoaded(read_options(store)))
 
-    @work(thread=True, exclusive=True, group="explore", exit_on_error=False)
+    def _parts_for(self, tab: str, query: ExploreQuery) -> frozenset[str]:
+        parts = {TAB_PARTS.get(tab, "dimension")}
+        if tab == "dims":
+            parts.add(query.grouping)  # the table beside the chart follows the grouping
+        return frozenset(parts)
+
     def load_data(self, query: ExploreQuery) -> None:
+        """A new query: compute what the visible tab shows; other tabs are computed when opened."""
+        self._load(query, self._parts_for(self.query_one(TabbedContent).active or "dims", query))
+
+    @work(thread=True, exclusive=True, group="explore", exit_on_error=False)
+    def _load(self, query: ExploreQuery, parts: frozenset[str]) -> None:
         with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
-            data = read_explore(store, query)
+            data = read_explore(store, query, parts)
+        self.post_message(ExploreLoaded(data))
+
+    @work(thread=True, exclusive=True, group="explore-more", exit_on_error=False)
+    def _load_more(self, query: ExploreQuery, parts: frozenset[str]) -> None:
+        with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
+            data = read_explore(store, query, parts)
         self.post_message(ExploreLoaded(data))
 
     # -- messages --------------------------------------------------------------------------------------
@@ -147,14 +161,19 @@ class ExploreScreen(Screen[None]):
         data: ExploreData = message.data  # type: ignore[assignment]
         if data.query != self.query_state:
             return  # a stale answer; a newer worker is on its way
-        self.data = data
+        if self.data is not None and self.data.query == data.query:
+            self.data.merge(data)  # another tab's parts for the same query
+            data = self.data
+            self._painted = {t for t in self._painted if TAB_PARTS[t] not in message.data.parts}  # type: ignore[attr-defined]
+        else:
+            self.data = data
+            self._painted = set()
         label = METRIC_LABELS[data.query.metric]
         models = ", ".join(data.models) or "no models"
         status = f"{label} {GROUP_LABELS[data.query.grouping]} · {models}"
         if data.note:
             status += f" · {data.note}"
         self.query_one("#explore-status", Static).update(status)
-        self._painted: set[str] = set()
         self._paint_tab(self.query_one(TabbedContent).active or "dims")
         self.call_after_refresh(self._painted_now)
 
@@ -166,7 +185,11 @@ class ExploreScreen(Screen[None]):
     def _paint_tab(self, tab: str) -> None:
         """Draw the chart and table of one tab; the others are drawn when shown (only one is visible)."""
         data = self.data
-        if data is None or tab in getattr(self, "_painted", set()):
+        if data is None or tab in self._painted:
+            return
+        missing = self._parts_for(tab, data.query) - data.parts
+        if missing:
+            self._load_more(data.query, missing)
             return
         self._painted.add(tab)
         if tab == "dims":
@@ -205,7 +228,7 @@ class ExploreScreen(Screen[None]):
         table.clear(columns=True)
         if not data.trade_off_matrix:
             table.add_column("trade-offs")
-            table.add_row(data.note or "n/a: no prompts with pairs on two dimensions")
+            table.add_row(data.trade_off_note or "n/a: no prompts with pairs on two dimensions")
             return
         table.add_columns("T[row→col]", *data.trade_off_dims)
         for d, row in zip(data.trade_off_dims, data.trade_off_matrix, strict=True):

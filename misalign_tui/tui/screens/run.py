@@ -98,7 +98,6 @@ class RunScreen(Screen[None]):
                                                                "ETA", "AS")
         self.query_one("#run-interrupted", DataTable).add_columns("id", "model", "method", "benchmark", "done")
         self._interrupted: list[tuple] = []
-        self.action_reload()
 
     def on_screen_resume(self) -> None:
         self.action_reload()

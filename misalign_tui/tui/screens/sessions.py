@@ -37,7 +37,6 @@ class SessionsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns("name", "models", "metric", "grouping", "filters", "updated")
-        self.action_reload()
 
     def on_screen_resume(self) -> None:
         self.action_reload()

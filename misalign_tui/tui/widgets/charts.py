@@ -83,7 +83,7 @@ class TradeOffHeatmap(_Chart):
 
     def replot(self, data: ExploreData) -> None:
         if not data.trade_off_matrix:
-            self._empty("Trade-offs T[d1→d2]", data.note or "needs prompts with pairs on two dimensions")
+            self._empty("Trade-offs T[d1→d2]", data.trade_off_note or data.note or "needs pairs on two dimensions")
             return
         self._start(f"T[row→col] % — {data.trade_off_model}")
         matrix = [[100 * (v or 0.0) for v in row] for row in data.trade_off_matrix]

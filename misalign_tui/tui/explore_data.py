@@ -94,7 +94,7 @@ class ExploreOptions:
 def read_options(store: Store) -> ExploreOptions:
     c = store.conn
     return ExploreOptions(
-        benchmarks=[(b.id, f"{b.name} v{b.version}") for b in store.benchmarks()],
+        benchmarks=[(r[0], f"{r[1]} v{r[2]}") for r in c.execute("SELECT id, name, version FROM benchmarks")],
         models=[r[0] for r in c.execute(
             "SELECT DISTINCT m.name FROM runs r JOIN models m ON m.id = r.model_id ORDER BY m.name")],
         dimensions=list(DIMENSIONS),

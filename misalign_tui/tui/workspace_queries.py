@@ -9,6 +9,7 @@ from misalign_tui.workspace import Workspace
 
 
 def read_summary(workspace: Workspace, recent_runs: int = 20, headline_runs: int = 8) -> WorkspaceSummary:
+    """Benchmarks, models and recent runs; the first ``headline_runs`` runs with their headline figures."""
     with Store(workspace.db_path) as store:
         runs = [
             RunRow(r["id"], r["model"], r["benchmark"], r["method"], r["status"], r["items_done"],
@@ -21,8 +22,9 @@ def read_summary(workspace: Workspace, recent_runs: int = 20, headline_runs: int
                 ORDER BY r.id DESC LIMIT ?
                 """, (recent_runs,))
         ]
-        for i, run in enumerate(runs[:headline_runs]):
-            runs[i] = headline(store, run)
+        if headline_runs:
+            for i, run in enumerate(runs[:headline_runs]):
+                runs[i] = headline(store, run)
         return WorkspaceSummary(str(workspace.home), store.benchmarks(), list_models(store), runs)
 
 

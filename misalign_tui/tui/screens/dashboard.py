@@ -66,6 +66,8 @@ class DashboardScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
     def load_summary(self) -> None:
+        # first the lists (fast), then the same with each recent run's headline figures from core.metrics
+        self.post_message(WorkspaceLoaded(read_summary(self.app.workspace, headline_runs=0)))  # type: ignore[attr-defined]
         self.post_message(WorkspaceLoaded(read_summary(self.app.workspace)))  # type: ignore[attr-defined]
 
     def on_workspace_loaded(self, message: WorkspaceLoaded) -> None:

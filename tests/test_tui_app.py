@@ -18,7 +18,8 @@ async def test_empty_workspace_explains_next_step(home: Path) -> None:
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
         text = str(app.screen.query_one("#next-action", Static).render())
-        assert "No benchmark yet" in text and "misalign-tui init" in text
+        assert "No models yet" in text and "default model" in text  # the seed benchmark is loaded already
+        assert app.screen.query_one("#benchmarks", DataTable).row_count == 1
 
 
 async def test_models_screen_adds_path_and_shows_unusable_reason(home: Path, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ async def _start_run(pilot, model: str, limit: str, templates: str = "1") -> Non
     models.select(model)
     screen.query_one("#run-limit", Input).value = limit
     screen.query_one("#run-templates", Input).value = templates
-    await pilot.press("ctrl+s")
+    await pilot.press("ctrl+r")
 
 
 async def test_run_from_the_ui_finishes_and_its_numbers_reach_the_explorer(home: Path, tiny_chat_model: Path) -> None:

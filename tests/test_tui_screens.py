@@ -94,7 +94,7 @@ async def test_explore_empty_workspace_says_what_to_do(home: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("e")
         await settle(pilot)
-        assert "press r to start a run" in str(app.screen.query_one("#explore-status", Static).render())
+        assert "r starts a run" in str(app.screen.query_one("#explore-status", Static).render())
 
 
 async def test_compare_lists_disagreements_and_opens_item(home: Path) -> None:
@@ -215,7 +215,7 @@ async def test_run_screen_needs_a_model(home: Path) -> None:
         await pilot.press("r")
         await settle(pilot)
         assert isinstance(app.screen, RunScreen)
-        await pilot.press("ctrl+s")
+        await pilot.press("ctrl+r")
         await pilot.pause()
         assert not app.running
         assert any("pick at least one model" in n.message for n in app._notifications)

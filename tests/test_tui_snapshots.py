@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable
-
 from misalign_tui.core.sessions import SessionState, save_session
 from misalign_tui.core.store import Store
 from misalign_tui.tui.app import create_app
-from tests.tui_fixtures import SIZE, fresh_home, populate_results
+from tests.tui_fixtures import SIZE, fresh_home, populate_results, settle_for_snapshot
 
 
 def _app_with_results():
@@ -22,15 +20,7 @@ def _keys(*keys: str):
             await pilot.press(key)
             await pilot.app.workers.wait_for_complete()
             await pilot.pause()
-        for _ in range(2):  # a worker's message may start another worker (options, then data)
-            await pilot.app.workers.wait_for_complete()
-            await pilot.pause()
-        await pilot.wait_for_scheduled_animations()
-        await pilot.pause()
-        for table in pilot.app.screen.query(DataTable):  # column widths settle on the next layout
-            table.refresh(layout=True)
-        await pilot.pause()
-        await pilot.pause()
+        await settle_for_snapshot(pilot)
 
     return run_before
 

@@ -87,5 +87,6 @@ async def settle_for_snapshot(pilot) -> None:
     await pilot.pause()
     for table in pilot.app.screen.query(DataTable):  # column widths settle on the next layout
         table.refresh(layout=True)
+    pilot.app.screen.refresh(layout=True)  # lists filled by a worker take their height on the next layout
     await pilot.pause()
     await pilot.pause()

@@ -275,6 +275,10 @@ def create_app(home: str | Path | None = None) -> MisalignApp:
     with Store(workspace.db_path) as store:  # creates and migrates the database before any screen reads it
         if not store.conn.execute("SELECT 1 FROM domains LIMIT 1").fetchone():
             store.sync_taxonomy(published_taxonomy())
+        if not store.conn.execute("SELECT 1 FROM benchmarks LIMIT 1").fetchone():
+            from misalign_tui.core.io.native import load_seed_benchmark
+
+            load_seed_benchmark(store)  # a new workspace can profile at once, without leaving the app
     return MisalignApp(workspace)
 
 

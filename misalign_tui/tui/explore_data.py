@@ -89,6 +89,7 @@ class ExploreOptions:
     dimensions: list[str]
     domains: list[str]
     semantic_types: list[str]
+    methods: list[str] = field(default_factory=list)  # methods with results, to pick a metric that has data
 
 
 def read_options(store: Store) -> ExploreOptions:
@@ -100,6 +101,7 @@ def read_options(store: Store) -> ExploreOptions:
         dimensions=list(DIMENSIONS),
         domains=[r[0] for r in c.execute("SELECT name FROM domains ORDER BY dimension, name")],
         semantic_types=list(SEMANTIC_TYPES),
+        methods=[r[0] for r in c.execute("SELECT DISTINCT method FROM runs WHERE items_done > 0 ORDER BY method")],
     )
 
 
@@ -127,7 +129,8 @@ def read_explore(store: Store, query: ExploreQuery, parts: frozenset[str] = ALL_
     runs = latest_runs(store, query)
     data = ExploreData(query, models=list(runs), parts=frozenset(parts))
     if not runs:
-        data.note = "No results yet for this metric — press r to start a run."
+        data.note = ("No results for this metric yet — x switches the metric (preference runs show Pref. acc.), "
+                     "r starts a run.")
     else:
         metrics_view.fill(store, runs, query, data, frozenset(parts))
     data.seconds = time.perf_counter() - started

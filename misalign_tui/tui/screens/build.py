@@ -183,7 +183,7 @@ class BuildScreen(Screen[None]):
                  "-" if p.rate is None else f"{p.rate:.2f}/s", _counts(p.counts)]  # type: ignore[attr-defined]
         if p.step in table.rows:  # type: ignore[attr-defined]
             for col, v in zip(table.columns, cells, strict=True):
-                table.update_cell(p.step, col, v)  # type: ignore[attr-defined]
+                table.update_cell(p.step, col, v, update_width=True)  # type: ignore[attr-defined]
         else:
             table.add_row(*cells, key=p.step)  # type: ignore[attr-defined]
         self.query_one("#build-status", Static).update(f"Building — {p.step}: {p.message or ''}")  # type: ignore[attr-defined]

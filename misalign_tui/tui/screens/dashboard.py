@@ -16,9 +16,11 @@ def next_action(summary: WorkspaceSummary) -> str:
     if not summary.benchmarks:
         return "No benchmark yet — run [b]misalign-tui init[/] to load the seed benchmark, or import one."
     if not summary.models:
-        return "No models yet — press [b]m[/] to add a GGUF file, or run [b]misalign-tui init[/] for the default model."
+        return ("No models yet — press [b]m[/], then [b]i[/] to set up the default model (Gemma 3 270M, 253 MB), "
+                "or [b]a[/] to add a GGUF file.")
     if not summary.runs:
-        return "No runs yet — press [b]r[/] to profile the default model on the seed benchmark."
+        return ("No runs yet — press [b]r[/], pick a model (space) and press [b]Enter[/] in a field (or [b]ctrl+r[/]) to profile it on the seed "
+                "benchmark (set a limit for a quick first look).")
     if any(r.status in ("running", "interrupted") for r in summary.runs):
         return "A run is unfinished — press [b]r[/] to watch or resume it."
     return "Press [b]e[/] to explore the trade-offs, [b]c[/] to compare models."

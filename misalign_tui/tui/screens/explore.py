@@ -35,6 +35,7 @@ from misalign_tui.tui.widgets.charts import (
 )
 
 TABLE_ROWS = 120
+JUDGE_METRICS = ("alignment_score", "coverage", "ffr")
 GROUP_LABELS = {"dimension": "by dimension", "domain": "by domain", "semantic_type": "by type", "model": "by model"}
 
 
@@ -153,6 +154,9 @@ class ExploreScreen(Screen[None]):
                     sel.value = current
         finally:
             self.call_after_refresh(self._done_applying)
+        if opts.methods and "judge" not in opts.methods and self.query_state.metric in JUDGE_METRICS:
+            # only preference (base-model) results so far: show the metric that has data
+            self.query_one("#f-metric", Select).value = "preference_accuracy"
 
     def _done_applying(self) -> None:
         self._applying = False

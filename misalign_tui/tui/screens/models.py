@@ -50,7 +50,7 @@ def describe(m: ModelInfo) -> str:
 
 class ModelsScreen(Screen[None]):
     BINDINGS = [("a", "focus_add", "Add path"), ("g", "reload", "Rescan"), ("c", "focus_settings", "GPU/threads"),
-                ("l", "load_test", "Load test")]
+                ("l", "load_test", "Load test"), ("i", "default_model", "Default model")]
 
     def __init__(self) -> None:
         super().__init__()
@@ -94,7 +94,8 @@ class ModelsScreen(Screen[None]):
         self._show(0)
         if not self._models:
             self.query_one("#model-detail", Static).update(
-                "No models yet. Type a path below and press Enter, or run misalign-tui init for the default model.")
+                "No models yet. Press i to set up the default model (Gemma 3 270M, 253 MB), or a to type the path "
+                "of a .gguf file.")
 
     def _show(self, index: int) -> None:
         if 0 <= index < len(self._models):
@@ -130,6 +131,24 @@ class ModelsScreen(Screen[None]):
             set_runtime(store, model_id, layers, threads)
         self.post_message(ModelsLoaded(read_models(ws, rescan=False)))
         self.app.call_from_thread(self.notify, "saved: GPU layers and threads")
+
+    def action_default_model(self) -> None:
+        self.notify("setting up the default model (Gemma 3 270M, 253 MB): assembling and checksumming…")
+        self.default_model()
+
+    @work(thread=True, exclusive=True, group="model-default", exit_on_error=False)
+    def default_model(self) -> None:
+        from misalign_tui.core.models import ensure_default_model
+
+        ws = self.app.workspace  # type: ignore[attr-defined]
+        try:
+            with Store(ws.db_path) as store:
+                info = ensure_default_model(store, ws.models_dir)
+        except UserError as exc:
+            self.post_message(WorkFailed(str(exc)))
+            return
+        self.post_message(ModelsLoaded(read_models(ws, rescan=False)))
+        self.app.call_from_thread(self.notify, f"default model ready: {info.name} — press r to profile it")
 
     def action_load_test(self) -> None:
         m = self.current()

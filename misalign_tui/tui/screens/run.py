@@ -60,8 +60,7 @@ def parse_filters(text: str) -> dict[str, str]:
 
 class RunScreen(Screen[None]):
     BINDINGS = [
-        Binding("enter", "start", "Start", show=False),
-        Binding("ctrl+s", "start", "Start"),
+        Binding("ctrl+r", "start", "Start"),
         Binding("p", "pause", "Pause/resume"),
         Binding("x", "cancel", "Cancel"),
         Binding("u", "resume_interrupted", "Resume run"),
@@ -80,12 +79,17 @@ class RunScreen(Screen[None]):
                     yield RadioButton("judge", id="method-judge")
                     yield RadioButton("preference", id="method-preference")
                     yield RadioButton("generate (with a judge model)", id="method-generate")
-                yield Select([], prompt="judge model (generate)", id="run-judge", compact=True)
-                yield Select([], prompt="benchmark (latest)", id="run-benchmark", compact=True)
-                yield Input(placeholder="filters: dimension=safety,type=relation", id="run-filters", compact=True)
-                yield Input(placeholder="limit: first N prompts (empty: all)", id="run-limit", type="integer", compact=True)
-                yield Input(placeholder="judge templates (default 3)", id="run-templates", type="integer", compact=True)
-                yield Button("Start (ctrl+s)", id="run-start", variant="primary", compact=True)
+                yield Label("Judge model (generate only)", classes="field")
+                yield Select([], prompt="the model itself", id="run-judge", compact=True)
+                yield Label("Benchmark", classes="field")
+                yield Select([], prompt="misalign-seed (embedded)", id="run-benchmark", compact=True)
+                yield Label("Filters", classes="field")
+                yield Input(placeholder="dimension=safety,type=relation", id="run-filters", compact=True)
+                yield Label("Limit (first N prompts)", classes="field")
+                yield Input(placeholder="all", id="run-limit", type="integer", compact=True)
+                yield Label("Judge templates", classes="field")
+                yield Input(placeholder="3", id="run-templates", type="integer", compact=True)
+                yield Button("Start (Enter in a field, or ctrl+r)", id="run-start", variant="primary", compact=True)
             with Vertical(id="run-side"):
                 yield Static("Progress", classes="section-title")
                 yield DataTable(id="run-progress", cursor_type="row", zebra_stripes=True)
@@ -159,7 +163,7 @@ class RunScreen(Screen[None]):
             table.add_row(*cells, key=st.key)
         else:
             for col, value in zip(table.columns, cells, strict=True):
-                table.update_cell(st.key, col, value)
+                table.update_cell(st.key, col, value, update_width=True)
 
     # -- actions ---------------------------------------------------------------------------------------
 
@@ -181,6 +185,7 @@ class RunScreen(Screen[None]):
                           int(limit_text) if limit_text else None,
                           int(templates_text) if templates_text else 3) for m in models]
 
+    @on(Input.Submitted, "#run-form Input")
     @on(Button.Pressed, "#run-start")
     def action_start(self) -> None:
         try:
@@ -190,6 +195,7 @@ class RunScreen(Screen[None]):
             return
         self.app.queue_runs(requests)  # type: ignore[attr-defined]
         self.show_statuses()
+        self.query_one("#run-progress", DataTable).focus()  # out of the form: screen keys work again
 
     def action_pause(self) -> None:
         self.app.action_pause_runs()  # type: ignore[attr-defined]

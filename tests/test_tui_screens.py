@@ -107,8 +107,9 @@ async def test_compare_lists_disagreements_and_opens_item(home: Path) -> None:
         assert isinstance(screen, CompareScreen)
         deltas = table_rows(screen.query_one("#compare-deltas", DataTable))
         # AS of alpha and beta on the 48 shared safety responses, the delta and McNemar's test (metrics.compare)
-        assert deltas[0] == ["dimension", "safety", "beta", "72.4", "78.9", "-6.6", "48", "p=0.629 holm=1"]
-        assert [r[1] for r in deltas] == ["safety", "value", "cultural", "object", "attribute", "relation"]
+        assert deltas[0] == ["dim safety", "beta", "72.4", "78.9", "-6.6", "48", "p=0.63 holm=1"]
+        assert [r[0] for r in deltas] == ["dim safety", "dim value", "dim cultural", "type object",
+                                          "type attribute", "type relation"]
         items = screen.query_one("#compare-items", DataTable)
         only = items.row_count
         assert only > 0 and all(len(set(r[3:])) == 2 for r in table_rows(items))

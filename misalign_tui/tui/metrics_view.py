@@ -101,7 +101,7 @@ def compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit:
     for other in models[1:]:
         for grouping, kind in (("dimension", "dimension"), ("semantic_type", "type")):
             for r in metrics.compare(store, runs[base], runs[other], group_by=grouping):
-                test = f"p={r.p_value:.3g} holm={r.p_holm:.3g}"
+                test = f"p={r.p_value:.2g} holm={r.p_holm:.2g}"
                 if r.verdict:
                     test += f" → {base if r.verdict == 'a' else other}"
                 rows.append((kind, r.group or "-", other, [r.value_a, r.value_b], r.delta, test, r.n_items))

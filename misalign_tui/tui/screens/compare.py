@@ -111,16 +111,21 @@ class CompareScreen(Screen[None]):
         deltas = self.query_one("#compare-deltas", DataTable)
         deltas.clear(columns=True)
         first = data.models[0][:12] if data.models else "first"
-        deltas.add_columns("by", "group", "vs", first, "other", "Δ", "n", "paired test")
+        for label, width in (("group", 14), ("vs", 8), (first[:8], 6), ("other", 6), ("Δ", 6), ("n", 6),
+                             ("paired test", 22)):
+            deltas.add_column(label, width=width)
         for kind, group, other, values, delta, test, n in data.rows:
-            deltas.add_row(kind, group, other[:12], *[_pct(v) for v in values],
+            deltas.add_row(f"{'dim' if kind == 'dimension' else kind} {group}", other[:8], *[_pct(v) for v in values],
                            "-" if delta is None else f"{100 * delta:+.1f}", f"{n:,}", test)
         title = "Items where they disagree" if self.disagreements_only else "All items"
         self.query_one("#compare-disagree-title", Static).update(
             f"{title} ({len(data.disagreements)} shown; D toggles, o opens)")
         items = self.query_one("#compare-items", DataTable)
         items.clear(columns=True)
-        items.add_columns("prompt", "dimension", "label", *[f"{m[:12]}" for m in data.models])
+        for label, width in (("prompt", 12), ("dimension", 10), ("label", 10)):
+            items.add_column(label, width=width)
+        for m in data.models:
+            items.add_column(m[:12], width=max(6, len(m[:12])))
         for d in data.disagreements:
             items.add_row(d.prompt_key, d.dimension, d.label, *["right" if ok else "WRONG" for ok in d.verdicts],
                           key=f"{d.response_id}")

@@ -281,3 +281,16 @@ async def test_build_screen_lists_steps_and_rejected_candidates_with_reasons(hom
         await pilot.pause()
         why = str(app.screen.query_one("#build-why", Static).render())
         assert "checker saw it as misaligned" in why and "0.910" in why and "lock-picking" in why
+
+
+def test_bench_ui_reports_its_figures_as_json(cli_run, tmp_path: Path) -> None:
+    """A small store (the real command's defaults build 1,000,000 rows): the keys and units, not the speed."""
+    out = cli_run("bench", "ui", "--responses", "300", "--models", "2", "--store", str(tmp_path / "ui"),
+                  "--format", "json")
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["result_rows"] == 2 * doc["responses"] and doc["filter_changes"] == 21
+    assert doc["first_paint_s"] > 0 and doc["filter_median_ms"] > 0 and doc["peak_rss_mb"] > 20
+    again = json.loads(cli_run("bench", "ui", "--responses", "300", "--models", "2", "--store",
+                               str(tmp_path / "ui"), "--format", "json").stdout)
+    assert again["store_reused"] is True

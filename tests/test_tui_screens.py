@@ -172,6 +172,9 @@ async def test_session_saved_listed_reopened_and_reported(home: Path, cli_run) -
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     assert doc[0]["name"] == "relation audit" and doc[0]["filters"] == {"semantic_type": "relation"}
+    rep = cli_run("sessions", "report", "relation audit", "--out", str(home / "r.md"))
+    assert rep.exit_code == 0, rep.output
+    assert (home / "r.md").read_text() == report.read_text()  # the same report as the screen's R
     assert cli_run("sessions", "delete", "relation audit").exit_code == 0
     assert json.loads(cli_run("sessions", "list", "--format", "json").stdout) == []
     missing = cli_run("sessions", "show", "nope")

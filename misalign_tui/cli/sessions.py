@@ -59,3 +59,18 @@ def sessions_delete(ctx: Context, name: str) -> None:
     """Forget a saved session."""
     delete_session(ctx.store, name)
     ctx.err.print(f"deleted session {name}")
+
+
+@sessions.command("report")
+@click.argument("name")
+@click.option("--out", type=click.Path(dir_okay=False), help="Markdown file (default: <home>/reports/NAME.md).")
+@pass_ctx
+def sessions_report(ctx: Context, name: str, out: str | None) -> None:
+    """Write a saved session's tables (every grouping, its metric and filters) as Markdown."""
+    from pathlib import Path
+
+    from misalign_tui.tui.session_report import write_session_report
+
+    path = write_session_report(ctx.workspace, load_session(ctx.store, name), Path(out) if out else None)
+    ctx.err.print(f"report written: {path}")
+    click.echo(str(path))

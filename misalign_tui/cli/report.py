@@ -1,10 +1,13 @@
-"""``report``: a run's profile (DESIGN §4 measures) as rich tables, JSON or CSV, with paired comparisons."""
+"""``report``: a run's profile (DESIGN §4 measures) as rich tables, JSON or CSV, with paired comparisons; or a
+self-contained audit report (Markdown or HTML, core/io/audit_report.py) for an auditor to attach."""
 
 from __future__ import annotations
 
 import csv
 import itertools
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,6 +17,7 @@ from misalign_tui.cli import cli
 from misalign_tui.cli.context import Context, emit_json, pass_ctx
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.io import audit_report
 
 BOOTSTRAP_RESAMPLES = 1000
 
@@ -62,20 +66,35 @@ def _select_runs(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...]
 @click.option("--model", "models", multiple=True, help="Latest run of this model (repeatable).")
 @click.option("--group-by", type=click.Choice(list(metrics.GROUPINGS)), default="dimension", show_default=True)
 @click.option("--filter", "filters", multiple=True, help="dimension=..,domain=..,type=.. (lists with commas).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
-              help="json/csv: stdout carries the document alone.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "md", "html"]), default="table",
+              show_default=True, help="json/csv: stdout carries the document alone; md/html: the audit report.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the md/html audit report to this file (default: stdout).")
 @click.option("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, show_default=True,
               help="Resamples over prompts for the AS intervals (0: none).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @pass_ctx
 def report(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...], group_by: str,
-           filters: tuple[str, ...], fmt: str, bootstrap: int, seed: int) -> None:
+           filters: tuple[str, ...], fmt: str, output: Path | None, bootstrap: int, seed: int) -> None:
     """Profile runs: Coverage, FFR, AS, preference accuracy, satisfaction and trade-off rates with intervals.
 
-    With no --run or --model: the latest run of each model (complete or not; the status is shown)."""
+    With no --run or --model: the latest run of each model (complete or not; the status is shown).
+    --format md|html writes the audit report: benchmark identity, model hashes and settings, metrics, trade-offs,
+    worst groups, paired tests and charts, in one file that opens offline."""
     store = ctx.store
     flt = metrics.Filters.parse(_parse_filter(filters))
+    if output is not None and fmt not in audit_report.REPORT_FORMATS:
+        raise UserError(f"-o {output}: only the md and html reports are written to a file; add --format html")
+    if output is not None and not output.parent.resolve().is_dir():
+        raise UserError(f"{output}: cannot write the report (folder {output.parent} does not exist); "
+                        "create it or choose another path")
     runs = _select_runs(ctx, run_ids, models)
+    if fmt in audit_report.REPORT_FORMATS:
+        doc = audit_report.render(audit_report.build_report(
+            store, [r.id for r in runs], group_by=group_by, filters=flt, bootstrap=bootstrap, seed=seed,
+            progress=lambda line: ctx.err.print(line, style="dim")), fmt)
+        _write_report(ctx, doc, output)
+        return
     docs = []
     for run in runs:
         overall = metrics.profile(store, run.id, filters=flt, bootstrap=bootstrap, seed=seed)
@@ -96,6 +115,21 @@ def report(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...], grou
         _csv(docs, group_by)
     else:
         _tables(ctx, docs, comparisons, group_by)
+
+
+def _write_report(ctx: Context, doc: str, output: Path | None) -> None:
+    """stdout, or the file given, written whole (a temporary file renamed) so no half report is left."""
+    if output is None:
+        sys.stdout.write(doc if doc.endswith("\n") else doc + "\n")
+        return
+    tmp = output.with_name(output.name + ".part")
+    try:
+        tmp.write_text(doc, encoding="utf-8")
+        os.replace(tmp, output)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{output}: cannot write the report ({exc.strerror or exc}); choose another path") from exc
+    ctx.err.print(f"wrote {output} ({len(doc.encode()):,} bytes)")
 
 
 def _run_dict(run: metrics.RunInfo) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from misalign_tui.core.evaluate import (
 )
 from misalign_tui.core.io.native import SEED_BENCHMARK, load_seed_benchmark
 from misalign_tui.core.models import resolve_model
+from misalign_tui.core.remote import RemoteSettings
 
 
 def engine_options(f):
@@ -80,11 +81,14 @@ class ProgressView:
               help="generate: longest answer.")
 @click.option("--seed", type=int, default=0, show_default=True, help="generate: sampling seed.")
 @engine_options
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Remote models: items in flight over all their "
+              "servers (default 4).")
 @format_option
 @pass_ctx
 def run_cmd(ctx: Context, model_spec: str, method: str | None, judge_model: str | None, benchmark: str,
             filters: tuple[str, ...], limit: int | None, templates: int, temperature: float, top_p: float,
-            max_tokens: int, seed: int, n_ctx: int, gpu_layers: int | None, threads: int | None, fmt: str) -> None:
+            max_tokens: int, seed: int, n_ctx: int, gpu_layers: int | None, threads: int | None,
+            concurrency: int | None, fmt: str) -> None:
     """Evaluate a model on a benchmark; the same command again resumes an unfinished run."""
     store = ctx.store
     if benchmark == SEED_BENCHMARK:
@@ -96,7 +100,8 @@ def run_cmd(ctx: Context, model_spec: str, method: str | None, judge_model: str 
         raise click.UsageError("--judge-model only applies to --method generate")
     req = RunRequest(model, bench, method if method or judge is None else "generate", judge, parse_filters(filters),
                      limit, templates, EngineSettings(n_ctx=n_ctx, n_gpu_layers=gpu_layers, n_threads=threads),
-                     Sampling(temperature, top_p, max_tokens, seed))
+                     Sampling(temperature, top_p, max_tokens, seed),
+                     RemoteSettings(concurrency=concurrency) if concurrency else None)
     with ProgressView(ctx) as view:
         result = run_evaluation(store, req, progress=view)
     run = get_run(store, result.run_id)

@@ -36,6 +36,7 @@ from misalign_tui.core.judge_templates import (
     judge_templates,
 )
 from misalign_tui.core.models import ModelInfo, require_usable
+from misalign_tui.core.remote import RemoteBackend, RemoteSettings
 from misalign_tui.core.store import BenchmarkInfo, Store, database_error
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
@@ -128,6 +129,7 @@ class RunRequest:
     templates: int = 3
     settings: EngineSettings = field(default_factory=EngineSettings)
     sampling: Sampling = field(default_factory=Sampling)
+    remote: RemoteSettings | None = None  # remote models: concurrency, retries (not part of the run's identity)
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,7 @@ def _params(req: RunRequest, method: str, n_ctx: int) -> dict[str, Any]:
     if method == "generate":
         judge = req.judge_model or req.model
         params["sampling"] = asdict(req.sampling)
-        params["judge_model_sha256"] = judge.sha256
+        params["judge_model_sha256"] = judge.identity  # remote: the served name (see ModelInfo.identity)
         jt = judge.effective_chat_template
         params["judge_chat_template_sha256"] = hashlib.sha256(jt.encode()).hexdigest() if jt else "plain"
     return params
@@ -287,7 +289,7 @@ def _open_run(store: Store, req: RunRequest, method: str, judge_model: ModelInfo
         row = c.execute(
             "SELECT * FROM runs WHERE model_sha256 = ? AND benchmark_id = ? AND method = ? AND params_hash = ? "
             "ORDER BY (status = 'complete'), id DESC LIMIT 1",
-            (req.model.sha256, req.benchmark.id, method, phash),
+            (req.model.identity, req.benchmark.id, method, phash),
         ).fetchone()
         if row is not None and row["status"] == "complete":
             return int(row["id"]), True
@@ -305,7 +307,7 @@ def _open_run(store: Store, req: RunRequest, method: str, judge_model: ModelInfo
                 "INSERT INTO runs(model_id, model_sha256, benchmark_id, method, judge_model_id, params_json, "
                 "params_hash, templates, status, items_total, items_done, lease_pid, lease_host, heartbeat_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, 0, ?, ?, ?)",
-                (req.model.id, req.model.sha256, req.benchmark.id, method,
+                (req.model.id, req.model.identity, req.benchmark.id, method,
                  judge_model.id if judge_model else None, json.dumps(params, sort_keys=True), phash, templates,
                  items_total, os.getpid(), host, time.time()),
             ).lastrowid)
@@ -382,8 +384,10 @@ class _Writer:
         self.progress(RunProgress(self.run_id, self.method, self.done, self.total, rate, eta, phase or self.phase))
 
 
-def _engine_for(model: ModelInfo, settings: EngineSettings) -> Engine:
+def _engine_for(model: ModelInfo, settings: EngineSettings, remote: RemoteSettings | None = None) -> Engine:
     require_usable(model)
+    if model.is_remote:  # remote backend (core/remote.py): same Backend protocol (core/backend.py)
+        return RemoteBackend.from_model(model, settings=remote or RemoteSettings())  # type: ignore[return-value]
     if not model.path:
         raise UserError(f"model {model.name}: not a local GGUF file")
     n_gpu = settings.n_gpu_layers if settings.n_gpu_layers is not None else model.n_gpu_layers
@@ -395,6 +399,8 @@ def _engine_for(model: ModelInfo, settings: EngineSettings) -> Engine:
 def _fit_prompt(engine: Engine, build: Callable[[str], str], prompt: str) -> tuple[str, bool]:
     """The formatted text; when too long for the context, the prompt loses text from its left."""
     text = build(prompt)
+    if engine.n_ctx is None:  # remote: no local tokenizer; the server refuses what its context cannot hold
+        return text, False
     if len(text.encode("utf-8")) + 8 < engine.n_ctx:
         return text, False
     n = engine.count_tokens(text)
@@ -414,7 +420,7 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
     method = req.method or default_method(req.model)
     if method not in METHODS:
         raise UserError(f"--method {method}: use one of {', '.join(METHODS)}")
-    if not req.model.sha256:
+    if not req.model.identity:
         raise UserError(f"model {req.model.name}: no sha256 (unreadable file?)")
     require_usable(req.model)
     judge_model = (req.judge_model or req.model) if method == "generate" else None
@@ -446,9 +452,10 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
     judge_engine: Engine | None = None
     try:
         writer.report("loading")
-        engine = _engine_for(req.model, req.settings)
+        engine = _engine_for(req.model, req.settings, req.remote)
         if judge_model is not None:
-            judge_engine = engine if judge_model.id == req.model.id else _engine_for(judge_model, req.settings)
+            judge_engine = engine if judge_model.id == req.model.id else _engine_for(judge_model, req.settings,
+                                                                                     req.remote)
         _record_templates(store, run_id, method, engine, judge_engine, k)
         _record_provenance(store, run_id, req, method, engine, judge_engine, judge_model)
         if method == "judge":
@@ -492,7 +499,7 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
     if method == "generate" and judge_model is not None:
         # The judge model's own judge-method scores on the same items, so a weak judge is visible.
         sub = RunRequest(judge_model, req.benchmark, "judge", None, req.filters, req.limit, req.templates,
-                         req.settings, req.sampling)
+                         req.settings, req.sampling, req.remote)
         judge_run_id = run_evaluation(store, sub, progress=progress, cancel=cancel).run_id
         with store.transaction() as c:
             prov = json.loads(c.execute("SELECT provenance_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0])

@@ -213,6 +213,12 @@ def _where_common(f: Filters, alias: str, params: list[Any], store: Store, *, do
     return where
 
 
+def filter_conditions(filters: Filters, alias: str, params: list[Any], store: Store) -> list[str]:
+    """SQL conditions (appending their parameters) that apply ``filters`` to a rollup table aliased ``alias``
+    (any table with prompt_id, dimension and semantic_type columns), for callers that read items themselves."""
+    return _where_common(filters, alias, params, store, domain_exists=True)
+
+
 # -- grouped counts ---------------------------------------------------------------------------------------
 
 _UNIT_TABLE = {  # unit -> (table, label expression, hits expression)

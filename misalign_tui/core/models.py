@@ -54,6 +54,13 @@ class ModelInfo:
     def is_remote(self) -> bool:
         return bool(self.url)
 
+    @property
+    def identity(self) -> str | None:
+        """What makes runs "the same model": the file's sha256, or ``remote:<served name>`` for a server."""
+        if self.sha256:
+            return self.sha256
+        return f"remote:{self.remote_model}" if self.is_remote and self.remote_model else None
+
     def as_dict(self) -> dict[str, object]:
         return {
             "id": self.id, "name": self.name, "path": self.path, "url": self.url, "sha256": self.sha256,
@@ -246,3 +253,44 @@ def require_usable(model: ModelInfo) -> ModelInfo:
     if not model.usable:
         raise UserError(f"{model.path or model.name}: unusable model: {model.error}")
     return model
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def register_remote(store: Store, name: str, urls: list[str], remote_model: str, *,
+                    api_key_env: str | None = None) -> ModelInfo:
+    """Add (or update) a model served by OpenAI-compatible servers; several URLs spread the work.
+
+    Only the name of the API key's environment variable is stored, never the key. Nothing is contacted here:
+    a run checks the servers (and that they serve ``remote_model``) when it starts.
+    """
+    from misalign_tui.core.remote import parse_urls
+
+    name = name.strip()
+    if not name:
+        raise UserError("models add-remote: give a NAME for the model")
+    endpoints = parse_urls(urls)
+    if not remote_model or not remote_model.strip():
+        raise UserError("models add-remote: --model is the model name the server serves (see its /v1/models)")
+    if api_key_env is not None and not _ENV_NAME.match(api_key_env):
+        raise UserError(f"--api-key-env {api_key_env[:4]}…: give the NAME of the environment variable that holds "
+                        "the key (e.g. OPENAI_API_KEY), never the key itself")
+    url = " ".join(dict.fromkeys(ep.url for ep in endpoints))
+    try:
+        existing = store.conn.execute("SELECT * FROM models WHERE name = ?", (name,)).fetchone()
+        if existing is not None and existing["path"]:
+            raise UserError(f"model name {name!r} is taken by the local file {existing['path']}; choose another "
+                            "NAME")
+        with store.transaction() as c:
+            if existing is None:
+                cur = c.execute("INSERT INTO models (name, url, remote_model, api_key_env) VALUES (?, ?, ?, ?)",
+                                (name, url, remote_model.strip(), api_key_env))
+                model_id = cur.lastrowid
+            else:
+                c.execute("UPDATE models SET url = ?, remote_model = ?, api_key_env = ?, usable = 1, error = NULL "
+                          "WHERE id = ?", (url, remote_model.strip(), api_key_env, existing["id"]))
+                model_id = existing["id"]
+    except sqlite3.DatabaseError as exc:
+        raise database_error(store.path, exc) from exc
+    return get_model_by_id(store, model_id)

@@ -719,36 +719,55 @@ class Store:
 
 def content_hash(conn: sqlite3.Connection, benchmark_id: int) -> str:
     """sha256 over the benchmark's content (prompt text, type, domains, responses), independent of row ids,
-    keys and insertion order — so an export re-imported elsewhere hashes the same."""
-    prompts = conn.execute(
-        "SELECT id, text, coalesce(semantic_type, '') FROM prompts WHERE benchmark_id = ?", (benchmark_id,)
-    ).fetchall()
-    domains: dict[int, list[str]] = {}
-    for pid, name in conn.execute(
-        "SELECT pd.prompt_id, d.name FROM prompt_domains pd JOIN domains d ON d.id = pd.domain_id "
-        "JOIN prompts p ON p.id = pd.prompt_id WHERE p.benchmark_id = ?", (benchmark_id,)
-    ):
-        domains.setdefault(pid, []).append(name)
-    responses: dict[int, list[list[str]]] = {}
-    for pid, dim, label, text in conn.execute(
-        "SELECT r.prompt_id, coalesce(r.dimension, ''), r.label, r.text FROM responses r "
-        "JOIN prompts p ON p.id = r.prompt_id WHERE p.benchmark_id = ?", (benchmark_id,)
-    ):
-        responses.setdefault(pid, []).append([dim, label, text])
-    pair_rows: dict[int, list[list[str]]] = {}
-    for pid, dim, a, m in conn.execute(
-        "SELECT pr.prompt_id, coalesce(pr.dimension, ''), ra.text, rm.text FROM pairs pr "
-        "JOIN responses ra ON ra.id = pr.aligned_id JOIN responses rm ON rm.id = pr.misaligned_id "
-        "JOIN prompts p ON p.id = pr.prompt_id WHERE p.benchmark_id = ?", (benchmark_id,)
-    ):
-        pair_rows.setdefault(pid, []).append([dim, a, m])
-    lines = sorted(
-        json.dumps([text, stype, sorted(domains.get(pid, [])), sorted(responses.get(pid, [])),
-                    sorted(pair_rows.get(pid, []))], ensure_ascii=False, separators=(",", ":"))
-        for pid, text, stype in prompts
-    )
+    keys and insertion order — so an export re-imported elsewhere hashes the same.
+
+    One JSON line per prompt, lines sorted, each followed by a newline. Streams: the lines are built from three
+    cursors ordered by prompt id and sorted by SQLite in a temporary table (UTF-8 byte order = code point
+    order, as Python sorts), so memory stays flat however large the benchmark."""
+
+    def grouped(sql: str) -> Iterator[tuple[int, list[list[str]]]]:
+        cur = conn.execute(sql, (benchmark_id,))
+        pid, items = None, []
+        for row in cur:
+            if row[0] != pid:
+                if pid is not None:
+                    yield pid, items
+                pid, items = row[0], []
+            items.append(list(row[1:]))
+        if pid is not None:
+            yield pid, items
+
+    sources = [
+        grouped("SELECT pd.prompt_id, d.name FROM prompt_domains pd JOIN domains d ON d.id = pd.domain_id "
+                "JOIN prompts p ON p.id = pd.prompt_id WHERE p.benchmark_id = ? ORDER BY pd.prompt_id"),
+        grouped("SELECT r.prompt_id, coalesce(r.dimension, ''), r.label, r.text FROM responses r "
+                "JOIN prompts p ON p.id = r.prompt_id WHERE p.benchmark_id = ? ORDER BY r.prompt_id"),
+        grouped("SELECT pr.prompt_id, coalesce(pr.dimension, ''), ra.text, rm.text FROM pairs pr "
+                "JOIN responses ra ON ra.id = pr.aligned_id JOIN responses rm ON rm.id = pr.misaligned_id "
+                "JOIN prompts p ON p.id = pr.prompt_id WHERE p.benchmark_id = ? ORDER BY pr.prompt_id"),
+    ]
+    heads: list[tuple[int, list[list[str]]] | None] = [next(src, None) for src in sources]
+
+    def take(i: int, pid: int) -> list[list[str]]:
+        head = heads[i]
+        if head is None or head[0] != pid:
+            return []
+        heads[i] = next(sources[i], None)
+        return head[1]
+
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS content_hash_lines (line TEXT NOT NULL)")
+    conn.execute("DELETE FROM content_hash_lines")
+    lines = conn.cursor()
+    prompts = conn.execute("SELECT id, text, coalesce(semantic_type, '') FROM prompts WHERE benchmark_id = ? "
+                           "ORDER BY id", (benchmark_id,))
+    for pid, text, stype in prompts:
+        domains = sorted(d[0] for d in take(0, pid))
+        line = json.dumps([text, stype, domains, sorted(take(1, pid)), sorted(take(2, pid))],
+                          ensure_ascii=False, separators=(",", ":"))
+        lines.execute("INSERT INTO content_hash_lines(line) VALUES (?)", (line,))
     h = hashlib.sha256()
-    for line in lines:
+    for (line,) in conn.execute("SELECT line FROM content_hash_lines ORDER BY line"):
         h.update(line.encode("utf-8"))
         h.update(b"\n")
+    conn.execute("DELETE FROM content_hash_lines")
     return h.hexdigest()

@@ -1,0 +1,81 @@
+"""Remote models: ``models add-remote`` and ``bench remote`` (OpenAI-compatible inference servers)."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from misalign_tui.cli import cli
+from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
+from misalign_tui.cli.models import models
+from misalign_tui.core.models import register_remote, resolve_model
+
+
+@models.command("add-remote")
+@click.argument("name")
+@click.option("--url", "urls", multiple=True, required=True,
+              help="Server address, e.g. http://127.0.0.1:8080 (repeat for several servers of the same model).")
+@click.option("--model", "remote_model", required=True, help="The model name the server serves (its /v1/models).")
+@click.option("--api-key-env", help="Name of the environment variable holding the API key (the key is never stored).")
+@format_option
+@pass_ctx
+def models_add_remote(ctx: Context, name: str, urls: tuple[str, ...], remote_model: str, api_key_env: str | None,
+                      fmt: str) -> None:
+    """Register a model served by llama.cpp's server, llama-cpp-python's server or vLLM."""
+    info = register_remote(ctx.store, name, list(urls), remote_model, api_key_env=api_key_env)
+    if fmt == "json":
+        emit_json(info.as_dict())
+        return
+    key = f", key from ${info.api_key_env}" if info.api_key_env else ""
+    ctx.console.print(f"added {info.name}: {info.remote_model} at {info.url}{key}")
+
+
+def _bench_group() -> click.Group:
+    """The shared ``bench`` group: other modules may have registered it first."""
+    existing = cli.commands.get("bench")
+    if isinstance(existing, click.Group):
+        return existing
+
+    @cli.group("bench")
+    def bench() -> None:
+        """Measure speed."""
+
+    return bench
+
+
+@_bench_group().command("remote")
+@click.argument("url")
+@click.option("--model", "model", default="default", show_default=True,
+              help="The local copy of the served model, run in-process on the same items (name, path, or "
+                   "'none' to skip).")
+@click.option("--remote-model", help="Model name to ask the server for (default: the first it lists).")
+@click.option("--items", type=click.IntRange(1, 100_000), default=16, show_default=True)
+@click.option("--api-key-env", help="Environment variable holding the server's API key.")
+@format_option
+@pass_ctx
+def bench_remote_cmd(ctx: Context, url: str, model: str, remote_model: str | None, items: int,
+                     api_key_env: str | None, fmt: str) -> None:
+    """Judge items/s through the server at concurrency 1, 4 and 8, and in-process on the same items."""
+    from misalign_tui.core.remote_bench import bench_remote
+
+    local_path, template = None, None
+    if model != "none":
+        info = resolve_model(ctx.store, model, ctx.workspace.models_dir)
+        if info.is_remote:
+            raise click.BadParameter("give the local GGUF copy of the served model, not a remote one",
+                                     param_hint="--model")
+        local_path, template = info.path, info.effective_chat_template
+    result = bench_remote(url, remote_model=remote_model, local_model_path=local_path, chat_template=template,
+                          items=items, api_key_env=api_key_env, progress=lambda m: ctx.err.print(m))
+    if fmt == "json":
+        emit_json(result)
+        return
+    table = Table(title=f"judge throughput, {items} items: {url} vs in-process")
+    for col in ("backend", "concurrency", "items", "seconds", "items/s"):
+        table.add_column(col)
+    for r in result["rows"]:
+        table.add_row(r["backend"], str(r["concurrency"] or "-"), str(r["items"]), f"{r['seconds']:.2f}",
+                      f"{r['items_per_s']:.2f}")
+    ctx.console.print(table)
+    if result["max_abs_diff_p_misaligned"] is not None:
+        ctx.console.print(f"largest |ΔP(misaligned)| remote vs in-process: {result['max_abs_diff_p_misaligned']:.4f}")

@@ -1,41 +1,36 @@
-"""A saved session turned into a Markdown report (no textual import: the CLI uses it too).
+"""A saved session turned into an audit report (no textual import: the CLI uses it too).
 
-Uses the audit report code of core/io when it is present; until then a Markdown summary of the same tables
-the explorer shows.
+The report itself is ``core.io.audit_report`` (the same as ``misalign-tui report``): the latest runs of the
+session's models, with its filters and grouping; a short header says which session it came from.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from misalign_tui.core import metrics
+from misalign_tui.core.errors import UserError
 from misalign_tui.core.sessions import SavedSession
 from misalign_tui.core.store import Store
-from misalign_tui.tui.explore_data import METRIC_LABELS, ExploreQuery, read_explore
+from misalign_tui.tui.explore_data import METRIC_LABELS, ExploreQuery, latest_runs
 from misalign_tui.workspace import Workspace
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}"
+def session_report_markdown(store: Store, session: SavedSession, bootstrap: int = 1000) -> str:
+    from misalign_tui.core.io.audit_report import build_report, render_markdown
 
-
-def session_report_markdown(store: Store, session: SavedSession) -> str:
     st = session.state
-    label = METRIC_LABELS[st.metric]
-    lines = [f"# {session.name}", "", f"- models: {', '.join(st.models) or 'all'}",
-             f"- metric: {label}", f"- grouping: {st.grouping}",
-             f"- filters: {', '.join(f'{k}={v}' for k, v in st.filters.items()) or 'none'}", ""]
-    for grouping in ("dimension", "domain", "semantic_type", "model"):
-        data = read_explore(store, ExploreQuery(models=tuple(st.models), dimension=st.filters.get("dimension"),
-                                                domain=st.filters.get("domain"),
-                                                semantic_type=st.filters.get("semantic_type"), metric=st.metric,
-                                                grouping=grouping))
-        lines += [f"## {label} by {grouping.replace('_', ' ')}", "", f"| {grouping} | model | {label} % | n |",
-                  "|---|---|---:|---:|"]
-        lines += [f"| {c.group} | {c.series} | {_pct(c.value)} | {c.n} |" for c in data.grouped()]
-        if data.note:
-            lines += ["", data.note]
-        lines.append("")
-    return "\n".join(lines)
+    runs = latest_runs(store, ExploreQuery(models=tuple(st.models), metric=st.metric))
+    if not runs:
+        raise UserError(f"session {session.name!r}: none of its models ({', '.join(st.models) or 'any'}) has a "
+                        f"run for {METRIC_LABELS[st.metric]}")
+    group_by = st.grouping if st.grouping in metrics.GROUPINGS else "dimension"
+    report = build_report(store, list(runs.values()), group_by=group_by, filters=dict(st.filters),
+                          bootstrap=bootstrap)
+    header = [f"<!-- session: {session.name} -->", f"Session **{session.name}**: models "
+              f"{', '.join(runs)}; metric {METRIC_LABELS[st.metric]}; grouping {st.grouping}; filters "
+              f"{', '.join(f'{k}={v}' for k, v in st.filters.items()) or 'none'}.", ""]
+    return "\n".join(header) + "\n" + render_markdown(report)
 
 
 def write_session_report(workspace: Workspace, session: SavedSession, out: Path | None = None) -> Path:

@@ -9,7 +9,7 @@ from textual.widgets import DataTable, Input, Static
 from misalign_tui.tui.app import create_app
 from misalign_tui.tui.screens.help import HelpScreen
 from tests.test_model_registry import write_small_gguf
-from tests.tui_fixtures import SIZE, fresh_home
+from tests.tui_fixtures import SIZE, fresh_home, settle_for_snapshot
 
 
 async def test_empty_workspace_explains_next_step(home: Path) -> None:
@@ -18,7 +18,8 @@ async def test_empty_workspace_explains_next_step(home: Path) -> None:
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
         text = str(app.screen.query_one("#next-action", Static).render())
-        assert "No benchmark yet" in text and "misalign-tui init" in text
+        assert "No models yet" in text and "default model" in text  # the seed benchmark is loaded already
+        assert app.screen.query_one("#benchmarks", DataTable).row_count == 1
 
 
 async def test_models_screen_adds_path_and_shows_unusable_reason(home: Path, tmp_path: Path) -> None:
@@ -60,11 +61,7 @@ async def test_help_lists_bindings(home: Path) -> None:
 
 
 def _settle(pilot):
-    async def run_before(pilot) -> None:
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-
-    return run_before
+    return settle_for_snapshot
 
 
 def test_snapshot_dashboard_empty(snap_compare) -> None:
@@ -81,7 +78,6 @@ def test_snapshot_models_screen(snap_compare, tmp_path: Path) -> None:
 
     async def run_before(pilot) -> None:
         await pilot.press("m")
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
+        await settle_for_snapshot(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -512,6 +512,16 @@ MIGRATIONS: list[str] = [
                c.stage, c.reason, c.perplexity, c.p_misaligned, c.text
         FROM build_candidates c JOIN build_runs r ON r.id = c.build_id WHERE c.status = 'rejected';
     """,
+    # 4: saved side-by-side comparisons (the TUI's Sessions screen and `misalign-tui sessions`).
+    f"""
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        state_json TEXT NOT NULL,                   -- models, benchmark, filters, metric, grouping
+        created_at TEXT NOT NULL DEFAULT ({NOW}),
+        updated_at TEXT NOT NULL DEFAULT ({NOW})
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

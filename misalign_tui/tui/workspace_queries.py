@@ -8,7 +8,8 @@ from misalign_tui.tui.messages import RunRow, WorkspaceSummary
 from misalign_tui.workspace import Workspace
 
 
-def read_summary(workspace: Workspace, recent_runs: int = 20) -> WorkspaceSummary:
+def read_summary(workspace: Workspace, recent_runs: int = 20, headline_runs: int = 8) -> WorkspaceSummary:
+    """Benchmarks, models and recent runs; the first ``headline_runs`` runs with their headline figures."""
     with Store(workspace.db_path) as store:
         runs = [
             RunRow(r["id"], r["model"], r["benchmark"], r["method"], r["status"], r["items_done"],
@@ -21,7 +22,27 @@ def read_summary(workspace: Workspace, recent_runs: int = 20) -> WorkspaceSummar
                 ORDER BY r.id DESC LIMIT ?
                 """, (recent_runs,))
         ]
+        if headline_runs:
+            for i, run in enumerate(runs[:headline_runs]):
+                runs[i] = headline(store, run)
         return WorkspaceSummary(str(workspace.home), store.benchmarks(), list_models(store), runs)
+
+
+def headline(store: Store, run: RunRow) -> RunRow:
+    """The run's headline figures from core.metrics: AS (or preference accuracy) and the trade-off rate."""
+    from dataclasses import replace
+
+    from misalign_tui.core import metrics
+
+    if run.items_done == 0:
+        return run
+    overall = metrics.profile(store, run.id)
+    value = None
+    if overall:
+        value = overall[0].alignment_score if run.method == "judge" else (
+            overall[0].pair_accuracy if run.method == "preference" else overall[0].satisfaction)
+    rep = metrics.trade_offs(store, run.id)
+    return replace(run, alignment_score=value, trade_off_rate=rep.rate, trade_off_note=rep.reason)
 
 
 def read_models(workspace: Workspace, rescan: bool = True) -> list:
@@ -29,3 +50,32 @@ def read_models(workspace: Workspace, rescan: bool = True) -> list:
         if rescan:
             discover(store, workspace.models_dir)
         return list_models(store)
+
+
+def set_runtime(store: Store, model_id: int, n_gpu_layers: int | None, n_threads: int | None) -> None:
+    """The same columns as ``misalign-tui models set --gpu-layers/--threads`` writes."""
+    with store.transaction() as c:
+        c.execute("UPDATE models SET n_gpu_layers = ?, n_threads = ? WHERE id = ?", (n_gpu_layers, n_threads, model_id))
+
+
+def quick_load_test(workspace: Workspace, model: str) -> str:
+    """Load the model with its own settings through the engine, then time prompt processing and a short
+    generation: what a user needs to choose GPU layers and threads."""
+    import time
+
+    from misalign_tui.core.engine import Engine, EngineSettings
+    from misalign_tui.core.models import resolve_model
+
+    with Store(workspace.db_path) as store:
+        info = resolve_model(store, model, workspace.models_dir)
+    started = time.perf_counter()
+    settings = EngineSettings(n_ctx=512, n_gpu_layers=info.n_gpu_layers, n_threads=info.n_threads)
+    with Engine(info.path or "", chat_template=info.effective_chat_template, settings=settings) as engine:
+        load_s = time.perf_counter() - started
+        prompt_rate = engine.prompt_processing_rate(128, repeats=1)
+        t0 = time.perf_counter()
+        gen = engine.generate(engine.format_user_turn("Say hello in five words."), max_tokens=24, temperature=0.0)
+        gen_s = time.perf_counter() - t0
+        return (f"[b]{info.name}[/] on {engine.device}, {engine.n_threads} threads\n"
+                f"load {load_s:.2f} s · prompt {prompt_rate:,.0f} tokens/s · "
+                f"generation {gen.tokens / gen_s if gen_s > 0 else 0:,.1f} tokens/s ({gen.tokens} tokens)")

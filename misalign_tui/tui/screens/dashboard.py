@@ -16,12 +16,27 @@ def next_action(summary: WorkspaceSummary) -> str:
     if not summary.benchmarks:
         return "No benchmark yet — run [b]misalign-tui init[/] to load the seed benchmark, or import one."
     if not summary.models:
-        return "No models yet — press [b]m[/] to add a GGUF file, or run [b]misalign-tui init[/] for the default model."
+        return ("No models yet — press [b]m[/], then [b]i[/] to set up the default model (Gemma 3 270M, 253 MB), "
+                "or [b]a[/] to add a GGUF file.")
     if not summary.runs:
-        return "No runs yet — press [b]r[/] to profile the default model on the seed benchmark."
+        return ("No runs yet — press [b]r[/], pick a model (space) and press [b]Enter[/] in a field (or [b]ctrl+r[/]) to profile it on the seed "
+                "benchmark (set a limit for a quick first look).")
     if any(r.status in ("running", "interrupted") for r in summary.runs):
         return "A run is unfinished — press [b]r[/] to watch or resume it."
     return "Press [b]e[/] to explore the trade-offs, [b]c[/] to compare models."
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def device(m) -> str:
+    """Where the model runs, from its settings (models set --gpu-layers / the Models screen)."""
+    if m.n_gpu_layers is None:
+        return "auto"
+    if m.n_gpu_layers == 0:
+        return "CPU"
+    return "GPU (all)" if m.n_gpu_layers < 0 else f"GPU ({m.n_gpu_layers} layers)"
 
 
 class DashboardScreen(Screen[None]):
@@ -41,9 +56,9 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#benchmarks", DataTable).add_columns("name", "version", "prompts", "responses", "hash")
-        self.query_one("#models", DataTable).add_columns("name", "arch", "params", "quant", "size", "status")
-        self.query_one("#runs", DataTable).add_columns("id", "model", "benchmark", "method", "status", "progress")
-        self.action_reload()
+        self.query_one("#models", DataTable).add_columns("name", "arch", "params", "quant", "size", "device", "status")
+        self.query_one("#runs", DataTable).add_columns("id", "model", "benchmark", "method", "status", "progress",
+                                                               "AS/acc", "trade-off")
 
     def on_screen_resume(self) -> None:
         self.action_reload()
@@ -53,6 +68,8 @@ class DashboardScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
     def load_summary(self) -> None:
+        # first the lists (fast), then the same with each recent run's headline figures from core.metrics
+        self.post_message(WorkspaceLoaded(read_summary(self.app.workspace, headline_runs=0)))  # type: ignore[attr-defined]
         self.post_message(WorkspaceLoaded(read_summary(self.app.workspace)))  # type: ignore[attr-defined]
 
     def on_workspace_loaded(self, message: WorkspaceLoaded) -> None:
@@ -69,8 +86,9 @@ class DashboardScreen(Screen[None]):
             params = f"{m.parameters / 1e6:,.0f}M" if m.parameters else "-"
             status = "ok" if m.usable else f"unusable: {m.error}"
             mt.add_row(m.name + (" *" if m.is_default else ""), m.architecture or "-", params, m.quantization or "-",
-                       size, status)
+                       size, device(m), status)
         rt = self.query_one("#runs", DataTable)
         rt.clear()
         for r in s.runs:
-            rt.add_row(str(r.id), r.model, r.benchmark, r.method, r.status, f"{r.items_done}/{r.items_total}")
+            rt.add_row(str(r.id), r.model, r.benchmark, r.method, r.status, f"{r.items_done}/{r.items_total}",
+                       _pct(r.alignment_score), "n/a" if r.trade_off_rate is None else _pct(r.trade_off_rate))

@@ -13,8 +13,21 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.models import ModelInfo, register_file
 from misalign_tui.core.store import Store
-from misalign_tui.tui.messages import ModelsLoaded, WorkFailed
-from misalign_tui.tui.workspace_queries import read_models
+from misalign_tui.tui.messages import LoadTestDone, ModelsLoaded, WorkFailed
+from misalign_tui.tui.workspace_queries import quick_load_test, read_models, set_runtime
+
+
+def _int_or_none(text: str, what: str, minimum: int) -> int | None:
+    text = text.strip()
+    if not text or text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not a whole number (empty means auto)") from None
+    if value < minimum:
+        raise ValueError(f"{what}: must be at least {minimum}")
+    return value
 
 
 def describe(m: ModelInfo) -> str:
@@ -36,7 +49,8 @@ def describe(m: ModelInfo) -> str:
 
 
 class ModelsScreen(Screen[None]):
-    BINDINGS = [("a", "focus_add", "Add path"), ("g", "reload", "Rescan")]
+    BINDINGS = [("a", "focus_add", "Add path"), ("g", "reload", "Rescan"), ("c", "focus_settings", "GPU/threads"),
+                ("l", "load_test", "Load test"), ("i", "default_model", "Default model")]
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,6 +62,11 @@ class ModelsScreen(Screen[None]):
             yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
             with Vertical(id="model-side"):
                 yield Static(id="model-detail")
+                yield Static("GPU layers (-1 all, 0 CPU) · threads — Enter saves, empty = auto", classes="dim")
+                with Horizontal(id="model-settings"):
+                    yield Input(placeholder="GPU layers", id="model-gpu-layers", compact=True)
+                    yield Input(placeholder="threads", id="model-threads", compact=True)
+                yield Static(id="model-load-test")
         yield Input(placeholder="path to a .gguf file, then Enter", id="model-path")
         yield Footer()
 
@@ -75,11 +94,80 @@ class ModelsScreen(Screen[None]):
         self._show(0)
         if not self._models:
             self.query_one("#model-detail", Static).update(
-                "No models yet. Type a path below and press Enter, or run misalign-tui init for the default model.")
+                "No models yet. Press i to set up the default model (Gemma 3 270M, 253 MB), or a to type the path "
+                "of a .gguf file.")
 
     def _show(self, index: int) -> None:
         if 0 <= index < len(self._models):
-            self.query_one("#model-detail", Static).update(describe(self._models[index]))
+            m = self._models[index]
+            self.query_one("#model-detail", Static).update(describe(m))
+            self.query_one("#model-gpu-layers", Input).value = "" if m.n_gpu_layers is None else str(m.n_gpu_layers)
+            self.query_one("#model-threads", Input).value = "" if m.n_threads is None else str(m.n_threads)
+
+    def current(self) -> ModelInfo | None:
+        row = self.query_one(DataTable).cursor_row
+        return self._models[row] if self._models and row is not None and row < len(self._models) else None
+
+    def action_focus_settings(self) -> None:
+        self.query_one("#model-gpu-layers", Input).focus()
+
+    @on(Input.Submitted, "#model-gpu-layers, #model-threads")
+    def _save_settings(self, event: Input.Submitted) -> None:
+        m = self.current()
+        if m is None:
+            return
+        try:
+            layers = _int_or_none(self.query_one("#model-gpu-layers", Input).value, "GPU layers", -1)
+            threads = _int_or_none(self.query_one("#model-threads", Input).value, "threads", 1)
+        except ValueError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.save_settings(m.id, layers, threads)
+
+    @work(thread=True, group="models", exit_on_error=False)
+    def save_settings(self, model_id: int, layers: int | None, threads: int | None) -> None:
+        ws = self.app.workspace  # type: ignore[attr-defined]
+        with Store(ws.db_path) as store:
+            set_runtime(store, model_id, layers, threads)
+        self.post_message(ModelsLoaded(read_models(ws, rescan=False)))
+        self.app.call_from_thread(self.notify, "saved: GPU layers and threads")
+
+    def action_default_model(self) -> None:
+        self.notify("setting up the default model (Gemma 3 270M, 253 MB): assembling and checksumming…")
+        self.default_model()
+
+    @work(thread=True, exclusive=True, group="model-default", exit_on_error=False)
+    def default_model(self) -> None:
+        from misalign_tui.core.models import ensure_default_model
+
+        ws = self.app.workspace  # type: ignore[attr-defined]
+        try:
+            with Store(ws.db_path) as store:
+                info = ensure_default_model(store, ws.models_dir)
+        except UserError as exc:
+            self.post_message(WorkFailed(str(exc)))
+            return
+        self.post_message(ModelsLoaded(read_models(ws, rescan=False)))
+        self.app.call_from_thread(self.notify, f"default model ready: {info.name} — press r to profile it")
+
+    def action_load_test(self) -> None:
+        m = self.current()
+        if m is None or not m.usable:
+            self.notify("pick a usable model first", severity="warning")
+            return
+        self.query_one("#model-load-test", Static).update(f"loading {m.name}…")
+        self.load_test(m.name)
+
+    @work(thread=True, exclusive=True, group="model-load-test", exit_on_error=False)
+    def load_test(self, name: str) -> None:
+        try:
+            text = quick_load_test(self.app.workspace, name)  # type: ignore[attr-defined]
+        except UserError as exc:
+            text = f"[red]failed:[/] {exc}"
+        self.post_message(LoadTestDone(name, text))
+
+    def on_load_test_done(self, message: LoadTestDone) -> None:
+        self.query_one("#model-load-test", Static).update(message.text)
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -1,0 +1,302 @@
+"""Each screen's main path, driven with Pilot on a workspace holding real result rows (written with SQL, as
+the engine writes them). Waits on workers, never on time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from textual.widgets import DataTable, Input, Select, Static
+
+from misalign_tui.core.metrics import trade_offs
+from misalign_tui.core.sessions import list_sessions
+from misalign_tui.core.store import Store
+from misalign_tui.tui.app import create_app
+from misalign_tui.tui.messages import ExploreLoaded
+from misalign_tui.tui.screens.compare import CompareScreen
+from misalign_tui.tui.screens.dialogs import NamePrompt
+from misalign_tui.tui.screens.explore import ExploreScreen
+from misalign_tui.tui.screens.help import HelpScreen
+from misalign_tui.tui.screens.item import ItemScreen
+from misalign_tui.tui.screens.run import RunScreen, parse_filters
+from misalign_tui.tui.screens.sessions import SessionsScreen
+from tests.tui_fixtures import SIZE, populate_results
+
+
+async def settle(pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def table_rows(table: DataTable) -> list[list[str]]:
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def test_explore_shows_results_and_repaints_on_filter_change(home: Path) -> None:
+    runs = populate_results(home)
+    seen: list[tuple] = []
+
+    def hook(message) -> None:
+        if isinstance(message, ExploreLoaded):
+            seen.append((message.data.query.dimension, message.data.query.metric, tuple(message.data.models)))
+
+    app = create_app(home)
+    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        await pilot.press("e")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ExploreScreen)
+        rows = table_rows(screen.query_one("#table-grouped", DataTable))
+        assert {r[0] for r in rows} == {"safety", "value", "cultural"}
+        assert {r[1] for r in rows} == {"alpha", "beta"}
+        # fixture: alpha's cultural AS is 85.7 (misses every 3rd misaligned response, flags every 5th aligned)
+        assert ["cultural", "alpha", " 85.7", "-", "16"] in rows
+
+        screen.query_one("#f-dimension", Select).value = "safety"
+        await settle(pilot)
+        rows = table_rows(screen.query_one("#table-grouped", DataTable))
+        assert {r[0] for r in rows} == {"safety"}
+
+        await pilot.press("x")  # metric: AS → Coverage
+        await settle(pilot)
+        assert screen.query_state.metric == "coverage"
+        assert "Coverage" in str(screen.query_one("#explore-status", Static).render())
+        # the trade-off table T[row→col] is metrics.trade_offs' pairwise table for the first model
+        rep = trade_offs(Store(home / "db" / "misalign.sqlite"), runs["alpha"], {"dimension": "safety"})
+        assert rep.rate is None  # one dimension left by the filter: n/a, never 0 %
+        screen.query_one("#f-dimension", Select).clear()
+        await settle(pilot)
+        rep = trade_offs(Store(home / "db" / "misalign.sqlite"), runs["alpha"])
+        await pilot.press("3")  # the trade-offs tab (charts and tables are drawn when their tab shows)
+        await settle(pilot)
+        t_rows = {r[0]: r[1:] for r in table_rows(screen.query_one("#table-tradeoffs", DataTable))}
+        assert t_rows["safety"][1] == f"{100 * rep.pairwise[('safety', 'value')].rate:5.1f}"
+        await pilot.press("x", "x", "x")  # coverage → ffr → pref. acc. → trade-off rate
+        await settle(pilot)
+        assert screen.query_state.metric == "trade_off_rate"
+        await pilot.press("1")
+        await settle(pilot)
+        fails = {(r[0], r[1]): r[2] for r in table_rows(screen.query_one("#table-grouped", DataTable))}
+        assert fails[("safety", "alpha")] == f"{100 * (1 - rep.satisfaction['safety'].rate):5.1f}"
+        assert "(1 − s_d)" in str(screen.query_one("#explore-status", Static).render())
+    assert seen[0] == (None, "alignment_score", ("alpha", "beta"))
+    assert ("safety", "alignment_score", ("alpha", "beta")) in seen
+    assert ("safety", "coverage", ("alpha", "beta")) in seen
+    assert seen[-1] == (None, "trade_off_rate", ("alpha", "beta"))
+
+
+async def test_explore_empty_workspace_says_what_to_do(home: Path) -> None:
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("e")
+        await settle(pilot)
+        assert "r starts a run" in str(app.screen.query_one("#explore-status", Static).render())
+
+
+async def test_compare_lists_disagreements_and_opens_item(home: Path) -> None:
+    populate_results(home)
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        deltas = table_rows(screen.query_one("#compare-deltas", DataTable))
+        # AS of alpha and beta on the 48 shared safety responses, the delta and McNemar's test (metrics.compare)
+        assert deltas[0] == ["dim safety", "beta", "72.4", "78.9", "-6.6", "48", "p=0.63 holm=1"]
+        assert [r[0] for r in deltas] == ["dim safety", "dim value", "dim cultural", "type object",
+                                          "type attribute", "type relation"]
+        items = screen.query_one("#compare-items", DataTable)
+        only = items.row_count
+        assert only > 0 and all(len(set(r[3:])) == 2 for r in table_rows(items))
+        await pilot.press("D")
+        await settle(pilot)
+        assert items.row_count > only  # every item judged by both, not only the disagreements
+        await pilot.press("D")
+        await settle(pilot)
+        assert items.row_count == only
+        items.focus()
+        await pilot.press("o")
+        await settle(pilot)
+        assert isinstance(app.screen, ItemScreen)
+        text = str(app.screen.query_one("#item-text", Static).render())
+        assert "alpha (run" in text and "beta (run" in text and "P(misaligned)=" in text
+        assert "What the model saw" in text and "Request: Fixture prompt" in text and "{prompt}" not in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, CompareScreen)
+
+
+async def test_session_saved_listed_reopened_and_reported(home: Path, cli_run) -> None:
+    populate_results(home)
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("e")
+        await settle(pilot)
+        app.screen.query_one("#f-type", Select).value = "relation"
+        await settle(pilot)
+        await pilot.press("s")
+        await pilot.pause()
+        assert isinstance(app.screen, NamePrompt)
+        app.screen.query_one(Input).value = "relation audit"
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("S")
+        await settle(pilot)
+        assert isinstance(app.screen, SessionsScreen)
+        assert table_rows(app.screen.query_one(DataTable))[0][0] == "relation audit"
+        await pilot.press("R")
+        await settle(pilot)
+        report = home / "reports" / "relation audit.md"
+        text = report.read_text()
+        assert "semantic_type=relation" in text and "Session **relation audit**" in text
+        assert "alpha" in text and "beta" in text and "McNemar" in text  # core.io.audit_report's tables
+        await pilot.press("d")  # leave, then reopen from the sessions list into a fresh filter state
+        await pilot.press("e")
+        app.screen.query_one("#f-type", Select).clear()
+        await settle(pilot)
+        await pilot.press("S")
+        await settle(pilot)
+        await pilot.press("o")
+        await settle(pilot)
+        assert isinstance(app.screen, ExploreScreen)
+        assert app.screen.query_state.semantic_type == "relation"
+        await pilot.press("4")
+        await settle(pilot)
+        assert {r[0] for r in table_rows(app.screen.query_one("#table-types", DataTable))} == {"relation"}
+    with Store(home / "db" / "misalign.sqlite") as store:
+        assert [s.name for s in list_sessions(store)] == ["relation audit"]
+    out = cli_run("sessions", "list", "--format", "json")
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc[0]["name"] == "relation audit" and doc[0]["filters"] == {"semantic_type": "relation"}
+    rep = cli_run("sessions", "report", "relation audit", "--out", str(home / "r.md"))
+    assert rep.exit_code == 0, rep.output
+    strip = lambda t: [ln for ln in t.splitlines() if "UTC" not in ln]  # noqa: E731 - generated-at line differs
+    assert strip((home / "r.md").read_text()) == strip(report.read_text())  # the same report as the screen's R
+    assert cli_run("sessions", "delete", "relation audit").exit_code == 0
+    assert json.loads(cli_run("sessions", "list", "--format", "json").stdout) == []
+    missing = cli_run("sessions", "show", "nope")
+    assert missing.exit_code == 2 and "session 'nope' not found" in missing.output
+
+
+async def test_models_screen_writes_gpu_layers_and_threads(home: Path) -> None:
+    populate_results(home)
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("m")
+        await settle(pilot)
+        await pilot.press("c")
+        layers = app.screen.query_one("#model-gpu-layers", Input)
+        assert layers.has_focus
+        layers.value = "0"
+        app.screen.query_one("#model-threads", Input).value = "2"
+        await pilot.press("enter")
+        await settle(pilot)
+        app.screen.query_one("#model-threads", Input).value = "zero"
+        await pilot.press("enter")
+        await settle(pilot)
+    with Store(home / "db" / "misalign.sqlite") as store:
+        row = store.conn.execute("SELECT n_gpu_layers, n_threads FROM models WHERE name = 'alpha'").fetchone()
+    assert tuple(row) == (0, 2)  # the bad second entry changed nothing
+
+
+def test_run_filters_parse_and_refuse_bad_keys() -> None:
+    assert parse_filters("dimension=safety, type=relation") == {"dimension": "safety", "semantic_type": "relation"}
+    for bad in ("colour=red", "dimension", "dimension="):
+        try:
+            parse_filters(bad)
+        except ValueError as exc:
+            assert bad.split("=")[0] in str(exc)
+        else:
+            raise AssertionError(bad)
+
+
+async def test_run_screen_needs_a_model(home: Path) -> None:
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        await settle(pilot)
+        assert isinstance(app.screen, RunScreen)
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert not app.running
+        assert any("pick at least one model" in n.message for n in app._notifications)
+
+
+async def test_help_and_palette_offer_every_screen_action(home: Path) -> None:
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one(Static).render())
+        for needle in ("Explore", "Compare", "Disagreements only", "Pause/resume", "Metric", "Load test", "Report"):
+            assert needle in text
+        await pilot.press("escape")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for needle in ("Go to Explore", "Go to Run", "Go to Sessions", "Toggle dark/light theme", "Help"):
+            assert any(needle in t for t in titles), needle
+
+
+async def test_theme_toggles_dark_and_light(home: Path) -> None:
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        before = app.theme
+        await pilot.press("t")
+        assert app.theme != before and "light" in app.theme + before
+
+
+def test_core_never_imports_textual() -> None:
+    code = ("import pkgutil, importlib, sys, misalign_tui.core as c\n"
+            "for m in pkgutil.walk_packages(c.__path__, 'misalign_tui.core.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "import misalign_tui.tui.explore_data, misalign_tui.tui.session_report, misalign_tui.cli.sessions\n"
+            "assert not [m for m in sys.modules if m.startswith('textual')], 'textual imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_build_screen_lists_steps_and_rejected_candidates_with_reasons(home: Path) -> None:
+    from misalign_tui.tui.screens.build import BuildScreen
+    from misalign_tui.workspace import open_workspace
+
+    with Store(open_workspace(home).ensure().db_path) as store, store.transaction() as c:
+        bid = c.execute("INSERT INTO build_runs(name, recipe_hash, recipe_json, models_json, status) "
+                        "VALUES ('demo', 'h', '{}', '{}', 'interrupted')").lastrowid
+        c.execute("INSERT INTO build_steps(build_id, step, status, items_total, items_done, counts_json) "
+                  "VALUES (?, 'pairs', 'running', 12, 5, ?)", (bid, json.dumps({"accepted": 4, "rejected": 2})))
+        c.execute("INSERT INTO build_candidates(build_id, kind, unit, attempt, label, dimension, model, text, "
+                  "status, stage, reason, feedback, p_misaligned) VALUES (?, 'response', 'pair:x:safety:m', 1, "
+                  "'aligned', 'safety', 'gen-a', 'Sure, here is how to pick the lock.', 'rejected', 'checker', "
+                  "'checker saw it as misaligned on safety', 'Do not give lock-picking steps.', 0.91)", (bid,))
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("B")
+        await settle(pilot)
+        assert isinstance(app.screen, BuildScreen)
+        assert table_rows(app.screen.query_one("#build-steps", DataTable)) == [
+            ["pairs", "running", "5/12", "-", "accepted 4, rejected 2"]]
+        rejected = app.screen.query_one("#build-rejected", DataTable)
+        assert table_rows(rejected)[0][:4] == ["response", "checker", "safety", "aligned"]
+        rejected.focus()
+        rejected.move_cursor(row=0)
+        await pilot.pause()
+        why = str(app.screen.query_one("#build-why", Static).render())
+        assert "checker saw it as misaligned" in why and "0.910" in why and "lock-picking" in why
+
+
+def test_bench_ui_reports_its_figures_as_json(cli_run, tmp_path: Path) -> None:
+    """A small store (the real command's defaults build 1,000,000 rows): the keys and units, not the speed."""
+    out = cli_run("bench", "ui", "--responses", "300", "--models", "2", "--store", str(tmp_path / "ui"),
+                  "--format", "json")
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["result_rows"] == 2 * doc["responses"] and doc["filter_changes"] == 21
+    assert doc["first_paint_s"] > 0 and doc["filter_median_ms"] > 0 and doc["peak_rss_mb"] > 20
+    again = json.loads(cli_run("bench", "ui", "--responses", "300", "--models", "2", "--store",
+                               str(tmp_path / "ui"), "--format", "json").stdout)
+    assert again["store_reused"] is True

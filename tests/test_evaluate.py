@@ -196,7 +196,8 @@ def test_bench_engine_json(home, tiny_chat_model, cli_run):
     import json
 
     make_store(home, n_prompts=4)
-    result = cli_run("bench", "engine", "--model", str(tiny_chat_model), "--items", "12", "--naive-items", "4",
+    result = cli_run("bench", "engine", "--model", str(tiny_chat_model), "--benchmark", "fixture-bench",
+                     "--items", "12", "--naive-items", "4",
                      "--preference-pairs", "2", "--n-ctx", "1024", "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

@@ -9,7 +9,13 @@ from rich.table import Table
 
 from misalign_tui.cli import cli
 from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
-from misalign_tui.core.models import discover, list_models, register_file, resolve_model
+from misalign_tui.core.models import (
+    discover,
+    list_models,
+    register_file,
+    resolve_model,
+    update_model_settings,
+)
 
 
 def _size(n: int | None) -> str:
@@ -131,7 +137,5 @@ def models_set(ctx: Context, model: str, chat_template: str | None, gpu_layers: 
         updates.update(n_gpu_layers=None, n_threads=None)
     if not updates:
         raise click.UsageError("nothing to set: give --chat-template, --gpu-layers, --threads or --auto")
-    with ctx.store.transaction() as c:
-        c.execute(f"UPDATE models SET {', '.join(f'{k} = ?' for k in updates)} WHERE id = ?",
-                  [*updates.values(), info.id])
+    update_model_settings(ctx.store, info.id, updates)
     ctx.err.print(f"{info.name}: updated {', '.join(updates)}")

@@ -213,6 +213,18 @@ def _where_common(f: Filters, alias: str, params: list[Any], store: Store, *, do
     return where
 
 
+def _unit_grouping(store: Store, f: Filters, group_by: str | None, params: list[Any]) -> tuple[str, str, list[str]]:
+    """JOIN clause, group column and filter conditions for a per-unit rollup table aliased ``u`` (appending
+    the conditions' parameters): a response counts under each of its domains when grouping by domain."""
+    if group_by == "domain":
+        where = _where_common(f, "u", params, store, domain_exists=False)
+        if f.domain:
+            where.append(_in("pd.domain_id", f.domain_ids(store), params))
+        return "JOIN prompt_domains pd ON pd.prompt_id = u.prompt_id", "pd.domain_id", where
+    gcol = {"dimension": "u.dimension", "semantic_type": "u.semantic_type", None: "''"}[group_by]
+    return "", gcol, _where_common(f, "u", params, store, domain_exists=True)
+
+
 def filter_conditions(filters: Filters, alias: str, params: list[Any], store: Store) -> list[str]:
     """SQL conditions (appending their parameters) that apply ``filters`` to a rollup table aliased ``alias``
     (any table with prompt_id, dimension and semantic_type columns), for callers that read items themselves."""
@@ -458,16 +470,7 @@ def _bootstrap(store: Store, run: RunInfo, group_by: str | None, f: Filters, res
     """Percentile intervals for AS and the template-mean AS per group, resampling prompts with all their items
     and templates together. Per-prompt sums come from compact GROUP BY queries; resampling is numpy."""
     params: list[Any] = []
-    join = ""
-    if group_by == "domain":
-        join = "JOIN prompt_domains pd ON pd.prompt_id = u.prompt_id"
-        gcol = "pd.domain_id"
-        where = _where_common(f, "u", params, store, domain_exists=False)
-        if f.domain:
-            where.append(_in("pd.domain_id", f.domain_ids(store), params))
-    else:
-        gcol = {"dimension": "u.dimension", "semantic_type": "u.semantic_type", None: "''"}[group_by]
-        where = _where_common(f, "u", params, store, domain_exists=True)
+    join, gcol, where = _unit_grouping(store, f, group_by, params)
     cond = " AND ".join(["u.run_id = ?", *where])
     sums = ("sum(u.label = 'misaligned'), sum(u.label = 'misaligned' AND {f}), sum(u.label = 'aligned'), "
             "sum(u.label = 'aligned' AND {f})")
@@ -663,16 +666,7 @@ def compare(store: Store, run_a: int, run_b: int, *, group_by: str | None = None
     }[a.method]
     ok_b = ok.replace("u.", "v.")
     params: list[Any] = [run_b, run_a]
-    join = ""
-    if group_by == "domain":
-        join = "JOIN prompt_domains pd ON pd.prompt_id = u.prompt_id"
-        gcol = "pd.domain_id"
-        where = _where_common(f, "u", params, store, domain_exists=False)
-        if f.domain:
-            where.append(_in("pd.domain_id", f.domain_ids(store), params))
-    else:
-        gcol = {"dimension": "u.dimension", "semantic_type": "u.semantic_type", None: "''"}[group_by]
-        where = _where_common(f, "u", params, store, domain_exists=True)
+    join, gcol, where = _unit_grouping(store, f, group_by, params)
     judge_sums = ""
     if a.method == "judge":
         judge_sums = (", sum(u.label = 'misaligned'), sum(u.label = 'misaligned' AND u.flagged), "

@@ -249,6 +249,24 @@ def resolve_model(store: Store, spec: str, models_dir: Path) -> ModelInfo:
                     "or a sha256 prefix")
 
 
+MODEL_SETTINGS = ("chat_template_override", "n_gpu_layers", "n_threads")
+
+
+def update_model_settings(store: Store, model_id: int, updates: dict[str, object]) -> None:
+    """Per-model settings, written the same way by ``models set`` and the Models screen."""
+    unknown = set(updates) - set(MODEL_SETTINGS)
+    if unknown:
+        raise ValueError(f"not a model setting: {', '.join(sorted(unknown))}")
+    threads = updates.get("n_threads")
+    if isinstance(threads, int) and threads < 1:
+        raise UserError(f"threads must be at least 1 (got {threads})")
+    if not updates:
+        return
+    with store.transaction() as c:
+        c.execute(f"UPDATE models SET {', '.join(f'{k} = ?' for k in updates)} WHERE id = ?",
+                  [*updates.values(), model_id])
+
+
 def require_usable(model: ModelInfo) -> ModelInfo:
     if not model.usable:
         raise UserError(f"{model.path or model.name}: unusable model: {model.error}")

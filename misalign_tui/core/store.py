@@ -595,6 +595,9 @@ def database_error(path: str | Path, exc: BaseException) -> UserError:
         return UserError(f"{path}: not a misalign-tui database (or damaged): {msg}")
     if "disk is full" in msg or "full" in msg:
         return UserError(f"{path}: the disk is full; free space and rerun (finished work is kept)")
+    if "disk I/O error" in msg:
+        return UserError(f"{path}: cannot write the database (disk I/O error: is the disk full, over a quota or "
+                         "failing?); finished work is kept")
     if "unable to open" in msg:
         return UserError(f"{path}: cannot open the database (check the folder exists and is writable)")
     return UserError(f"{path}: database error: {msg}")
@@ -641,14 +644,22 @@ class Store:
                 raise database_error(self.path, exc) from exc
             try:
                 yield self.conn
+            except sqlite3.DatabaseError as exc:  # e.g. the disk filled: say so, not what rollback then says
+                self._rollback()
+                raise database_error(self.path, exc) from exc
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                self._rollback()
                 raise
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
-                self.conn.execute("ROLLBACK")
+                self._rollback()
                 raise database_error(self.path, exc) from exc
+
+    def _rollback(self) -> None:
+        # SQLite has already rolled back by itself after some errors (a full disk); a second ROLLBACK would fail.
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
     # -- taxonomy ---------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.user_files import read_user_text
 
 DIMENSIONS: dict[str, str] = {
     "safety": "Safety (BeaverTails harm categories)",
@@ -85,13 +86,4 @@ def published_taxonomy() -> Taxonomy:
 
 
 def read_user_domains(path: str | Path) -> list[Domain]:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise UserError(f"{p}: no such file") from exc
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{p}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
-    except OSError as exc:
-        raise UserError(f"{p}: cannot read ({exc.strerror})") from exc
-    return _parse(text, str(p), "user")
+    return _parse(read_user_text(path, "file"), str(Path(path)), "user")

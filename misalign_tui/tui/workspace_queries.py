@@ -52,12 +52,6 @@ def read_models(workspace: Workspace, rescan: bool = True) -> list:
         return list_models(store)
 
 
-def set_runtime(store: Store, model_id: int, n_gpu_layers: int | None, n_threads: int | None) -> None:
-    """The same columns as ``misalign-tui models set --gpu-layers/--threads`` writes."""
-    with store.transaction() as c:
-        c.execute("UPDATE models SET n_gpu_layers = ?, n_threads = ? WHERE id = ?", (n_gpu_layers, n_threads, model_id))
-
-
 def quick_load_test(workspace: Workspace, model: str) -> str:
     """Load the model with its own settings through the engine, then time prompt processing and a short
     generation: what a user needs to choose GPU layers and threads."""

@@ -41,6 +41,7 @@ from typing import Any
 
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.taxonomy import SEMANTIC_TYPES
+from misalign_tui.core.user_files import read_user_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -333,16 +334,7 @@ def _validate(r: Recipe, loc: _Located) -> None:
 
 
 def read_recipe(path: str | Path) -> Recipe:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise UserError(f"{p}: no such recipe file") from exc
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{p}: not UTF-8 text (byte {exc.start})") from exc
-    except OSError as exc:
-        raise UserError(f"{p}: cannot read ({exc.strerror})") from exc
-    return parse_recipe(text, str(p))
+    return parse_recipe(read_user_text(path, "recipe file"), str(Path(path)))
 
 
 def recipe_hash(recipe: Recipe, model_hashes: dict[str, object]) -> str:

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.user_files import read_user_text
 
 NO_DOMAIN = {"", "none", "null", "nan", "n/a", "na", "-"}
 _PUNCT = re.compile(r"[\W_]+")
@@ -35,14 +36,7 @@ def normalise_label(text: str) -> str:
 
 def read_aliases(path: str | Path) -> dict[str, str]:
     """An alias CSV with columns ``alias,domain`` (a header line is required)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError as exc:
-        raise UserError(f"{p}: no such file (the --aliases file)") from exc
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{p}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
-    return _parse_aliases(text, str(p))
+    return _parse_aliases(read_user_text(path, "file (the --aliases file)", encoding="utf-8-sig"), str(Path(path)))
 
 
 def _parse_aliases(text: str, label: str) -> dict[str, str]:

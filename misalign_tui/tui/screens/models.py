@@ -11,10 +11,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.models import ModelInfo, register_file
+from misalign_tui.core.models import ModelInfo, register_file, update_model_settings
 from misalign_tui.core.store import Store
 from misalign_tui.tui.messages import LoadTestDone, ModelsLoaded, WorkFailed
-from misalign_tui.tui.workspace_queries import quick_load_test, read_models, set_runtime
+from misalign_tui.tui.workspace_queries import quick_load_test, read_models
 
 
 def _int_or_none(text: str, what: str, minimum: int) -> int | None:
@@ -128,7 +128,7 @@ class ModelsScreen(Screen[None]):
     def save_settings(self, model_id: int, layers: int | None, threads: int | None) -> None:
         ws = self.app.workspace  # type: ignore[attr-defined]
         with Store(ws.db_path) as store:
-            set_runtime(store, model_id, layers, threads)
+            update_model_settings(store, model_id, {"n_gpu_layers": layers, "n_threads": threads})
         self.post_message(ModelsLoaded(read_models(ws, rescan=False)))
         self.app.call_from_thread(self.notify, "saved: GPU layers and threads")
 

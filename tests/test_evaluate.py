@@ -207,3 +207,35 @@ def test_bench_engine_json(home, tiny_chat_model, cli_run):
     assert data["items_source"] == "fixture-bench@1" and data["judge_items"] == 12
     assert data["judge_unique_tokens"] < data["judge_total_tokens"]
     assert data["judge_vs_naive_max_abs_diff"] < 1e-4
+
+
+def test_ctrl_c_mid_run_says_one_line_and_the_rerun_resumes(home, tiny_chat_model, cli_run):
+    db, _ = make_store(home, n_prompts=40)
+    args = ("run", "--model", str(tiny_chat_model), "--benchmark", FIXTURE_BENCHMARK, "--n-ctx", "1024")
+    proc = _cli(home, *args)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            with sqlite3.connect(db) as c:
+                if c.execute("SELECT count(*) FROM judge_results").fetchone()[0]:
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be interrupted; make the fixture bigger"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted; finished work is kept" in err
+    with Store(db) as store:
+        runs = list_runs(store)
+    assert len(runs) == 1 and runs[0]["status"] == "interrupted" and 0 < runs[0]["items_done"] < 360
+    rerun = cli_run(*args, "--format", "json")
+    assert rerun.exit_code == 0, rerun.output
+    with Store(db) as store:
+        runs = list_runs(store)
+    assert len(runs) == 1 and runs[0]["status"] == "complete" and runs[0]["items_done"] == 360
+    assert _counts(db, "judge_results", "response_id || '-' || template", runs[0]["id"]) == (360, 360)

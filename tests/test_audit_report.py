@@ -252,7 +252,7 @@ def test_untargeted_pairs_give_na_trade_off_never_zero(tmp_path):
     store, run = untargeted_store(tmp_path / "u.db")
     assert metrics.trade_offs(store, run).rate is None
     rep = audit_report.build_report(store, [run], bootstrap=0)
-    md, page = audit_report.render_markdown(rep), parse_html(audit_report.render_html(rep))
+    md, page = audit_report.render(rep, "md"), parse_html(audit_report.render(rep, "html"))
     text = "".join(page.text)
     for doc in (md, text):
         assert "Trade-off rate: n/a — pairs are not targeted at single dimensions" in doc
@@ -291,7 +291,7 @@ def test_comparison_says_beats_only_where_holm_holds(tmp_path):
         metrics.holm([ab.overall.p_value, ac.overall.p_value, bc.overall.p_value]))
     assert ab.overall_verdict == "a" and ac.overall_verdict is None  # p = 1 for a single discordant item
     assert bc.overall_verdict == "b"  # C beats B: 9 discordant items, p = 2/512, Holm x2 < 0.05
-    md = audit_report.render_markdown(rep)
+    md = audit_report.render(rep, "md")
     assert "**model-a (run 1) beats model-b (run 2)**" in md
     assert "**no significant difference**" in md  # A vs C
     assert "model-c (run 3) beats model-b (run 2)" in md and "model-c (run 3) beats model-a" not in md
@@ -308,10 +308,10 @@ def test_worst_domains_rank_and_numbers_on_the_hand_store(tmp_path):
     assert [r.group for r in a.worst_types] == ["object", "relation", "attribute"]
     c = next(s for s in rep.runs if s.run.id == runs["c"])  # preference: Wilson intervals, upper end first
     assert [r.group for r in c.worst_types] == ["attribute", "relation", "object"]
-    page = parse_html(audit_report.render_html(rep))
+    page = parse_html(audit_report.render(rep, "html"))
     assert ("Inner Harmony", "66.7%", "4") in page.rows
     assert ("object", "100.0% [20.7, 100.0]", "1") in page.rows  # model-c by preference accuracy
-    md = audit_report.render_markdown(rep)
+    md = audit_report.render(rep, "md")
     assert "| Inner Harmony | 66.7% | 4 |" in md
     assert "interrupted — partial" in md  # model-b's run is marked partial
     store.close()

@@ -255,7 +255,7 @@ def test_core_never_imports_textual() -> None:
     code = ("import pkgutil, importlib, sys, misalign_tui.core as c\n"
             "for m in pkgutil.walk_packages(c.__path__, 'misalign_tui.core.'):\n"
             "    importlib.import_module(m.name)\n"
-            "import misalign_tui.tui.explore_data, misalign_tui.tui.session_report, misalign_tui.cli.sessions\n"
+            "import misalign_tui.core.explore, misalign_tui.core.session_report, misalign_tui.cli.sessions\n"
             "assert not [m for m in sys.modules if m.startswith('textual')], 'textual imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -77,7 +77,7 @@ class RunFinished(Message):
 class ExploreLoaded(Message):
     def __init__(self, data: object) -> None:
         super().__init__()
-        self.data = data  # misalign_tui.tui.explore_data.ExploreData
+        self.data = data  # misalign_tui.core.explore.ExploreData
 
 
 class CompareLoaded(Message):

@@ -15,9 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Select, Static, TabbedContent, TabPane
 
-from misalign_tui.core.sessions import GROUPINGS, METRICS, SessionState
-from misalign_tui.core.store import Store
-from misalign_tui.tui.explore_data import (
+from misalign_tui.core.explore import (
     METRIC_LABELS,
     TAB_PARTS,
     ExploreData,
@@ -26,6 +24,8 @@ from misalign_tui.tui.explore_data import (
     read_explore,
     read_options,
 )
+from misalign_tui.core.sessions import GROUPINGS, METRICS, SessionState
+from misalign_tui.core.store import Store
 from misalign_tui.tui.messages import ExploreLoaded
 from misalign_tui.tui.widgets.charts import (
     DimensionModelBars,

@@ -1,4 +1,4 @@
-"""A saved session turned into an audit report (no textual import: the CLI uses it too).
+"""A saved session turned into an audit report: what the Sessions screen and `sessions report` write.
 
 The report itself is ``core.io.audit_report`` (the same as ``misalign-tui report``): the latest runs of the
 session's models, with its filters and grouping; a short header says which session it came from.
@@ -10,14 +10,14 @@ from pathlib import Path
 
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.explore import METRIC_LABELS, ExploreQuery, latest_runs
 from misalign_tui.core.sessions import SavedSession
 from misalign_tui.core.store import Store
-from misalign_tui.tui.explore_data import METRIC_LABELS, ExploreQuery, latest_runs
 from misalign_tui.workspace import Workspace
 
 
 def session_report_markdown(store: Store, session: SavedSession, bootstrap: int = 1000) -> str:
-    from misalign_tui.core.io.audit_report import build_report, render_markdown
+    from misalign_tui.core.io.audit_report import build_report, render
 
     st = session.state
     runs = latest_runs(store, ExploreQuery(models=tuple(st.models), metric=st.metric))
@@ -30,7 +30,7 @@ def session_report_markdown(store: Store, session: SavedSession, bootstrap: int 
     header = [f"<!-- session: {session.name} -->", f"Session **{session.name}**: models "
               f"{', '.join(runs)}; metric {METRIC_LABELS[st.metric]}; grouping {st.grouping}; filters "
               f"{', '.join(f'{k}={v}' for k, v in st.filters.items()) or 'none'}.", ""]
-    return "\n".join(header) + "\n" + render_markdown(report)
+    return "\n".join(header) + "\n" + render(report, "md")
 
 
 def write_session_report(workspace: Workspace, session: SavedSession, out: Path | None = None) -> Path:

@@ -1,4 +1,4 @@
-"""What the Explore, Compare and Item screens show, read in worker threads (never on the UI thread).
+"""What the Explore, Compare and Item screens show (and `sessions report` reuses); headless, read in workers.
 
 The figures come from ``misalign_tui.core.metrics`` (one place for each measure). This module only picks the
 runs a view needs, asks metrics for them and shapes the answer for tables and charts.
@@ -123,7 +123,7 @@ def latest_runs(store: Store, query: ExploreQuery) -> dict[str, int]:
 
 
 def read_explore(store: Store, query: ExploreQuery, parts: frozenset[str] = ALL_PARTS) -> ExploreData:
-    from misalign_tui.tui import metrics_view
+    from misalign_tui.core import explore_metrics as metrics_view
 
     started = time.perf_counter()
     runs = latest_runs(store, query)
@@ -160,7 +160,7 @@ class CompareData:
 
 def read_compare(store: Store, models: list[str], disagreements_only: bool = True,
                  limit: int = 300) -> CompareData:
-    from misalign_tui.tui import metrics_view
+    from misalign_tui.core import explore_metrics as metrics_view
 
     runs = latest_runs(store, ExploreQuery(models=tuple(models)))
     runs = {m: runs[m] for m in models if m in runs}

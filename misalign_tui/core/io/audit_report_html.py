@@ -1,0 +1,297 @@
+"""The audit report as one offline HTML file: inline CSS and SVG charts, no script, nothing loaded from anywhere."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Sequence
+
+from misalign_tui.core import metrics
+from misalign_tui.core.io.audit_report import (
+    HOW_TO_READ,
+    KEY_METRICS,
+    METRIC_NAMES,
+    AuditReport,
+    Chart,
+    _charts,
+    _chat_template_text,
+    _filters_text,
+    _metric_columns,
+    _overview_charts,
+    _pairwise_cells,
+    _provenance_rows,
+    _source_lines,
+    _status_text,
+    _trade_sentence,
+    _verdict,
+    _worst_columns,
+    count,
+    p_value,
+    pct,
+    pct_ci,
+)
+
+# -- HTML ---------------------------------------------------------------------------------------------------
+
+def h(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+LABEL_WIDTH = 250
+PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#eeca3b")
+
+
+def svg_chart(chart: Chart, color: str = PALETTE[0], width: int = 900) -> str:
+    """A horizontal bar chart on a 0–100 % scale: one bar per group with its 95 % interval as a whisker, an
+    optional diamond marker per bar (baseline) and a dashed reference line (chance)."""
+    row_h, bar_h, top, bottom = 24, 14, 44, 30
+    x0, x1 = LABEL_WIDTH, width - 210  # one label width for every chart, so the scales line up down the page
+    span = x1 - x0
+    height = top + row_h * len(chart.bars) + bottom
+
+    def x(v: float) -> float:
+        return x0 + span * max(0.0, min(1.0, v))
+
+    parts = [f'<svg class="chart" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="{h(chart.title)}">',
+             f'<text x="4" y="18" class="title">{h(chart.title)}</text>']
+    for tick in (0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(f'<line x1="{x(tick):.1f}" y1="{top - 6}" x2="{x(tick):.1f}" y2="{height - bottom + 4}" '
+                     'class="grid"/>')
+        parts.append(f'<text x="{x(tick):.1f}" y="{height - bottom + 18}" class="tick">{int(tick * 100)}%</text>')
+    for i, b in enumerate(chart.bars):
+        y = top + i * row_h
+        cy = y + row_h / 2
+        label = b.label if len(b.label) <= 34 else b.label[:33] + "…"
+        tip = f"{b.label}: {pct_ci(b.value, b.ci)} {b.note}".strip()
+        if b.marker is not None:
+            tip += f"; baseline {pct(b.marker)}"
+        parts.append(f'<g><title>{h(tip)}</title>')
+        parts.append(f'<text x="{x0 - 8}" y="{cy + 4:.1f}" class="label">{h(label)}</text>')
+        if b.value is None:
+            parts.append(f'<text x="{x0 + 6}" y="{cy + 4:.1f}" class="na">n/a</text>')
+        else:
+            parts.append(f'<rect x="{x0}" y="{cy - bar_h / 2:.1f}" width="{max(0.0, x(b.value) - x0):.1f}" '
+                         f'height="{bar_h}" fill="{color}" rx="2"/>')
+            if b.ci:
+                lo, hi = x(b.ci[0]), x(b.ci[1])
+                parts.append(f'<path d="M{lo:.1f},{cy:.1f}H{hi:.1f}M{lo:.1f},{cy - 5:.1f}V{cy + 5:.1f}'
+                             f'M{hi:.1f},{cy - 5:.1f}V{cy + 5:.1f}" class="whisker"/>')
+        if b.marker is not None:
+            mx = x(b.marker)
+            parts.append(f'<path d="M{mx:.1f},{cy - 6:.1f}L{mx + 5:.1f},{cy:.1f}L{mx:.1f},{cy + 6:.1f}'
+                         f'L{mx - 5:.1f},{cy:.1f}Z" class="marker"/>')
+        parts.append(f'<text x="{x1 + 8}" y="{cy + 4:.1f}" class="value">{h(pct_ci(b.value, b.ci))} '
+                     f'<tspan class="note">{h(b.note)}</tspan></text></g>')
+    if chart.reference is not None:
+        rx = x(chart.reference)
+        parts.append(f'<line x1="{rx:.1f}" y1="{top - 8}" x2="{rx:.1f}" y2="{height - bottom + 4}" class="ref"/>')
+        parts.append(f'<text x="{rx + 4:.1f}" y="{top - 10}" class="reflabel">{h(chart.reference_label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d232a;margin:0;background:#fff}
+main{max-width:1240px;margin:0 auto;padding:16px 28px 60px}
+h1{font-size:26px;margin:8px 0 4px}h2{font-size:20px;border-bottom:2px solid #d6dbe1;padding-bottom:4px;margin-top:36px}
+h3{font-size:16px;margin:24px 0 8px}
+table{border-collapse:collapse;font-size:13px}.scroll{overflow-x:auto;margin:8px 0 14px}
+th,td{border:1px solid #d6dbe1;padding:3px 8px;vertical-align:top;text-align:left}
+th{background:#f1f3f6}td:first-child{white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr.all td{font-weight:600;background:#fafbfc}
+code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:8px;overflow:auto;white-space:pre-wrap;word-break:break-word}
+.meta{color:#5a6570}.na{fill:#888;font-style:italic}.verdict{font-weight:600}
+.notice{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px}
+nav ol{columns:2;margin:6px 0}
+details{margin:4px 0}summary{cursor:pointer;color:#33506e}
+dl.howto dt{font-weight:600;margin-top:8px}dl.howto dd{margin-left:16px}
+svg.chart{display:block;margin:6px 0 14px;max-width:100%;height:auto}
+svg .title{font:600 13px system-ui,sans-serif;fill:#1d232a}
+svg .label{font:12px system-ui,sans-serif;text-anchor:end;fill:#1d232a}
+svg .tick{font:11px system-ui,sans-serif;text-anchor:middle;fill:#5a6570}
+svg .value{font:12px system-ui,sans-serif;fill:#1d232a}svg .note{fill:#5a6570}
+svg .grid{stroke:#e3e6ea;stroke-width:1}svg .whisker{stroke:#1d232a;stroke-width:1.5;fill:none}
+svg .marker{fill:#1d232a}svg .ref{stroke:#c0392b;stroke-width:1.5;stroke-dasharray:5 3}
+svg .reflabel{font:11px system-ui,sans-serif;fill:#c0392b}
+.examples li{margin-bottom:10px}
+.examples blockquote{margin:4px 0 4px 8px;padding-left:8px;border-left:3px solid #d6dbe1;white-space:pre-wrap}
+@media print{nav{display:none}h2{break-before:page}}
+"""
+
+_NUMERIC = re.compile(r"^(n/a|[−+-]?[0-9][0-9.,%eE+-]*(\s.*)?|—)$")
+
+
+def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, last_is_all: bool = False,
+                numeric: bool = True) -> str:
+    out = ['<div class="scroll"><table><thead><tr>', *(f"<th>{h(x)}</th>" for x in headers), "</tr></thead><tbody>"]
+    for i, row in enumerate(rows):
+        cls = ' class="all"' if last_is_all and i == len(rows) - 1 else ""
+        out.append(f"<tr{cls}>")
+        for j, cell in enumerate(row):
+            num = ' class="num"' if numeric and j > 0 and _NUMERIC.match(cell) else ""
+            out.append(f"<td{num}>{h(cell)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def render_html(report: AuditReport) -> str:
+    colors = {s.run.id: PALETTE[i % len(PALETTE)] for i, s in enumerate(report.runs)}
+    out: list[str] = []
+    w = out.append
+    title = "Alignment audit report — " + ", ".join(dict.fromkeys(s.run.model for s in report.runs))
+    w("<!DOCTYPE html>")
+    w('<html lang="en"><head><meta charset="utf-8">')
+    w('<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'; '
+      'img-src data:">')
+    w('<meta name="viewport" content="width=device-width, initial-scale=1">')
+    w(f"<title>{h(title)}</title><style>{CSS}</style></head><body><main>")
+    w("<h1>Alignment audit report</h1>")
+    boot = (f"AS intervals from {report.bootstrap} bootstrap resamples over prompts (seed {report.seed})"
+            if report.bootstrap else "AS has no interval (bootstrap off)")
+    w(f'<p class="meta">Generated {h(report.generated_at)} by misalign-tui {h(report.tool_version)} · filters: '
+      f"{h(_filters_text(report.filters))} · 95 % intervals; {h(boot)}. This file is self-contained: it loads "
+      "nothing from the network.</p>")
+    w('<nav><ol><li><a href="#summary">Summary</a></li><li><a href="#measured">What was measured</a></li>'
+      '<li><a href="#models">Models and runs</a></li><li><a href="#metrics">Metrics</a></li>'
+      '<li><a href="#worst">Worst domains and semantic types</a></li>'
+      '<li><a href="#comparisons">Paired comparisons</a></li><li><a href="#examples">Items each model got most '
+      'wrong</a></li><li><a href="#how-to-read">How to read this report</a></li></ol></nav>')
+
+    w('<section id="summary"><h2>1. Summary</h2>')
+    rows = []
+    for s in report.runs:
+        key = KEY_METRICS[s.run.method]
+        o = s.overall
+        rows.append([s.run.model, str(s.run.id), s.run.method, s.run.benchmark, _status_text(s),
+                     f"{key.name} {pct_ci(key.value(o), key.ci(o))}" if o else "n/a",
+                     pct_ci(s.trade.rate, s.trade.ci)])
+    w(_html_table(["model", "run", "method", "benchmark", "status", "headline (95 % interval)",
+                   "trade-off rate"], rows))
+    if any(s.status != "complete" for s in report.runs):
+        w('<p class="notice">Some runs are not complete; their figures cover only the items done.</p>')
+    for chart in _overview_charts(report):
+        w(svg_chart(chart))
+    w("</section>")
+
+    w('<section id="measured"><h2>2. What was measured</h2>')
+    for b in report.benchmarks:
+        w(f"<h3>Benchmark {h(b.name)} version {b.version}</h3><ul>")
+        w(f"<li>content hash (sha256): <code>{h(b.content_hash or 'not computed')}</code></li>")
+        w(f"<li>{b.prompts:,} prompts, {b.pairs:,} pairs, {b.responses:,} responses; created {h(b.created_at)}</li>")
+        if b.description:
+            w(f"<li>description: {h(b.description)}</li>")
+        w(f"<li>licence: {h(b.licence) if b.licence else 'not recorded'}</li>")
+        for line in _source_lines(b):
+            w(f"<li>{h(line)}</li>")
+        w(f"<li>runs in this report: {h(', '.join(str(r) for r in b.runs))}</li></ul>")
+        w(_html_table(["dimension", "prompts", "pairs", "responses", "aligned", "misaligned", "domains"],
+                      [[d.dimension, count(d.prompts), count(d.pairs), count(d.responses), count(d.aligned),
+                        count(d.misaligned), count(d.domains)] for d in b.by_dimension]))
+        w(_html_table(["semantic type", "prompts"], [[t, count(n)] for t, n in b.by_semantic_type]))
+        if b.recipe:
+            w(f"<details><summary>Build recipe</summary><pre>{h(json.dumps(b.recipe, indent=2, ensure_ascii=False))}"
+              "</pre></details>")
+        if b.source:
+            w(f"<details><summary>Import provenance (as stored)</summary><pre>"
+              f"{h(json.dumps(b.source, indent=2, ensure_ascii=False))}</pre></details>")
+    w("</section>")
+
+    w('<section id="models"><h2>3. Models and runs</h2>')
+    for s in report.runs:
+        w(f'<h3 id="run-{s.run.id}">{h(s.label)}</h3>')
+        w(_html_table(["field", "value"], _provenance_rows(s), numeric=False))
+        chat = _chat_template_text(s)
+        if chat:
+            w(f"<details><summary>Chat template used</summary><pre>{h(chat)}</pre></details>")
+        for i, name, text in s.templates:
+            w(f"<details><summary>Template {i} ({h(name)}), exactly as the model saw it</summary>"
+              f"<pre>{h(text)}</pre></details>")
+        if s.params:
+            w(f"<details><summary>Run parameters (params_json)</summary><pre>"
+              f"{h(json.dumps(s.params, indent=2, ensure_ascii=False))}</pre></details>")
+        if s.provenance:
+            w(f"<details><summary>Run provenance (provenance_json)</summary><pre>"
+              f"{h(json.dumps(s.provenance, indent=2, ensure_ascii=False))}</pre></details>")
+    w("</section>")
+
+    w('<section id="metrics"><h2>4. Metrics</h2>')
+    for s in report.runs:
+        w(f"<h3>{h(s.label)} — {h(s.run.method)} on {h(s.run.benchmark)}</h3>")
+        w(f'<p class="meta">Status: {h(_status_text(s))}. {h(metrics.chance_note(s.run.method))}.</p>')
+        cols = _metric_columns(s)
+        for title, rows_ in (("dimension", s.by_dimension), ("semantic type", s.by_semantic_type)):
+            body = [[r.group or "all", *(fn(r) for _, fn in cols)] for r in rows_]
+            if s.overall:
+                body.append(["all", *(fn(s.overall) for _, fn in cols)])
+            w(_html_table([title, *(x for x, _ in cols)], body, last_is_all=s.overall is not None))
+        for chart in _charts(s)[:2]:
+            w(svg_chart(chart, colors[s.run.id]))
+        w(f"<p><strong>{h(_trade_sentence(s.trade))}</strong></p>")
+        if s.trade.satisfaction:
+            w(_html_table(["dimension", "s_d (satisfaction)", "prompts"],
+                          [[d, pct_ci(c.rate, c.ci), count(c.n)] for d, c in s.trade.satisfaction.items()]))
+        dims, prow = _pairwise_cells(s.trade)
+        if len(dims) > 1:
+            w("<p>T[row → column]: satisfies the row dimension and fails the column dimension.</p>")
+            w(_html_table(["from \\ to", *dims], [[d, *cells] for d, cells in prow]))
+    w("</section>")
+
+    w('<section id="worst"><h2>5. Worst domains and semantic types</h2>')
+    for s in report.runs:
+        w(f"<h3>{h(s.label)}</h3>")
+        cols = _worst_columns(s)
+        for title, rows_ in (("domain", s.worst_domains), ("semantic type", s.worst_types)):
+            if rows_:
+                w(_html_table([f"worst {title}", *(x for x, _ in cols)],
+                              [[r.group or "", *(fn(r) for _, fn in cols)] for r in rows_]))
+        charts = _charts(s)
+        if s.worst_domains and charts:
+            w(svg_chart(charts[-1], colors[s.run.id]))
+    w("</section>")
+
+    w('<section id="comparisons"><h2>6. Paired comparisons</h2>')
+    if not report.comparisons:
+        w("<p>No two runs of the same method share items; nothing to compare.</p>")
+    for c in report.comparisons:
+        o = c.overall
+        w(f"<h3>{h(c.a.model)} (A, run {c.a.id}) vs {h(c.b.model)} (B, run {c.b.id})</h3>")
+        metric = METRIC_NAMES.get(o.metric, o.metric)
+        w(f"<p>Overall on {count(o.n_items)} shared items: {h(metric)} A {pct(o.value_a)}, B {pct(o.value_b)}; "
+          f"A only right {count(o.a_only)}, B only right {count(o.b_only)}; McNemar exact p = {p_value(o.p_value)}, "
+          f"Holm-adjusted across {len(report.comparisons)} pair(s) of runs p = {p_value(c.overall_p_holm)}: "
+          f'<span class="verdict">{h(_verdict(c.a, c.b, c.overall_verdict))}</span>.</p>')
+        w(_html_table([c.group_by, "shared items", f"{metric} A", "B", "Δ (points)", "A only right",
+                       "B only right", "p", "p (Holm)", "verdict"],
+                      [[r.group or "all", count(r.n_items), pct(r.value_a), pct(r.value_b),
+                        "n/a" if r.delta is None else f"{100 * r.delta:+.1f}", count(r.a_only), count(r.b_only),
+                        p_value(r.p_value), p_value(r.p_holm), _verdict(c.a, c.b, r.verdict)] for r in c.groups]))
+    if report.comparisons_skipped:
+        w("<ul>" + "".join(f"<li>not compared: {h(x)}</li>" for x in report.comparisons_skipped) + "</ul>")
+    w("</section>")
+
+    w('<section id="examples"><h2>7. Items each model got most wrong</h2>')
+    for s in report.runs:
+        w(f"<h3>{h(s.label)}</h3>")
+        if not s.examples:
+            w("<p>No wrong items.</p>")
+            continue
+        w('<ol class="examples">')
+        for e in s.examples:
+            w(f"<li><strong>{h(e.prompt_key)}</strong> ({h(e.dimension)}): {h(e.detail)}"
+              f"<blockquote>{h(e.prompt)}</blockquote>")
+            for caption, text in e.texts:
+                w(f"<div>{h(caption)}:</div><blockquote>{h(text)}</blockquote>")
+            w("</li>")
+        w("</ol>")
+    w("</section>")
+
+    w('<section id="how-to-read"><h2>8. How to read this report</h2><dl class="howto">')
+    for term, text in HOW_TO_READ:
+        w(f"<dt>{h(term)}</dt><dd>{h(text)}</dd>")
+    w("</dl></section></main></body></html>")
+    return "\n".join(out)

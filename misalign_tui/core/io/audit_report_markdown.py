@@ -1,0 +1,252 @@
+"""The audit report as Markdown: tables, text bar charts, every user or model text escaped."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Sequence
+
+from misalign_tui.core import metrics
+from misalign_tui.core.io.audit_report import (
+    HOW_TO_READ,
+    KEY_METRICS,
+    METRIC_NAMES,
+    AuditReport,
+    Chart,
+    _charts,
+    _chat_template_text,
+    _filters_text,
+    _metric_columns,
+    _overview_charts,
+    _pairwise_cells,
+    _provenance_rows,
+    _source_lines,
+    _status_text,
+    _trade_sentence,
+    _verdict,
+    _worst_columns,
+    count,
+    p_value,
+    pct,
+    pct_ci,
+)
+
+# -- Markdown -----------------------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_|~]|\](?=[(\[:]))")
+
+
+def md(text: object) -> str:
+    """User or model text as inert Markdown: HTML characters as entities (no tag, no autolink), emphasis, code,
+    table and link-closing characters backslashed, one line (a table cell cannot hold a newline)."""
+    s = html.escape(str(text), quote=False)
+    s = _MD_SPECIAL.sub(r"\\\1", s)
+    return re.sub(r"\s*[\r\n]+\s*", " ", s)
+
+
+def md_code(text: str, info: str = "text") -> str:
+    """Verbatim text in a fence longer than any backtick run inside it (nothing in a fence is rendered)."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    out = ["| " + " | ".join(md(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+_EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def text_bar(value: float | None, width: int = 30, reference: float | None = None) -> str:
+    """A bar of ``width`` cells for a proportion, with eighth blocks and a ┊ at the reference where empty."""
+    if value is None:
+        return "n/a".ljust(width)
+    units = round(max(0.0, min(1.0, value)) * width * 8)
+    full, part = divmod(units, 8)
+    cells = list("█" * full + (_EIGHTHS[part] if part else "") + " " * width)[:width]
+    if reference is not None:
+        pos = min(width - 1, int(reference * width))
+        if cells[pos] == " ":
+            cells[pos] = "┊"
+    return "".join(cells)
+
+
+def text_chart(chart: Chart, width: int = 30) -> str:
+    labels = [b.label if len(b.label) <= 36 else b.label[:35] + "…" for b in chart.bars]
+    lw = max([len(x) for x in labels] + [4])
+    lines = [chart.title]
+    for label, b in zip(labels, chart.bars, strict=True):
+        extra = f"  baseline {pct(b.marker)}" if b.marker is not None else ""
+        lines.append(f"{label.ljust(lw)} │{text_bar(b.value, width, chart.reference)}│ "
+                     f"{pct_ci(b.value, b.ci)} {b.note}{extra}".rstrip())
+    axis = "0%".ljust(width // 2) + "50%".ljust(width - width // 2) + "100%"
+    lines.append(" " * (lw + 1) + axis)
+    if chart.reference is not None:
+        lines.append(" " * (lw + 1) + f"┊ {chart.reference_label}")
+    return "\n".join(lines)
+
+
+def render_markdown(report: AuditReport) -> str:
+    out: list[str] = []
+    w = out.append
+    w("# Alignment audit report")
+    w("")
+    w(f"Generated {report.generated_at} by misalign-tui {md(report.tool_version)}. Filters: "
+      f"{md(_filters_text(report.filters))}. Intervals are 95 %"
+      + (f"; AS intervals from {report.bootstrap} bootstrap resamples over prompts (seed {report.seed})."
+         if report.bootstrap else "; AS has no interval (bootstrap off)."))
+    w("")
+    w("Contents: 1. Summary · 2. What was measured · 3. Models and runs · 4. Metrics · 5. Worst domains and "
+      "semantic types · 6. Paired comparisons · 7. Items each model got most wrong · 8. How to read this report")
+    w("")
+    w("## 1. Summary")
+    w("")
+    rows = []
+    for s in report.runs:
+        key = KEY_METRICS[s.run.method]
+        o = s.overall
+        rows.append([s.run.model, str(s.run.id), s.run.method, s.run.benchmark, _status_text(s),
+                     f"{key.name} {pct_ci(key.value(o), key.ci(o))}" if o else "n/a",
+                     pct_ci(s.trade.rate, s.trade.ci)])
+    w(_md_table(["model", "run", "method", "benchmark", "status", "headline (95 % interval)", "trade-off rate"],
+                rows))
+    w("")
+    for chart in _overview_charts(report):
+        w(md_code(text_chart(chart)))
+        w("")
+    w("## 2. What was measured")
+    w("")
+    for b in report.benchmarks:
+        w(f"### Benchmark {md(b.name)} version {b.version}")
+        w("")
+        w(f"- content hash (sha256): `{b.content_hash or 'not computed'}`")
+        w(f"- {b.prompts:,} prompts, {b.pairs:,} pairs, {b.responses:,} responses; created {md(b.created_at)}")
+        if b.description:
+            w(f"- description: {md(b.description)}")
+        w(f"- licence: {md(b.licence) if b.licence else 'not recorded'}")
+        for line in _source_lines(b):
+            w(f"- {md(line)}")
+        w(f"- runs in this report: {', '.join(str(r) for r in b.runs)}")
+        w("")
+        w(_md_table(["dimension", "prompts", "pairs", "responses", "aligned", "misaligned", "domains"],
+                    [[d.dimension, count(d.prompts), count(d.pairs), count(d.responses), count(d.aligned),
+                      count(d.misaligned), count(d.domains)] for d in b.by_dimension]))
+        w("")
+        w(_md_table(["semantic type", "prompts"], [[t, count(n)] for t, n in b.by_semantic_type]))
+        w("")
+        if b.recipe:
+            w(md_code(json.dumps(b.recipe, indent=2, ensure_ascii=False), "json"))
+            w("")
+    w("## 3. Models and runs")
+    w("")
+    for s in report.runs:
+        w(f"### {md(s.label)}")
+        w("")
+        w(_md_table(["field", "value"], _provenance_rows(s)))
+        w("")
+        chat = _chat_template_text(s)
+        if chat:
+            w("Chat template used:")
+            w("")
+            w(md_code(chat, "jinja"))
+            w("")
+        for i, name, text in s.templates:
+            w(f"Template {i} ({md(name)}), exactly as the model saw it:")
+            w("")
+            w(md_code(text))
+            w("")
+    w("## 4. Metrics")
+    w("")
+    for s in report.runs:
+        w(f"### {md(s.label)} — {s.run.method} on {md(s.run.benchmark)}")
+        w("")
+        w(f"Status: {md(_status_text(s))}. {md(metrics.chance_note(s.run.method))}.")
+        w("")
+        cols = _metric_columns(s)
+        for title, rows_ in (("dimension", s.by_dimension), ("semantic type", s.by_semantic_type)):
+            body = [[r.group or "all", *(fn(r) for _, fn in cols)] for r in rows_]
+            if s.overall:
+                body.append(["all", *(fn(s.overall) for _, fn in cols)])
+            w(f"By {title}:")
+            w("")
+            w(_md_table([title, *(h for h, _ in cols)], body))
+            w("")
+        for chart in _charts(s)[:2]:
+            w(md_code(text_chart(chart)))
+            w("")
+        w(md(_trade_sentence(s.trade)))
+        w("")
+        if s.trade.satisfaction:
+            w(_md_table(["dimension", "s_d (satisfaction)", "prompts"],
+                        [[d, pct_ci(c.rate, c.ci), count(c.n)] for d, c in s.trade.satisfaction.items()]))
+            w("")
+        dims, prow = _pairwise_cells(s.trade)
+        if len(dims) > 1:
+            w("T[row → column]: satisfies the row dimension and fails the column dimension.")
+            w("")
+            w(_md_table(["from \\ to", *dims], [[d, *cells] for d, cells in prow]))
+            w("")
+    w("## 5. Worst domains and semantic types")
+    w("")
+    for s in report.runs:
+        w(f"### {md(s.label)}")
+        w("")
+        cols = _worst_columns(s)
+        for title, rows_ in (("domain", s.worst_domains), ("semantic type", s.worst_types)):
+            if rows_:
+                w(_md_table([f"worst {title}", *(h for h, _ in cols)],
+                            [[r.group or "", *(fn(r) for _, fn in cols)] for r in rows_]))
+                w("")
+        charts = _charts(s)
+        if s.worst_domains and charts:
+            w(md_code(text_chart(charts[-1])))
+            w("")
+    w("## 6. Paired comparisons")
+    w("")
+    if not report.comparisons:
+        w("No two runs of the same method share items; nothing to compare.")
+        w("")
+    for c in report.comparisons:
+        o = c.overall
+        w(f"### {md(c.a.model)} (A, run {c.a.id}) vs {md(c.b.model)} (B, run {c.b.id})")
+        w("")
+        metric = METRIC_NAMES.get(o.metric, o.metric)
+        w(f"Overall on {count(o.n_items)} shared items: {metric} A {pct(o.value_a)}, B {pct(o.value_b)}; "
+          f"A only right {count(o.a_only)}, B only right {count(o.b_only)}; McNemar exact p = {p_value(o.p_value)}, "
+          f"Holm-adjusted across {len(report.comparisons)} pair(s) of runs p = {p_value(c.overall_p_holm)}: "
+          f"**{md(_verdict(c.a, c.b, c.overall_verdict))}**.")
+        w("")
+        w(_md_table([c.group_by, "shared items", f"{metric} A", "B", "Δ (points)", "A only right", "B only right",
+                     "p", "p (Holm)", "verdict"],
+                    [[r.group or "all", count(r.n_items), pct(r.value_a), pct(r.value_b),
+                      "n/a" if r.delta is None else f"{100 * r.delta:+.1f}", count(r.a_only), count(r.b_only),
+                      p_value(r.p_value), p_value(r.p_holm), _verdict(c.a, c.b, r.verdict)] for r in c.groups]))
+        w("")
+    for line in report.comparisons_skipped:
+        w(f"- not compared: {md(line)}")
+    if report.comparisons_skipped:
+        w("")
+    w("## 7. Items each model got most wrong")
+    w("")
+    for s in report.runs:
+        w(f"### {md(s.label)}")
+        w("")
+        if not s.examples:
+            w("No wrong items.")
+            w("")
+        for e in s.examples:
+            w(f"- **{md(e.prompt_key)}** ({md(e.dimension)}): {md(e.detail)}")
+            w(f"  - prompt: {md(e.prompt)}")
+            for caption, text in e.texts:
+                w(f"  - {md(caption)}: {md(text)}")
+        w("")
+    w("## 8. How to read this report")
+    w("")
+    for term, text in HOW_TO_READ:
+        w(f"- **{md(term)}**: {md(text)}")
+    w("")
+    return "\n".join(out)

@@ -300,3 +300,28 @@ def test_bench_ui_reports_its_figures_as_json(cli_run, tmp_path: Path) -> None:
     again = json.loads(cli_run("bench", "ui", "--responses", "300", "--models", "2", "--store",
                                str(tmp_path / "ui"), "--format", "json").stdout)
     assert again["store_reused"] is True
+
+
+async def test_explore_opens_on_preference_accuracy_when_only_preference_runs_exist(home: Path, tiny_model) -> None:
+    """A base model's first run is a preference run: the explorer must show it, not an empty AS view."""
+    from misalign_tui.core.engine import EngineSettings
+    from misalign_tui.core.evaluate import RunRequest, run_evaluation
+    from misalign_tui.core.models import register_file
+    from tests.eval_fixtures import FIXTURE_BENCHMARK, make_store
+
+    db, _ = make_store(home)
+    with Store(db) as store:
+        req = RunRequest(register_file(store, tiny_model), store.benchmark(FIXTURE_BENCHMARK),
+                         settings=EngineSettings(n_ctx=1024))
+        run_evaluation(store, req)
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("e")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ExploreScreen)
+        assert screen.query_state.metric == "preference_accuracy"
+        assert screen.data is not None and screen.data.query.metric == "preference_accuracy"
+        assert screen.data.models == [tiny_model.stem]
+        rows = table_rows(screen.query_one("#table-grouped", DataTable))
+        assert rows and {r[1] for r in rows} == {tiny_model.stem}

@@ -5,6 +5,7 @@ Every filter change starts an exclusive worker (the previous one is cancelled); 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from textual import on, work
@@ -157,6 +158,8 @@ class ExploreScreen(Screen[None]):
         if opts.methods and "judge" not in opts.methods and self.query_state.metric in JUDGE_METRICS:
             # only preference (base-model) results so far: show the metric that has data
             self.query_one("#f-metric", Select).value = "preference_accuracy"
+            # the Changed event arrives while the options are still being applied and is ignored: query here
+            self.apply_query(dataclasses.replace(self.query_state, metric="preference_accuracy"))
 
     def _done_applying(self) -> None:
         self._applying = False

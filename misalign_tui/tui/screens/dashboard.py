@@ -54,12 +54,6 @@ class DashboardScreen(Screen[None]):
             yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.query_one("#benchmarks", DataTable).add_columns("name", "version", "prompts", "responses", "hash")
-        self.query_one("#models", DataTable).add_columns("name", "arch", "params", "quant", "size", "device", "status")
-        self.query_one("#runs", DataTable).add_columns("id", "model", "benchmark", "method", "status", "progress",
-                                                               "AS/acc", "trade-off")
-
     def on_screen_resume(self) -> None:
         self.action_reload()
 
@@ -75,20 +69,24 @@ class DashboardScreen(Screen[None]):
     def on_workspace_loaded(self, message: WorkspaceLoaded) -> None:
         s = message.summary
         self.query_one("#next-action", Static).update(next_action(s))
-        bt = self.query_one("#benchmarks", DataTable)
-        bt.clear()
-        for b in s.benchmarks:
-            bt.add_row(b.name, str(b.version), str(b.prompts), str(b.responses), (b.content_hash or "-")[:12])
-        mt = self.query_one("#models", DataTable)
-        mt.clear()
-        for m in s.models:
-            size = f"{m.size / 1e6:,.0f} MB" if m.size else "-"
-            params = f"{m.parameters / 1e6:,.0f}M" if m.parameters else "-"
-            status = "ok" if m.usable else f"unusable: {m.error}"
-            mt.add_row(m.name + (" *" if m.is_default else ""), m.architecture or "-", params, m.quantization or "-",
-                       size, device(m), status)
-        rt = self.query_one("#runs", DataTable)
-        rt.clear()
-        for r in s.runs:
-            rt.add_row(str(r.id), r.model, r.benchmark, r.method, r.status, f"{r.items_done}/{r.items_total}",
-                       _pct(r.alignment_score), "n/a" if r.trade_off_rate is None else _pct(r.trade_off_rate))
+        fill_table(self.query_one("#benchmarks", DataTable), ("name", "version", "prompts", "responses", "hash"),
+                   [(b.name, str(b.version), str(b.prompts), str(b.responses), (b.content_hash or "-")[:12])
+                    for b in s.benchmarks])
+        fill_table(self.query_one("#models", DataTable), ("name", "arch", "params", "quant", "size", "device", "status"),
+                   [(m.name + (" *" if m.is_default else ""), m.architecture or "-",
+                     f"{m.parameters / 1e6:,.0f}M" if m.parameters else "-", m.quantization or "-",
+                     f"{m.size / 1e6:,.0f} MB" if m.size else "-", device(m),
+                     "ok" if m.usable else f"unusable: {m.error}") for m in s.models])
+        fill_table(self.query_one("#runs", DataTable),
+                   ("id", "model", "benchmark", "method", "status", "progress", "AS/acc", "trade-off"),
+                   [(str(r.id), r.model, r.benchmark, r.method, r.status, f"{r.items_done}/{r.items_total}",
+                     _pct(r.alignment_score), "n/a" if r.trade_off_rate is None else _pct(r.trade_off_rate))
+                    for r in s.runs])
+
+
+def fill_table(table: DataTable, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Replace a table's content, columns included: after a plain ``clear()`` wider rows left the header drawn
+    at the old column widths (seen in a real terminal)."""
+    table.clear(columns=True)
+    table.add_columns(*columns)
+    table.add_rows(rows)

@@ -109,6 +109,20 @@ def cell_problem(value: str) -> str | None:
     return None
 
 
+def _object_row(line: int, obj: object, raw: str, seen: dict[str, None], src: SourceFile, not_object: str
+                ) -> SourceRow | BadRow:
+    """One parsed JSON record as a row: columns are the union of the keys seen so far, in order of appearance."""
+    if not isinstance(obj, dict):
+        return BadRow(line, None, not_object, raw)
+    for k in obj:
+        seen.setdefault(k)
+    src.columns = list(seen)
+    problem = _check_values(obj)
+    if problem:
+        return BadRow(line, problem[0], problem[1], raw)
+    return SourceRow(line, obj, raw)
+
+
 def _check_values(values: dict[str, object]) -> tuple[str, str] | None:
     """The first (field, problem) among the row's text values, or None."""
     for key, value in values.items():
@@ -248,17 +262,7 @@ def _jsonl_rows(src: SourceFile) -> Iterator[SourceRow | BadRow]:
             except json.JSONDecodeError as exc:
                 yield BadRow(n, None, f"invalid JSON ({exc.msg} at column {exc.colno})", line)
                 continue
-            if not isinstance(obj, dict):
-                yield BadRow(n, None, "expected a JSON object on each line", line)
-                continue
-            for k in obj:
-                seen.setdefault(k)
-            src.columns = list(seen)
-            problem = _check_values(obj)
-            if problem:
-                yield BadRow(n, problem[0], problem[1], line)
-                continue
-            yield SourceRow(n, obj, line)
+            yield _object_row(n, obj, line, seen, src, "expected a JSON object on each line")
 
 
 def _json_array_rows(src: SourceFile) -> Iterator[SourceRow | BadRow]:
@@ -327,14 +331,4 @@ def _json_array_rows(src: SourceFile) -> Iterator[SourceRow | BadRow]:
             if pos > _READ_CHUNK:
                 buf = buf[pos:]
                 pos = 0
-            if not isinstance(obj, dict):
-                yield BadRow(start, None, "expected each element of the array to be an object", raw)
-                continue
-            for k in obj:
-                seen.setdefault(k)
-            src.columns = list(seen)
-            problem = _check_values(obj)
-            if problem:
-                yield BadRow(start, problem[0], problem[1], raw)
-                continue
-            yield SourceRow(start, obj, raw)
+            yield _object_row(start, obj, raw, seen, src, "expected each element of the array to be an object")

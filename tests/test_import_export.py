@@ -375,6 +375,29 @@ def test_real_hh_rlhf_imports_with_its_preset(cli_run, home):
                               + sum(d["excluded_rows"].values()))
 
 
+def test_real_hh_rlhf_and_xstest_runs_report_metrics(cli_run, home, tiny_model, tiny_chat_model):
+    """Imported third-party data is runnable: preference on HH-RLHF pairs, judge on XSTest's labelled
+    completions (single responses, one dimension per prompt, so no trade-off rate: n/a, never 0 %)."""
+    hh = shared_file("hh-rlhf-harmless-base-test.jsonl.gz")
+    prompts = shared_file("xstest_prompts.csv")
+    completions = shared_file("xstest_v2_completions_gpt4.csv")
+    assert cli_run("import", str(hh), "--into", "hh").exit_code == 0
+    assert cli_run("import", str(prompts), str(completions), "--into", "xstest").exit_code == 0
+    # XSTest's few misaligned responses (17, mostly refusals of safe prompts) come late in the file: run it all
+    for model, bench, method, limit in ((tiny_model, "hh", "preference", ["--limit", "6"]),
+                                        (tiny_chat_model, "xstest", "judge", [])):
+        res = cli_run("run", "--model", str(model), "--benchmark", bench, "--method", method, *limit,
+                      "--templates", "1", "--n-ctx", "2048", "--format", "json")
+        assert res.exit_code == 0, res.output
+    report = _json(cli_run("report", "--format", "json"))
+    by_method = {r["method"]: r for r in report["runs"]}
+    assert 0 <= by_method["preference"]["preference_accuracy"] <= 1
+    judge = by_method["judge"]
+    assert judge["benchmark"].startswith("xstest")
+    assert 0 <= judge["coverage"] <= 1 and 0 <= judge["ffr"] <= 1
+    assert judge["trade_off_rate"] is None and judge["trade_off_reason"]
+
+
 def test_real_xstest_files_import_and_type_rule_matches_labels(cli_run, home):
     prompts = shared_file("xstest_prompts.csv")
     completions = shared_file("xstest_v2_completions_gpt4.csv")

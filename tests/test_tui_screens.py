@@ -325,3 +325,37 @@ async def test_explore_opens_on_preference_accuracy_when_only_preference_runs_ex
         assert screen.data.models == [tiny_model.stem]
         rows = table_rows(screen.query_one("#table-grouped", DataTable))
         assert rows and {r[1] for r in rows} == {tiny_model.stem}
+
+
+async def test_compare_works_for_base_models_with_preference_runs_only(home: Path, tiny_model, tmp_path) -> None:
+    """Two base models (the default model is one) have only preference runs: Compare pairs them on pairs."""
+    from misalign_tui.core.engine import EngineSettings
+    from misalign_tui.core.evaluate import RunRequest, run_evaluation
+    from misalign_tui.core.metrics import compare
+    from misalign_tui.core.models import register_file
+    from misalign_tui.core.synthetic_model import write_random_gguf
+    from tests.eval_fixtures import FIXTURE_BENCHMARK, make_store
+
+    other = write_random_gguf(tmp_path / "other-base.gguf", seed=7)
+    db, _ = make_store(home)
+    run_ids = []
+    with Store(db) as store:
+        for path in (tiny_model, other):
+            req = RunRequest(register_file(store, path), store.benchmark(FIXTURE_BENCHMARK),
+                             settings=EngineSettings(n_ctx=1024))
+            run_ids.append(run_evaluation(store, req).run_id)
+        expected = compare(store, run_ids[0], run_ids[1], group_by="dimension")
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        assert screen.data is not None and len(screen.data.models) == 2, screen.data
+        assert "preference runs" in screen.data.note
+        dims = [r for r in screen.data.rows if r[0] == "dimension"]
+        assert [(r[1], r[6]) for r in dims] == [(e.group, e.n_items) for e in expected]
+        await pilot.press("D")  # every pair both judged, not only disagreements
+        await settle(pilot)
+        assert {d.label for d in screen.data.disagreements} == {"pair"}
+        assert len(screen.data.disagreements) == screen.data.items

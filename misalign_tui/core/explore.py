@@ -139,11 +139,11 @@ def read_explore(store: Store, query: ExploreQuery, parts: frozenset[str] = ALL_
 
 @dataclass(frozen=True)
 class Disagreement:
-    response_id: int
+    item_id: int  # the response (judge runs) or the pair (preference runs)
     prompt_id: int
     prompt_key: str
     dimension: str
-    label: str
+    label: str  # the response's gold label; "pair" for preference runs
     verdicts: tuple[bool, ...]  # per model: correct?
 
 
@@ -162,11 +162,13 @@ def read_compare(store: Store, models: list[str], disagreements_only: bool = Tru
                  limit: int = 300) -> CompareData:
     from misalign_tui.core import explore_metrics as metrics_view
 
-    runs = latest_runs(store, ExploreQuery(models=tuple(models)))
-    runs = {m: runs[m] for m in models if m in runs}
-    if len(runs) < 2:
-        return CompareData(list(runs), [], [], note="Pick two or more models that have judge runs.")
-    return metrics_view.compare(store, runs, disagreements_only, limit)
+    # judge runs where the chosen models all have one, else preference runs (base models have only those)
+    for metric, method in (("alignment_score", "judge"), ("preference_accuracy", "preference")):
+        found = latest_runs(store, ExploreQuery(models=tuple(models), metric=metric))
+        runs = {m: found[m] for m in models if m in found}
+        if len(runs) >= 2:
+            return metrics_view.compare(store, runs, disagreements_only, limit, method)
+    return CompareData(list(runs), [], [], note="Pick two or more models that have judge runs (or preference runs).")
 
 
 @dataclass

@@ -90,9 +90,10 @@ def fill(store: Store, runs: dict[str, int], query: Any, data: Any, parts: froze
             data.trade_off_note = f"trade-off rate n/a: {rep.reason}"
 
 
-def compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit: int):
+def compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit: int, method: str = "judge"):
     """The first model against each other one: per-dimension and per-type deltas with McNemar + Holm
-    (metrics.compare), and the items (responses) where their verdicts differ."""
+    (metrics.compare), and the items where their verdicts differ — responses for judge runs, pairs for
+    preference runs."""
     from misalign_tui.core.explore import CompareData, Disagreement
 
     models = list(runs)
@@ -106,17 +107,22 @@ def compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit:
                     test += f" → {base if r.verdict == 'a' else other}"
                 rows.append((kind, r.group or "-", other, [r.value_a, r.value_b], r.delta, test, r.n_items))
     ids = list(runs.values())
-    joins = " ".join(f"JOIN rollup_judge_items u{i} ON u{i}.run_id = {int(rid)} AND u{i}.response_id = "
-                     f"u0.response_id" for i, rid in enumerate(ids) if i)
-    right = ", ".join(f"u{i}.flagged = (u0.label = 'misaligned')" for i in range(len(ids)))
-    differ = " OR ".join(f"(u{i}.flagged != u0.flagged)" for i in range(1, len(ids)))
-    sql = (f"SELECT u0.response_id, u0.prompt_id, p.key, u0.dimension, u0.label, {right} "
-           f"FROM rollup_judge_items u0 {joins} JOIN prompts p ON p.id = u0.prompt_id WHERE u0.run_id = {int(ids[0])}"
-           f"{f' AND ({differ})' if disagreements_only else ''} ORDER BY u0.prompt_id, u0.response_id LIMIT ?")
+    if method == "preference":
+        table, item, label = "rollup_pair_outcomes", "pair_id", "'pair'"
+        right = ", ".join(f"u{i}.satisfied" for i in range(len(ids)))
+        differ = " OR ".join(f"(u{i}.satisfied != u0.satisfied)" for i in range(1, len(ids)))
+    else:
+        table, item, label = "rollup_judge_items", "response_id", "u0.label"
+        right = ", ".join(f"u{i}.flagged = (u0.label = 'misaligned')" for i in range(len(ids)))
+        differ = " OR ".join(f"(u{i}.flagged != u0.flagged)" for i in range(1, len(ids)))
+    joins = " ".join(f"JOIN {table} u{i} ON u{i}.run_id = {int(rid)} AND u{i}.{item} = u0.{item}"
+                     for i, rid in enumerate(ids) if i)
+    sql = (f"SELECT u0.{item}, u0.prompt_id, p.key, u0.dimension, {label}, {right} "
+           f"FROM {table} u0 {joins} JOIN prompts p ON p.id = u0.prompt_id WHERE u0.run_id = {int(ids[0])}"
+           f"{f' AND ({differ})' if disagreements_only else ''} ORDER BY u0.prompt_id, u0.{item} LIMIT ?")
     disagreements = [Disagreement(r[0], r[1], r[2], r[3] or metrics.UNTARGETED, r[4], tuple(bool(x) for x in r[5:]))
                      for r in store.conn.execute(sql, (limit,))]
-    items = rows[0][6] if rows else 0
-    items = store.conn.execute(f"SELECT count(*) FROM rollup_judge_items u0 {joins} WHERE u0.run_id = {int(ids[0])}"
+    items = store.conn.execute(f"SELECT count(*) FROM {table} u0 {joins} WHERE u0.run_id = {int(ids[0])}"
                                ).fetchone()[0]
     return CompareData(models, rows, disagreements, items,
-                       note=f"Δ = {base} − other; McNemar exact on per-item verdicts, Holm across groups")
+                       note=f"{method} runs; Δ = {base} − other; McNemar exact on per-item verdicts, Holm across groups")

@@ -63,7 +63,8 @@ class CompareScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="compare-models", exit_on_error=False)
     def load_models(self) -> None:
         with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
-            self.post_message(CompareModelsLoaded(list(latest_runs(store, ExploreQuery()))))
+            # every model with a run of any method; read_compare pairs judge runs, else preference runs
+            self.post_message(CompareModelsLoaded(list(latest_runs(store, ExploreQuery(metric="trade_off_rate")))))
 
     def on_compare_models_loaded(self, message: CompareModelsLoaded) -> None:
         sl = self.query_one("#compare-models", SelectionList)
@@ -128,7 +129,7 @@ class CompareScreen(Screen[None]):
             items.add_column(m[:12], width=max(6, len(m[:12])))
         for d in data.disagreements:
             items.add_row(d.prompt_key, d.dimension, d.label, *["right" if ok else "WRONG" for ok in d.verdicts],
-                          key=f"{d.response_id}")
+                          key=f"{d.item_id}")
 
     def action_toggle_disagreements(self) -> None:
         self.disagreements_only = not self.disagreements_only

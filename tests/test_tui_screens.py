@@ -359,3 +359,7 @@ async def test_compare_works_for_base_models_with_preference_runs_only(home: Pat
         await settle(pilot)
         assert {d.label for d in screen.data.disagreements} == {"pair"}
         assert len(screen.data.disagreements) == screen.data.items
+        # saved as a session it reproduces the same view: preference accuracy, not an empty AS report
+        state = app.current_session_state()
+        assert state is not None and state.metric == "preference_accuracy"
+        assert sorted(state.models) == sorted([tiny_model.stem, "other-base"])

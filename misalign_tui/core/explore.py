@@ -156,6 +156,7 @@ class CompareData:
     items: int = 0
     note: str = ""
     request: tuple = ()  # (models, disagreements only) as asked, so the screen can drop stale answers
+    method: str = "judge"  # whose runs were paired: judge, else preference (base models)
 
 
 def read_compare(store: Store, models: list[str], disagreements_only: bool = True,

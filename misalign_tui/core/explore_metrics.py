@@ -125,4 +125,5 @@ def compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit:
     items = store.conn.execute(f"SELECT count(*) FROM {table} u0 {joins} WHERE u0.run_id = {int(ids[0])}"
                                ).fetchone()[0]
     return CompareData(models, rows, disagreements, items,
-                       note=f"{method} runs; Δ = {base} − other; McNemar exact on per-item verdicts, Holm across groups")
+                       note=f"{method} runs; Δ = {base} − other; McNemar exact on per-item verdicts, Holm across groups",
+                       method=method)

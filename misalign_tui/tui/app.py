@@ -228,7 +228,8 @@ class MisalignApp(App[None]):
             from misalign_tui.tui.screens.compare import SelectionList
 
             models = list(screen.query_one("#compare-models", SelectionList).selected)
-            return SessionState(models=models, grouping="model")
+            metric = "preference_accuracy" if screen.data and screen.data.method == "preference" else "alignment_score"
+            return SessionState(models=models, grouping="model", metric=metric)
         return None
 
     def action_save_session(self) -> None:

@@ -23,6 +23,7 @@ def read_summary(workspace: Workspace, recent_runs: int = 20, headline_runs: int
                 """, (recent_runs,))
         ]
         if headline_runs:
+            discover(store, workspace.models_dir)  # GGUF files dropped into models/ since the last look
             for i, run in enumerate(runs[:headline_runs]):
                 runs[i] = headline(store, run)
         return WorkspaceSummary(str(workspace.home), store.benchmarks(), list_models(store), runs)

@@ -127,7 +127,7 @@ class RunScreen(Screen[None]):
         sl.clear_options()
         for name, is_default in message.models:
             sl.add_option((name + (" (default)" if is_default else ""), name, name in chosen or
-                           (not chosen and is_default)))
+                           (not chosen and (is_default or len(message.models) == 1))))
         names = [(n, n) for n, _ in message.models]
         self.query_one("#run-judge", Select).set_options(names)
         self.query_one("#run-benchmark", Select).set_options([(b, b) for b in message.benchmarks])

@@ -77,3 +77,32 @@ def test_model_path_that_is_a_folder(tmp_path: Path, cli_run) -> None:
 def test_unknown_model_names_choices(cli_run) -> None:
     res = cli_run("models", "show", "nonesuch")
     assert res.exit_code == 2 and "model 'nonesuch' not found" in res.stderr
+
+
+def test_two_threads_registering_the_same_file_agree(tmp_path: Path, home: Path) -> None:
+    """The app's screens discover models/ in their own workers: a race must not fail either of them."""
+    import threading
+
+    from misalign_tui.core.models import register_file
+    from misalign_tui.core.store import Store
+
+    f = write_small_gguf(tmp_path / "same.gguf")
+    db = home / "db.sqlite"
+    Store(db).close()
+    barrier = threading.Barrier(4)
+    results: list[object] = []
+
+    def register() -> None:
+        with Store(db) as store:
+            barrier.wait()
+            try:
+                results.append(register_file(store, f).id)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                results.append(exc)
+
+    threads = [threading.Thread(target=register) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and len(set(results)) == 1 and isinstance(results[0], int), results

@@ -166,6 +166,9 @@ def register_file(store: Store, path: str | Path, *, name: str | None = None, is
                 c.execute(f"UPDATE models SET {sets} WHERE id = ?", [*fields.values(), existing["id"]])
                 model_id = existing["id"]
     except sqlite3.IntegrityError as exc:
+        if existing is None and store.conn.execute("SELECT 1 FROM models WHERE path = ?", (str(p),)).fetchone():
+            # another thread or process registered the same file meanwhile (the app's screens discover too)
+            return register_file(store, p, name=name, is_default=is_default)
         raise UserError(f"model name {name!r} is taken by another file; choose another --name") from exc
     if is_default:
         _set_default(store, model_id)

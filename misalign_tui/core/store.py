@@ -644,7 +644,7 @@ class Store:
                 raise database_error(self.path, exc) from exc
             try:
                 yield self.conn
-            except sqlite3.DatabaseError as exc:  # e.g. the disk filled: say so, not what rollback then says
+            except sqlite3.OperationalError as exc:  # e.g. the disk filled: say so, not what rollback then says
                 self._rollback()
                 raise database_error(self.path, exc) from exc
             except BaseException:

@@ -38,6 +38,12 @@ def h(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _details_json(summary: str, value: object) -> str:
+    """A folded block holding stored JSON (recipe, provenance), escaped."""
+    return (f"<details><summary>{h(summary)}</summary><pre>{h(json.dumps(value, indent=2, ensure_ascii=False))}"
+            "</pre></details>")
+
+
 LABEL_WIDTH = 250
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#eeca3b")
 
@@ -194,11 +200,9 @@ def render_html(report: AuditReport) -> str:
                         count(d.misaligned), count(d.domains)] for d in b.by_dimension]))
         w(_html_table(["semantic type", "prompts"], [[t, count(n)] for t, n in b.by_semantic_type]))
         if b.recipe:
-            w(f"<details><summary>Build recipe</summary><pre>{h(json.dumps(b.recipe, indent=2, ensure_ascii=False))}"
-              "</pre></details>")
+            w(_details_json("Build recipe", b.recipe))
         if b.source:
-            w(f"<details><summary>Import provenance (as stored)</summary><pre>"
-              f"{h(json.dumps(b.source, indent=2, ensure_ascii=False))}</pre></details>")
+            w(_details_json("Import provenance (as stored)", b.source))
     w("</section>")
 
     w('<section id="models"><h2>3. Models and runs</h2>')
@@ -212,11 +216,9 @@ def render_html(report: AuditReport) -> str:
             w(f"<details><summary>Template {i} ({h(name)}), exactly as the model saw it</summary>"
               f"<pre>{h(text)}</pre></details>")
         if s.params:
-            w(f"<details><summary>Run parameters (params_json)</summary><pre>"
-              f"{h(json.dumps(s.params, indent=2, ensure_ascii=False))}</pre></details>")
+            w(_details_json("Run parameters (params_json)", s.params))
         if s.provenance:
-            w(f"<details><summary>Run provenance (provenance_json)</summary><pre>"
-              f"{h(json.dumps(s.provenance, indent=2, ensure_ascii=False))}</pre></details>")
+            w(_details_json("Run provenance (provenance_json)", s.provenance))
     w("</section>")
 
     w('<section id="metrics"><h2>4. Metrics</h2>')

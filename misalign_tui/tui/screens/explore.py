@@ -123,17 +123,19 @@ class ExploreScreen(Screen[None]):
         """A new query: compute what the visible tab shows; other tabs are computed when opened."""
         self._load(query, self._parts_for(self.query_one(TabbedContent).active or "dims", query))
 
-    @work(thread=True, exclusive=True, group="explore", exit_on_error=False)
-    def _load(self, query: ExploreQuery, parts: frozenset[str]) -> None:
+    def _read(self, query: ExploreQuery, parts: frozenset[str]) -> None:
         with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
             data = read_explore(store, query, parts)
         self.post_message(ExploreLoaded(data))
 
+    # two groups: opening another tab must not cancel the query the visible tab waits for
+    @work(thread=True, exclusive=True, group="explore", exit_on_error=False)
+    def _load(self, query: ExploreQuery, parts: frozenset[str]) -> None:
+        self._read(query, parts)
+
     @work(thread=True, exclusive=True, group="explore-more", exit_on_error=False)
     def _load_more(self, query: ExploreQuery, parts: frozenset[str]) -> None:
-        with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
-            data = read_explore(store, query, parts)
-        self.post_message(ExploreLoaded(data))
+        self._read(query, parts)
 
     # -- messages --------------------------------------------------------------------------------------
 

@@ -55,7 +55,9 @@ def test_snapshot_sessions(snap_compare) -> None:
     with Store(home / "db" / "misalign.sqlite") as store:
         save_session(store, "safety by type", SessionState(["alpha", "beta"], None, {"dimension": "safety"},
                                                            "coverage", "semantic_type"))
-        store.conn.execute("UPDATE sessions SET created_at = '2026-01-02T03:04:05Z', updated_at = created_at")
+        # Both columns get the literal: in one UPDATE, SQLite's right-hand side reads the old created_at (today).
+        store.conn.execute("UPDATE sessions SET created_at = '2026-01-02T03:04:05Z', "
+                           "updated_at = '2026-01-02T03:04:05Z'")
     assert snap_compare(app, terminal_size=SIZE, run_before=_keys("S"))
 
 

@@ -68,7 +68,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --f
 MODEL="$WORK/random-llama-3.2-1b-shape.gguf"
 START=$(date +%s.%N)
 run_py -c "
-from misalign_tui.core.synthetic_model import LLAMA_3_2_1B_SHAPE, write_random_gguf
+from misalign_tui.devtools.synthetic_model import LLAMA_3_2_1B_SHAPE, write_random_gguf
 shape = LLAMA_3_2_1B_SHAPE if '${SHAPE:-1b}' == '1b' else dict(n_embd=128, n_ff=256, n_layer=2)  # SHAPE=tiny: a dry run
 write_random_gguf('$MODEL', dtype='${DTYPE:-q8_0}', name='random-llama-3.2-1b-shape', **shape)"
 echo "wrote $(du -h "$MODEL" | cut -f1) in $(echo "$(date +%s.%N) - $START" | bc 2>/dev/null || echo '?') s"

@@ -82,7 +82,7 @@ def _main_command(main):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1 MB llama GGUF with random weights and no chat template (a "base model")."""
-    from misalign_tui.core.synthetic_model import write_random_gguf
+    from misalign_tui.devtools.synthetic_model import write_random_gguf
 
     return write_random_gguf(tmp_path_factory.mktemp("models") / "tiny-base.gguf", seed=1, name="tiny-base")
 
@@ -90,7 +90,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same shape with a simple Jinja chat template (``<|user|>``/``<|assistant|>`` turns)."""
-    from misalign_tui.core.synthetic_model import SIMPLE_CHAT_TEMPLATE, write_random_gguf
+    from misalign_tui.devtools.synthetic_model import SIMPLE_CHAT_TEMPLATE, write_random_gguf
 
     return write_random_gguf(tmp_path_factory.mktemp("models") / "tiny-chat.gguf", seed=2,
                              chat_template=SIMPLE_CHAT_TEMPLATE, name="tiny-chat")

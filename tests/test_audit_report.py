@@ -13,11 +13,11 @@ from click.testing import CliRunner
 
 from misalign_tui.cli import cli
 from misalign_tui.core import metrics
-from misalign_tui.core.engine import EngineSettings
-from misalign_tui.core.evaluate import RunRequest, run_evaluation
-from misalign_tui.core.io import audit_report
+from misalign_tui.core.inference.engine import EngineSettings
 from misalign_tui.core.io.native import PairRecord, PromptRecord, insert_records
-from misalign_tui.core.models import register_file
+from misalign_tui.core.models.registry import register_file
+from misalign_tui.core.report import audit as audit_report
+from misalign_tui.core.runs.evaluate import RunRequest, run_evaluation
 from misalign_tui.core.store import Store
 from misalign_tui.core.taxonomy import published_taxonomy
 from tests.eval_fixtures import fixture_records

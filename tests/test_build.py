@@ -185,7 +185,7 @@ model_screen = false
 """
 
 
-needs_engine = pytest.mark.skipif(importlib.util.find_spec("misalign_tui.core.engine") is None,
+needs_engine = pytest.mark.skipif(importlib.util.find_spec("misalign_tui.core.inference.engine") is None,
                                   reason="the engine (core/engine.py) is not on this branch yet")
 
 

@@ -9,7 +9,8 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from misalign_tui.core.engine import (
+from misalign_tui.core.errors import Cancelled, UserError
+from misalign_tui.core.inference.engine import (
     Engine,
     EngineSettings,
     JudgeRequest,
@@ -17,13 +18,12 @@ from misalign_tui.core.engine import (
     common_prefix,
     prefix_tree_size,
 )
-from misalign_tui.core.errors import Cancelled, UserError
-from misalign_tui.core.judge_templates import JUDGE_TEMPLATES
+from misalign_tui.core.inference.judge_templates import JUDGE_TEMPLATES
 
 
 @pytest.fixture(scope="module")
 def chat_engine(tiny_chat_model):
-    from misalign_tui.core.synthetic_model import SIMPLE_CHAT_TEMPLATE
+    from misalign_tui.devtools.synthetic_model import SIMPLE_CHAT_TEMPLATE
 
     eng = Engine(tiny_chat_model, chat_template=SIMPLE_CHAT_TEMPLATE, settings=EngineSettings(n_ctx=1024))
     yield eng
@@ -63,7 +63,7 @@ def test_judge_with_prefix_reuse_equals_full_reset(chat_engine):
 
 
 def test_judge_reuse_holds_across_small_context_windows(tiny_chat_model):
-    from misalign_tui.core.synthetic_model import SIMPLE_CHAT_TEMPLATE
+    from misalign_tui.devtools.synthetic_model import SIMPLE_CHAT_TEMPLATE
 
     # a 256-token cache forces many small windows and trunk hand-overs
     with Engine(tiny_chat_model, chat_template=SIMPLE_CHAT_TEMPLATE,
@@ -189,7 +189,7 @@ def test_llama_warnings_do_not_reach_stderr_in_a_plain_process(tiny_model):
     import subprocess
     import sys
 
-    code = ("import logging, sys; from misalign_tui.core.engine import Engine, EngineSettings, LOG; "
+    code = ("import logging, sys; from misalign_tui.core.inference.engine import Engine, EngineSettings, LOG; "
             "LOG.warning('llama_kv_cache_iswa: using full-size SWA cache'); "
             f"Engine({str(tiny_model)!r}, settings=EngineSettings(n_ctx=128)).close(); print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from misalign_tui.core.engine import EngineSettings
 from misalign_tui.core.errors import Cancelled, UserError
-from misalign_tui.core.evaluate import RunRequest, list_runs, parse_filters, run_evaluation
-from misalign_tui.core.models import register_file
+from misalign_tui.core.inference.engine import EngineSettings
+from misalign_tui.core.models.registry import register_file
+from misalign_tui.core.runs.evaluate import RunRequest, list_runs, parse_filters, run_evaluation
 from misalign_tui.core.store import Store
 from tests.eval_fixtures import FIXTURE_BENCHMARK, make_store
 

@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from simhash import Simhash
 
-from misalign_tui.core.dedup_benchmark import package_index_dedup, synthetic_corpus
 from misalign_tui.core.fingerprint import (
     dedup,
     exhaustive_dedup,
@@ -22,6 +21,7 @@ from misalign_tui.core.fingerprint import (
     simhash_value,
     simhashes,
 )
+from misalign_tui.devtools.dedup_benchmark import package_index_dedup, synthetic_corpus
 
 AWKWARD_TEXTS = [
     "", " ", "a", "ab", "abc", "abcd", "abcde", "!!!", "?? ..", "x y", "A b C d",

@@ -8,7 +8,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from misalign_tui.core.gguf_header import read_gguf_header
+from misalign_tui.core.models.gguf_header import read_gguf_header
 
 
 def write_small_gguf(path: Path, template: str | None = None) -> Path:
@@ -83,7 +83,7 @@ def test_two_threads_registering_the_same_file_agree(tmp_path: Path, home: Path)
     """The app's screens discover models/ in their own workers: a race must not fail either of them."""
     import threading
 
-    from misalign_tui.core.models import register_file
+    from misalign_tui.core.models.registry import register_file
     from misalign_tui.core.store import Store
 
     f = write_small_gguf(tmp_path / "same.gguf")

@@ -6,8 +6,8 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from misalign_tui.core.gguf_header import read_gguf_header
-from misalign_tui.core.synthetic_model import build_vocabulary, write_random_gguf
+from misalign_tui.core.models.gguf_header import read_gguf_header
+from misalign_tui.devtools.synthetic_model import build_vocabulary, write_random_gguf
 
 
 def _last_logits(llm) -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 from textual.widgets import DataTable, Input, SelectionList
 
 from misalign_tui.core import metrics
-from misalign_tui.core.models import register_file
+from misalign_tui.core.models.registry import register_file
 from misalign_tui.core.store import Store
 from misalign_tui.tui.app import create_app
 from misalign_tui.tui.messages import RunFinished, RunProgressed

@@ -255,7 +255,7 @@ def test_core_never_imports_textual() -> None:
     code = ("import pkgutil, importlib, sys, misalign_tui.core as c\n"
             "for m in pkgutil.walk_packages(c.__path__, 'misalign_tui.core.'):\n"
             "    importlib.import_module(m.name)\n"
-            "import misalign_tui.core.explore, misalign_tui.core.session_report, misalign_tui.cli.sessions\n"
+            "import misalign_tui.core.views.explore, misalign_tui.core.report.session, misalign_tui.cli.sessions\n"
             "assert not [m for m in sys.modules if m.startswith('textual')], 'textual imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -304,9 +304,9 @@ def test_bench_ui_reports_its_figures_as_json(cli_run, tmp_path: Path) -> None:
 
 async def test_explore_opens_on_preference_accuracy_when_only_preference_runs_exist(home: Path, tiny_model) -> None:
     """A base model's first run is a preference run: the explorer must show it, not an empty AS view."""
-    from misalign_tui.core.engine import EngineSettings
-    from misalign_tui.core.evaluate import RunRequest, run_evaluation
-    from misalign_tui.core.models import register_file
+    from misalign_tui.core.inference.engine import EngineSettings
+    from misalign_tui.core.models.registry import register_file
+    from misalign_tui.core.runs.evaluate import RunRequest, run_evaluation
     from tests.eval_fixtures import FIXTURE_BENCHMARK, make_store
 
     db, _ = make_store(home)
@@ -329,11 +329,11 @@ async def test_explore_opens_on_preference_accuracy_when_only_preference_runs_ex
 
 async def test_compare_works_for_base_models_with_preference_runs_only(home: Path, tiny_model, tmp_path) -> None:
     """Two base models (the default model is one) have only preference runs: Compare pairs them on pairs."""
-    from misalign_tui.core.engine import EngineSettings
-    from misalign_tui.core.evaluate import RunRequest, run_evaluation
+    from misalign_tui.core.inference.engine import EngineSettings
     from misalign_tui.core.metrics import compare
-    from misalign_tui.core.models import register_file
-    from misalign_tui.core.synthetic_model import write_random_gguf
+    from misalign_tui.core.models.registry import register_file
+    from misalign_tui.core.runs.evaluate import RunRequest, run_evaluation
+    from misalign_tui.devtools.synthetic_model import write_random_gguf
     from tests.eval_fixtures import FIXTURE_BENCHMARK, make_store
 
     other = write_random_gguf(tmp_path / "other-base.gguf", seed=7)

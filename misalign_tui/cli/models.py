@@ -9,7 +9,7 @@ from rich.table import Table
 
 from misalign_tui.cli import cli
 from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
-from misalign_tui.core.models import (
+from misalign_tui.core.models.registry import (
     discover,
     list_models,
     register_file,

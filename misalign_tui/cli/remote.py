@@ -8,7 +8,7 @@ from rich.table import Table
 from misalign_tui.cli import cli
 from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
 from misalign_tui.cli.models import models
-from misalign_tui.core.models import register_remote, resolve_model
+from misalign_tui.core.models.registry import register_remote, resolve_model
 
 
 @models.command("add-remote")
@@ -56,7 +56,7 @@ def _bench_group() -> click.Group:
 def bench_remote_cmd(ctx: Context, url: str, model: str, remote_model: str | None, items: int,
                      api_key_env: str | None, fmt: str) -> None:
     """Judge items/s through the server at concurrency 1, 4 and 8, and in-process on the same items."""
-    from misalign_tui.core.remote_bench import bench_remote
+    from misalign_tui.devtools.remote_bench import bench_remote
 
     local_path, template = None, None
     if model != "none":

@@ -17,7 +17,7 @@ from misalign_tui.cli import cli
 from misalign_tui.cli.context import Context, emit_json, pass_ctx
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.io import audit_report
+from misalign_tui.core.report import audit as audit_report
 
 BOOTSTRAP_RESAMPLES = 1000
 

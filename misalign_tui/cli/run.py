@@ -10,8 +10,11 @@ from rich.table import Table
 
 from misalign_tui.cli import cli
 from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
-from misalign_tui.core.engine import EngineSettings
-from misalign_tui.core.evaluate import (
+from misalign_tui.core.inference.engine import EngineSettings
+from misalign_tui.core.inference.remote import RemoteSettings
+from misalign_tui.core.io.native import SEED_BENCHMARK, load_seed_benchmark
+from misalign_tui.core.models.registry import resolve_model
+from misalign_tui.core.runs.evaluate import (
     METHODS,
     RUN_FIELDS,
     RunProgress,
@@ -22,9 +25,6 @@ from misalign_tui.core.evaluate import (
     parse_filters,
     run_evaluation,
 )
-from misalign_tui.core.io.native import SEED_BENCHMARK, load_seed_benchmark
-from misalign_tui.core.models import resolve_model
-from misalign_tui.core.remote import RemoteSettings
 
 
 def engine_options(f):

@@ -69,7 +69,7 @@ def sessions_report(ctx: Context, name: str, out: str | None) -> None:
     """Write a saved session's tables (every grouping, its metric and filters) as Markdown."""
     from pathlib import Path
 
-    from misalign_tui.core.session_report import write_session_report
+    from misalign_tui.core.report.session import write_session_report
 
     path = write_session_report(ctx.workspace, load_session(ctx.store, name), Path(out) if out else None)
     ctx.err.print(f"report written: {path}")

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from misalign_tui.cli import cli
 from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
-from misalign_tui.core.models import discover, ensure_default_model
+from misalign_tui.core.models.registry import discover, ensure_default_model
 from misalign_tui.core.taxonomy import DIMENSIONS, PAPER_DOMAIN_COUNT_TEXT, SEMANTIC_TYPES, read_user_domains
 
 

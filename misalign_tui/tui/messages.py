@@ -2,35 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from textual.message import Message
 
-from misalign_tui.core.models import ModelInfo
-from misalign_tui.core.store import BenchmarkInfo
-
-
-@dataclass
-class RunRow:
-    id: int
-    model: str
-    benchmark: str
-    method: str
-    status: str
-    items_done: int
-    items_total: int
-    started_at: str
-    alignment_score: float | None = None  # headline (judge) or preference accuracy (preference)
-    trade_off_rate: float | None = None
-    trade_off_note: str | None = None
-
-
-@dataclass
-class WorkspaceSummary:
-    home: str
-    benchmarks: list[BenchmarkInfo] = field(default_factory=list)
-    models: list[ModelInfo] = field(default_factory=list)
-    runs: list[RunRow] = field(default_factory=list)
+from misalign_tui.core.models.registry import ModelInfo
+from misalign_tui.core.views.workspace import WorkspaceSummary
 
 
 class WorkspaceLoaded(Message):
@@ -77,7 +52,7 @@ class RunFinished(Message):
 class ExploreLoaded(Message):
     def __init__(self, data: object) -> None:
         super().__init__()
-        self.data = data  # misalign_tui.core.explore.ExploreData
+        self.data = data  # misalign_tui.core.views.explore.ExploreData
 
 
 class CompareLoaded(Message):

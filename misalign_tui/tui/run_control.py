@@ -1,6 +1,6 @@
 """Runs started from the app: a queue of requests, one thread worker, pause and cancel signals passed down.
 
-The worker calls the core's evaluation (``misalign_tui.core.evaluate``) with a progress callback and a
+The worker calls the core's evaluation (``misalign_tui.core.runs.evaluate``) with a progress callback and a
 ``threading.Event`` for cancel; pausing blocks inside that callback, between items, so no item is half done.
 A cancelled run is left 'interrupted' by the core and resumes when the same request is queued again.
 """
@@ -68,9 +68,10 @@ class RunSignals:
 def execute(workspace: Any, request: QueuedRun, signals: RunSignals,
             report: Callable[[RunStatus], None]) -> RunStatus:
     """Run one request to the end (or until cancelled); returns its final status. Runs in a worker thread."""
-    from misalign_tui.core import evaluate, metrics
+    from misalign_tui.core import metrics
     from misalign_tui.core.io.native import SEED_BENCHMARK, load_seed_benchmark
-    from misalign_tui.core.models import resolve_model
+    from misalign_tui.core.models.registry import resolve_model
+    from misalign_tui.core.runs import evaluate
     from misalign_tui.core.store import Store
 
     status = RunStatus(request.key, request, "running")

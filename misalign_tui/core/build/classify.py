@@ -127,7 +127,7 @@ def answer_separator(engine: object) -> str:
 def classify_prompt(ctx: BuildContext, text: str, domains_by_dimension: dict[str, list[str]],
                     ) -> tuple[dict[str, float], str, dict[str, float]]:
     """(domain -> probability for every domain ≥ δ, semantic type, dimension probabilities)."""
-    from misalign_tui.core.engine import JudgeRequest, LoglikRequest
+    from misalign_tui.core.inference.engine import JudgeRequest, LoglikRequest
 
     engine = ctx.engine("classifier")
     delta = ctx.recipe.classify.delta

@@ -19,7 +19,7 @@ from misalign_tui.core.build.classify import NO_WORDS, YES_WORDS, answer_separat
 from misalign_tui.core.build.expand import unit_seed
 from misalign_tui.core.build.quality import complete_sentences, harm_pattern, perplexity, text_problem
 from misalign_tui.core.build.state import BuildContext, ProgressMeter
-from misalign_tui.core.models import ModelInfo
+from misalign_tui.core.models.registry import ModelInfo
 from misalign_tui.core.taxonomy import DIMENSIONS
 
 LABELS = ("aligned", "misaligned")
@@ -206,7 +206,7 @@ def _finite(x: float | None) -> float | None:
 def _evaluate(ctx: BuildContext, prompt: str, dim: str, fresh: list[Candidate],
               accepted: dict[str, tuple[int, float | None]]) -> None:
     """Stage 1, the pair's fluency comparison, stage 2 and the harm screen, in that order (cheapest first)."""
-    from misalign_tui.core.engine import JudgeRequest, LoglikRequest
+    from misalign_tui.core.inference.engine import JudgeRequest, LoglikRequest
 
     f = ctx.recipe.filter
     calibrate = ctx.recipe.resample.calibrate

@@ -18,7 +18,7 @@ from misalign_tui.core.build.pairs import run_pairs
 from misalign_tui.core.build.recipe import Recipe, _Located, recipe_hash
 from misalign_tui.core.build.state import BuildContext, ProgressFn
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.models import ModelInfo, resolve_model
+from misalign_tui.core.models.registry import ModelInfo, resolve_model
 from misalign_tui.core.store import Store
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from misalign_tui.core.build.recipe import Recipe
 from misalign_tui.core.errors import Cancelled
-from misalign_tui.core.models import ModelInfo
+from misalign_tui.core.models.registry import ModelInfo
 from misalign_tui.core.store import Store
 
 BUILD_N_CTX = 2048  # few-shot prompts and short answers fit; a smaller KV cache loads faster
@@ -31,7 +31,7 @@ def free_cpu_threads() -> int:
     threads on two cores run slower than one (measured here with the default model under a load average of 8
     on 2 cores: 0.8 against 5.9 generated tokens/s). A model's own ``n_threads`` setting overrides this.
     """
-    from misalign_tui.core.engine import default_threads
+    from misalign_tui.core.inference.engine import default_threads
 
     cpus = default_threads()
     try:
@@ -77,7 +77,7 @@ class BuildContext:
 
     def engine_for(self, model: ModelInfo) -> Any:
         """One engine per model file (and chat template), with the model's own GPU-layer and thread settings."""
-        from misalign_tui.core.engine import Engine, EngineSettings
+        from misalign_tui.core.inference.engine import Engine, EngineSettings
 
         key = f"{model.path or model.name}\0{model.effective_chat_template}"
         if key not in self._engines:

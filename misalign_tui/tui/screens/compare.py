@@ -10,8 +10,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, SelectionList, Static
 
-from misalign_tui.core.explore import CompareData, ExploreQuery, latest_runs, read_compare
 from misalign_tui.core.store import Store
+from misalign_tui.core.views.explore import CompareData, ExploreQuery, latest_runs, read_compare
 from misalign_tui.tui.messages import CompareLoaded
 
 

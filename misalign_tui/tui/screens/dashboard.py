@@ -8,8 +8,8 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from misalign_tui.tui.messages import WorkspaceLoaded, WorkspaceSummary
-from misalign_tui.tui.workspace_queries import read_summary
+from misalign_tui.core.views.workspace import WorkspaceSummary, read_summary
+from misalign_tui.tui.messages import WorkspaceLoaded
 
 
 def next_action(summary: WorkspaceSummary) -> str:

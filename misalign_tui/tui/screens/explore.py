@@ -16,7 +16,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Select, Static, TabbedContent, TabPane
 
-from misalign_tui.core.explore import (
+from misalign_tui.core.sessions import GROUPINGS, METRICS, SessionState
+from misalign_tui.core.store import Store
+from misalign_tui.core.views.explore import (
     METRIC_LABELS,
     TAB_PARTS,
     ExploreData,
@@ -25,8 +27,6 @@ from misalign_tui.core.explore import (
     read_explore,
     read_options,
 )
-from misalign_tui.core.sessions import GROUPINGS, METRICS, SessionState
-from misalign_tui.core.store import Store
 from misalign_tui.tui.messages import ExploreLoaded
 from misalign_tui.tui.widgets.charts import (
     DimensionModelBars,

@@ -11,10 +11,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.models import ModelInfo, register_file, update_model_settings
+from misalign_tui.core.models.registry import ModelInfo, register_file, update_model_settings
 from misalign_tui.core.store import Store
+from misalign_tui.core.views.workspace import quick_load_test, read_models
 from misalign_tui.tui.messages import LoadTestDone, ModelsLoaded, WorkFailed
-from misalign_tui.tui.workspace_queries import quick_load_test, read_models
 
 
 def _int_or_none(text: str, what: str, minimum: int) -> int | None:
@@ -138,7 +138,7 @@ class ModelsScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="model-default", exit_on_error=False)
     def default_model(self) -> None:
-        from misalign_tui.core.models import ensure_default_model
+        from misalign_tui.core.models.registry import ensure_default_model
 
         ws = self.app.workspace  # type: ignore[attr-defined]
         try:

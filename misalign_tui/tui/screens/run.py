@@ -25,7 +25,7 @@ from textual.widgets import (
     Static,
 )
 
-from misalign_tui.core.models import list_models
+from misalign_tui.core.models.registry import list_models
 from misalign_tui.core.store import Store
 from misalign_tui.tui.run_control import QueuedRun, RunStatus
 

@@ -92,7 +92,7 @@ class SessionsScreen(Screen[None]):
 
     @work(thread=True, group="sessions", exit_on_error=False)
     def _report(self, session: SavedSession) -> None:
-        from misalign_tui.core.session_report import write_session_report
+        from misalign_tui.core.report.session import write_session_report
 
         try:
             path = write_session_report(self.app.workspace, session)  # type: ignore[attr-defined]

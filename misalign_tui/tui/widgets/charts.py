@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
-from misalign_tui.core.explore import METRIC_LABELS, Cell, ExploreData
+from misalign_tui.core.views.explore import METRIC_LABELS, Cell, ExploreData
 
 
 def _short(name: str, width: int = 14) -> str:

@@ -22,21 +22,21 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from misalign_tui.core.engine import (
+from misalign_tui.core.errors import Cancelled, UserError
+from misalign_tui.core.inference.engine import (
     Engine,
     EngineSettings,
     JudgeRequest,
     LoglikRequest,
 )
-from misalign_tui.core.errors import Cancelled, UserError
-from misalign_tui.core.judge_templates import (
+from misalign_tui.core.inference.judge_templates import (
     DIMENSION_PHRASES,
     TEMPLATE_VERSION,
     dimension_templates,
     judge_templates,
 )
-from misalign_tui.core.models import ModelInfo, require_usable
-from misalign_tui.core.remote import RemoteBackend, RemoteSettings
+from misalign_tui.core.inference.remote import RemoteBackend, RemoteSettings
+from misalign_tui.core.models.registry import ModelInfo, require_usable
 from misalign_tui.core.store import BenchmarkInfo, Store, database_error
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from misalign_tui.core.engine import JudgeRequest, JudgeScore
-from misalign_tui.core.remote import RemoteBackend, RemoteSettings
+from misalign_tui.core.inference.engine import JudgeRequest, JudgeScore
+from misalign_tui.core.inference.remote import RemoteBackend, RemoteSettings
 
 # Written for this project: short prompt/response pairs used only to time the judge.
 _BENCH_PAIRS = [
@@ -35,7 +35,7 @@ _BENCH_PAIRS = [
 def bench_texts(n: int) -> list[str]:
     """N judge texts (unformatted): the first judge template filled with the embedded seed benchmark's responses
     (built-in pairs when the package carries no seed benchmark)."""
-    from misalign_tui.core.judge_templates import JUDGE_TEMPLATES
+    from misalign_tui.core.inference.judge_templates import JUDGE_TEMPLATES
 
     pairs: list[tuple[str, str]] = []
     try:
@@ -90,7 +90,7 @@ def bench_remote(url: str, *, remote_model: str | None, local_model_path: str | 
         rows.append(BenchRow("remote", c, len(reqs), round(secs, 3), round(len(reqs) / secs, 2)))
     max_diff = None
     if local_model_path:
-        from misalign_tui.core.engine import Engine
+        from misalign_tui.core.inference.engine import Engine
 
         progress(f"in-process engine: {len(texts)} items")
         engine = Engine(local_model_path, chat_template=chat_template)

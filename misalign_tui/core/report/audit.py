@@ -24,7 +24,7 @@ from typing import Any
 
 from misalign_tui import __version__
 from misalign_tui.core import metrics
-from misalign_tui.core.evaluate import list_runs
+from misalign_tui.core.runs.evaluate import list_runs
 from misalign_tui.core.store import Store
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
@@ -618,11 +618,11 @@ def _overview_charts(report: AuditReport) -> list[Chart]:
 
 def render(report: AuditReport, fmt: str) -> str:
     if fmt == "md":
-        from misalign_tui.core.io.audit_report_markdown import render_markdown
+        from misalign_tui.core.report.markdown import render_markdown
 
         return render_markdown(report)
     if fmt == "html":
-        from misalign_tui.core.io.audit_report_html import render_html
+        from misalign_tui.core.report.html import render_html
 
         return render_html(report)
     raise ValueError(f"report format {fmt!r}: one of {', '.join(REPORT_FORMATS)}")

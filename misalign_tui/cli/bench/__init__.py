@@ -31,7 +31,7 @@ def bench_dedup(ctx: Context, n: int, tau: int, bits: str, seed: int, package_n:
                 fmt: str) -> None:
     """Time SimHash fingerprinting + near-duplicate removal on a synthetic corpus with 5 % planted
     near-duplicates, against exhaustive comparison and the simhash package's own index."""
-    from misalign_tui.core.dedup_benchmark import run_dedup_benchmark
+    from misalign_tui.devtools.dedup_benchmark import run_dedup_benchmark
 
     result = run_dedup_benchmark(n, tau, int(bits), seed, package_n, exhaustive,
                                  report=lambda msg: ctx.err.print(msg, highlight=False))
@@ -44,3 +44,7 @@ def bench_dedup(ctx: Context, n: int, tau: int, bits: str, seed: int, package_n:
     for key, value in result.items():
         table.add_row(key, str(value))
     ctx.console.print(table)
+
+
+# The subcommands in this package register themselves on ``bench``.
+from misalign_tui.cli.bench import engine, ui  # noqa: E402,F401

@@ -24,7 +24,7 @@ def filters_of(query: Any) -> dict[str, str]:
 
 
 def _cell(group: str, model: str, row: metrics.MetricRow, metric: str):
-    from misalign_tui.core.explore import Cell
+    from misalign_tui.core.views.explore import Cell
 
     value, ci, n = _FIELDS[metric]
     interval = getattr(row, ci)
@@ -33,7 +33,7 @@ def _cell(group: str, model: str, row: metrics.MetricRow, metric: str):
 
 
 def _rate_cell(group: str, model: str, rate: float | None, ci, n: int):
-    from misalign_tui.core.explore import Cell
+    from misalign_tui.core.views.explore import Cell
 
     return Cell(group, model, rate, ci[0] if ci else None, ci[1] if ci else None, n)
 
@@ -44,7 +44,7 @@ def fill(store: Store, runs: dict[str, int], query: Any, data: Any, parts: froze
     Each part is a few queries on the rollups per model; the screen asks only for what its visible tab shows
     and fetches the rest when another tab opens.
     """
-    from misalign_tui.core.explore import LOWER_IS_BETTER
+    from misalign_tui.core.views.explore import LOWER_IS_BETTER
 
     metric = query.metric
     filters = filters_of(query)
@@ -94,7 +94,7 @@ def compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit:
     """The first model against each other one: per-dimension and per-type deltas with McNemar + Holm
     (metrics.compare), and the items where their verdicts differ — responses for judge runs, pairs for
     preference runs."""
-    from misalign_tui.core.explore import CompareData, Disagreement
+    from misalign_tui.core.views.explore import CompareData, Disagreement
 
     models = list(runs)
     base = models[0]

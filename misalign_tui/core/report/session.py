@@ -10,14 +10,14 @@ from pathlib import Path
 
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.explore import METRIC_LABELS, ExploreQuery, latest_runs
 from misalign_tui.core.sessions import SavedSession
 from misalign_tui.core.store import Store
+from misalign_tui.core.views.explore import METRIC_LABELS, ExploreQuery, latest_runs
 from misalign_tui.workspace import Workspace
 
 
 def session_report_markdown(store: Store, session: SavedSession, bootstrap: int = 1000) -> str:
-    from misalign_tui.core.io.audit_report import build_report, render
+    from misalign_tui.core.report.audit import build_report, render
 
     st = session.state
     runs = latest_runs(store, ExploreQuery(models=tuple(st.models), metric=st.metric))

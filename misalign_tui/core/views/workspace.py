@@ -1,11 +1,38 @@
-"""Reads the screens need, done in worker threads, each with its own connection."""
+"""The dashboard's view of the workspace: benchmarks, models, recent runs with their headline figures.
+
+Read in worker threads, each with its own connection.
+"""
 
 from __future__ import annotations
 
-from misalign_tui.core.models import discover, list_models
-from misalign_tui.core.store import Store
-from misalign_tui.tui.messages import RunRow, WorkspaceSummary
+from dataclasses import dataclass, field
+
+from misalign_tui.core.models.registry import ModelInfo, discover, list_models
+from misalign_tui.core.store import BenchmarkInfo, Store
 from misalign_tui.workspace import Workspace
+
+
+@dataclass
+class RunRow:
+    id: int
+    model: str
+    benchmark: str
+    method: str
+    status: str
+    items_done: int
+    items_total: int
+    started_at: str
+    alignment_score: float | None = None  # headline (judge) or preference accuracy (preference)
+    trade_off_rate: float | None = None
+    trade_off_note: str | None = None
+
+
+@dataclass
+class WorkspaceSummary:
+    home: str
+    benchmarks: list[BenchmarkInfo] = field(default_factory=list)
+    models: list[ModelInfo] = field(default_factory=list)
+    runs: list[RunRow] = field(default_factory=list)
 
 
 def read_summary(workspace: Workspace, recent_runs: int = 20, headline_runs: int = 8) -> WorkspaceSummary:
@@ -58,8 +85,8 @@ def quick_load_test(workspace: Workspace, model: str) -> str:
     generation: what a user needs to choose GPU layers and threads."""
     import time
 
-    from misalign_tui.core.engine import Engine, EngineSettings
-    from misalign_tui.core.models import resolve_model
+    from misalign_tui.core.inference.engine import Engine, EngineSettings
+    from misalign_tui.core.models.registry import resolve_model
 
     with Store(workspace.db_path) as store:
         info = resolve_model(store, model, workspace.models_dir)

@@ -40,7 +40,7 @@ def synthetic_ready(db_path: Path, responses: int, models: int) -> bool:
 def build_store(home: Path, responses: int, models: int, say=lambda _m: None) -> dict:
     """Create (or reuse) the synthetic workspace; returns what it holds."""
     from misalign_tui.core.store import Store
-    from misalign_tui.core.synthetic_store import populate_synthetic_store
+    from misalign_tui.devtools.synthetic_store import populate_synthetic_store
     from misalign_tui.workspace import open_workspace
 
     ws = open_workspace(home).ensure()
@@ -113,7 +113,7 @@ def measure_in_this_process(home: Path, size: tuple[int, int] = (120, 40)) -> di
 
 def measure(home: Path) -> dict:
     """Run the measurement in a fresh interpreter (memory counts the app alone)."""
-    code = ("import json, sys; from pathlib import Path; from misalign_tui.tui.ui_benchmark import "
+    code = ("import json, sys; from pathlib import Path; from misalign_tui.devtools.ui_benchmark import "
             "measure_in_this_process as m; print(json.dumps(m(Path(sys.argv[1]))))")
     proc = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:

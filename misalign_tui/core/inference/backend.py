@@ -12,7 +12,13 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from misalign_tui.core.engine import Generation, JudgeRequest, JudgeScore, LoglikRequest, LoglikScore
+    from misalign_tui.core.inference.engine import (
+        Generation,
+        JudgeRequest,
+        JudgeScore,
+        LoglikRequest,
+        LoglikScore,
+    )
 
 
 @runtime_checkable

@@ -27,10 +27,10 @@ from misalign_tui.cli.run import engine_options
 def bench_engine(ctx: Context, model_spec: str, n_items: int, naive_items: int, preference_pairs: int,
                  benchmark: str | None, n_ctx: int, gpu_layers: int | None, threads: int | None, fmt: str) -> None:
     """Raw prompt-processing rate, judge/preference items/s and unique tokens/s, naive baseline, peak RSS."""
-    from misalign_tui.core.engine import Engine, EngineSettings
-    from misalign_tui.core.engine_bench import bench_items, run_engine_bench
+    from misalign_tui.core.inference.engine import Engine, EngineSettings
     from misalign_tui.core.io.native import load_seed_benchmark
-    from misalign_tui.core.models import require_usable, resolve_model
+    from misalign_tui.core.models.registry import require_usable, resolve_model
+    from misalign_tui.devtools.engine_bench import bench_items, run_engine_bench
 
     store = ctx.store
     load_seed_benchmark(store)

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from misalign_tui.core.engine import Engine, JudgeRequest, LoglikRequest, prefix_tree_size
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.judge_templates import JUDGE_TEMPLATES
+from misalign_tui.core.inference.engine import Engine, JudgeRequest, LoglikRequest, prefix_tree_size
+from misalign_tui.core.inference.judge_templates import JUDGE_TEMPLATES
 from misalign_tui.core.store import Store
 
 # Used only when the workspace holds no benchmark (e.g. a bare GPU machine): written for this project.

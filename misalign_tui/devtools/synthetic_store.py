@@ -7,7 +7,7 @@ dimension — and, for each of N models, a complete judge run with one result ro
 (1,000,000 rows for the defaults). Rows go in with ``executemany``, one transaction per chunk, and the rollup
 triggers fill the metric rollups as they would for a live run.
 
-``python -m misalign_tui.core.synthetic_store DB [--responses N] [--models M]`` builds one and times the
+``python -m misalign_tui.devtools.synthetic_store DB [--responses N] [--models M]`` builds one and times the
 metric queries on it (see README, "Metrics").
 """
 
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     import sys
     from pathlib import Path
 
-    ap = argparse.ArgumentParser(prog="python -m misalign_tui.core.synthetic_store", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m misalign_tui.devtools.synthetic_store", description=main.__doc__)
     ap.add_argument("db", type=Path, help="database file; reused when it already holds a synthetic benchmark")
     ap.add_argument("--responses", type=int, default=200_000)
     ap.add_argument("--models", type=int, default=5)

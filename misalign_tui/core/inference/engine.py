@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from misalign_tui.core.errors import Cancelled, UserError
-from misalign_tui.core.judge_templates import JUDGE_NO, JUDGE_YES
+from misalign_tui.core.inference.judge_templates import JUDGE_NO, JUDGE_YES
 
 LOG = logging.getLogger("misalign_tui.llama")
 LOG.addHandler(logging.NullHandler())  # no handler configured: drop, rather than logging's stderr last resort

@@ -16,8 +16,11 @@ from misalign_tui.core import metrics
 from misalign_tui.core.inference.engine import EngineSettings
 from misalign_tui.core.io.native import PairRecord, PromptRecord, insert_records
 from misalign_tui.core.models.registry import register_file
-from misalign_tui.core.report import audit as audit_report
-from misalign_tui.core.runs.evaluate import RunRequest, run_evaluation
+from misalign_tui.core.report.audit import build_report
+from misalign_tui.core.report.render import render
+from misalign_tui.core.runs.catalog import RunInfo, run_info
+from misalign_tui.core.runs.evaluate import run_evaluation
+from misalign_tui.core.runs.request import RunRequest
 from misalign_tui.core.store import Store
 from misalign_tui.core.taxonomy import published_taxonomy
 from tests.eval_fixtures import fixture_records
@@ -97,7 +100,7 @@ def outside_fences(doc: str) -> str:
     return re.sub(r"^(`{3,})[^\n]*\n.*?^\1$", "", doc, flags=re.S | re.M)
 
 
-def expected_metric_rows(store: Store, run: metrics.RunInfo) -> list[tuple[str, ...]]:
+def expected_metric_rows(store: Store, run: RunInfo) -> list[tuple[str, ...]]:
     """Every row of the run's dimension and semantic-type tables, from metrics.profile, formatted here."""
     out = []
     overall = metrics.profile(store, run.id, bootstrap=200)[0]
@@ -192,7 +195,7 @@ def test_html_report_of_real_runs_is_self_contained_escaped_and_matches_metrics(
         # prompts 0, 2 and fx-script; domains Animal Abuse (twice) and Controversial Topics & Politics
         assert ("safety", "3", "3", "6", "3", "3", "2") in page.rows
         for key in ("chat", "base", "pref"):
-            run = metrics.run_info(store, runs[key])
+            run = run_info(store, runs[key])
             sha = store.conn.execute("SELECT model_sha256, provenance_json FROM runs WHERE id = ?",
                                      (run.id,)).fetchone()
             assert ("file sha256 (at run time)", sha[0]) in page.rows
@@ -224,7 +227,7 @@ def test_markdown_report_of_real_runs(real_workspace):
     rows = md_rows(doc)
     with Store(home / "db" / "misalign.sqlite") as store:
         for key in ("chat", "pref"):
-            run = metrics.run_info(store, runs[key])
+            run = run_info(store, runs[key])
             for row in expected_metric_rows(store, run):
                 assert row in rows, (key, row)
     body = outside_fences(doc)
@@ -251,8 +254,8 @@ def untargeted_store(path: Path) -> tuple[Store, int]:
 def test_untargeted_pairs_give_na_trade_off_never_zero(tmp_path):
     store, run = untargeted_store(tmp_path / "u.db")
     assert metrics.trade_offs(store, run).rate is None
-    rep = audit_report.build_report(store, [run], bootstrap=0)
-    md, page = audit_report.render(rep, "md"), parse_html(audit_report.render(rep, "html"))
+    rep = build_report(store, [run], bootstrap=0)
+    md, page = render(rep, "md"), parse_html(render(rep, "html"))
     text = "".join(page.text)
     for doc in (md, text):
         assert "Trade-off rate: n/a — pairs are not targeted at single dimensions" in doc
@@ -283,7 +286,7 @@ def judge_pair_store(path: Path) -> tuple[Store, dict[str, int]]:
 
 def test_comparison_says_beats_only_where_holm_holds(tmp_path):
     store, runs = judge_pair_store(tmp_path / "p.db")
-    rep = audit_report.build_report(store, [runs["a"], runs["b"], runs["c"]], bootstrap=0)
+    rep = build_report(store, [runs["a"], runs["b"], runs["c"]], bootstrap=0)
     by_pair = {(c.a.model, c.b.model): c for c in rep.comparisons}
     ab, ac, bc = by_pair["model-a", "model-b"], by_pair["model-a", "model-c"], by_pair["model-b", "model-c"]
     assert ab.overall.p_value == pytest.approx(2 / 1024) and ab.overall.a_only == 10
@@ -291,7 +294,7 @@ def test_comparison_says_beats_only_where_holm_holds(tmp_path):
         metrics.holm([ab.overall.p_value, ac.overall.p_value, bc.overall.p_value]))
     assert ab.overall_verdict == "a" and ac.overall_verdict is None  # p = 1 for a single discordant item
     assert bc.overall_verdict == "b"  # C beats B: 9 discordant items, p = 2/512, Holm x2 < 0.05
-    md = audit_report.render(rep, "md")
+    md = render(rep, "md")
     assert "**model-a (run 1) beats model-b (run 2)**" in md
     assert "**no significant difference**" in md  # A vs C
     assert "model-c (run 3) beats model-b (run 2)" in md and "model-c (run 3) beats model-a" not in md
@@ -301,17 +304,17 @@ def test_comparison_says_beats_only_where_holm_holds(tmp_path):
 
 def test_worst_domains_rank_and_numbers_on_the_hand_store(tmp_path):
     store, runs = hand_store(tmp_path / "hand.db")
-    rep = audit_report.build_report(store, list(runs.values()), bootstrap=0)
+    rep = build_report(store, list(runs.values()), bootstrap=0)
     a = next(s for s in rep.runs if s.run.id == runs["a"])
     # no bootstrap: no AS interval, ranked by the estimate: Inner Harmony 2/3, Festivals 0.8, Animal Abuse 6/7
     assert [r.group for r in a.worst_domains] == ["Inner Harmony", "Festivals and Markets", "Animal Abuse"]
     assert [r.group for r in a.worst_types] == ["object", "relation", "attribute"]
     c = next(s for s in rep.runs if s.run.id == runs["c"])  # preference: Wilson intervals, upper end first
     assert [r.group for r in c.worst_types] == ["attribute", "relation", "object"]
-    page = parse_html(audit_report.render(rep, "html"))
+    page = parse_html(render(rep, "html"))
     assert ("Inner Harmony", "66.7%", "4") in page.rows
     assert ("object", "100.0% [20.7, 100.0]", "1") in page.rows  # model-c by preference accuracy
-    md = audit_report.render(rep, "md")
+    md = render(rep, "md")
     assert "| Inner Harmony | 66.7% | 4 |" in md
     assert "interrupted — partial" in md  # model-b's run is marked partial
     store.close()

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from misalign_tui.core.errors import Cancelled, UserError
+from misalign_tui.core.errors import Cancelled
 from misalign_tui.core.inference.engine import EngineSettings
+from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.models.registry import register_file
-from misalign_tui.core.runs.evaluate import RunRequest, list_runs, parse_filters, run_evaluation
+from misalign_tui.core.runs.catalog import list_runs
+from misalign_tui.core.runs.evaluate import run_evaluation
+from misalign_tui.core.runs.request import RunRequest
 from misalign_tui.core.store import Store
 from tests.eval_fixtures import FIXTURE_BENCHMARK, make_store
 
@@ -58,7 +61,7 @@ def test_judge_run_default_method_and_rows(home, tiny_chat_model):
 def test_preference_is_default_for_base_models_and_filters_apply(home, tiny_model):
     db, _ = make_store(home)
     with Store(db) as store:
-        req = _request(store, tiny_model, filters=parse_filters("dimension=safety"))
+        req = _request(store, tiny_model, filters=Filters.parse("dimension=safety"))
         result = run_evaluation(store, req)
         run = list_runs(store, result.run_id)[0]
         assert run["method"] == "preference" and result.items_total == 3  # safety pairs on prompts 0, 2, 4
@@ -116,15 +119,6 @@ def test_long_prompt_flags_truncation(home, tiny_chat_model):
         flags = [r[0] for r in store.conn.execute("SELECT truncated FROM judge_results WHERE run_id = ?",
                                                    (result.run_id,))]
         assert flags and all(flags)
-
-
-def test_parse_filters_accepts_domain_names_with_commas():
-    f = parse_filters("dimension=safety,domain=Drug Abuse, Weapons, Banned Substance,type=relation")
-    assert (f.dimension, f.domain, f.semantic_type) == ("safety", "Drug Abuse, Weapons, Banned Substance", "relation")
-    with pytest.raises(UserError):
-        parse_filters("dimension=nope")
-    with pytest.raises(UserError):
-        parse_filters("colour=red")
 
 
 def _cli(home: Path, *args: str) -> subprocess.Popen:

@@ -11,6 +11,7 @@ import pytest
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.io.native import PairRecord, PromptRecord
+from misalign_tui.core.runs.catalog import runs_to_show
 from misalign_tui.core.store import rebuild_rollups
 from tests.metrics_fixtures import (
     CULTURAL,
@@ -95,7 +96,7 @@ def test_filters_count_each_response_once(hand) -> None:
     assert row.alignment_score == pytest.approx(0.8)
     (row,) = metrics.profile(store, runs["a"], filters={"domain": CULTURAL})
     assert (row.misaligned, row.misaligned_flagged) == (3, 2)
-    (row,) = metrics.profile(store, runs["a"], filters={"dimension": "safety,value", "type": ["relation"]})
+    (row,) = metrics.profile(store, runs["a"], filters={"dimension": ["safety", "value"], "type": ["relation"]})
     assert (row.misaligned, row.aligned, row.aligned_flagged) == (2, 2, 1)
     with pytest.raises(UserError, match="domain=Nowhere"):
         metrics.profile(store, runs["a"], filters={"domain": ["Nowhere"]})
@@ -193,9 +194,9 @@ def test_compare_says_who_wins_only_when_significant(tmp_path: Path) -> None:
     assert row.value_b == 0.0  # a judge that always says "misaligned" scores AS 0
 
 
-def test_latest_runs_and_rebuild_agree(hand) -> None:
+def test_runs_to_show_and_rebuild_agree(hand) -> None:
     store, runs = hand
-    latest = metrics.latest_runs(store)
+    latest = runs_to_show(store).runs
     assert [(r.model, r.id) for r in latest] == [("model-a", runs["a"]), ("model-b", runs["b"]),
                                                   ("model-c", runs["c"]), ("model-d", runs["d"])]
     assert not latest[1].complete

@@ -307,7 +307,8 @@ def test_run_through_a_server_survives_a_kill_and_matches_the_local_run(tiny_mod
     only picks the moment of the kill, so the test does not depend on timing.)"""
     from misalign_tui.core.io.native import SEED_BENCHMARK
     from misalign_tui.core.models.registry import resolve_model
-    from misalign_tui.core.runs.evaluate import RunRequest, run_evaluation
+    from misalign_tui.core.runs.evaluate import run_evaluation
+    from misalign_tui.core.runs.request import RunRequest
     from misalign_tui.core.store import Store
 
     args = ["--method", "judge", "--limit", "1", "--templates", "1", "--format", "json"]

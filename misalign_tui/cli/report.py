@@ -1,5 +1,5 @@
-"""``report``: a run's profile (DESIGN §4 measures) as rich tables, JSON or CSV, with paired comparisons; or a
-self-contained audit report (Markdown or HTML, core/io/audit_report.py) for an auditor to attach."""
+"""``report``: a run's profile (the measures of docs/measures.md) as rich tables, JSON or CSV, with paired comparisons; or a
+self-contained audit report (Markdown or HTML, core/report/) for an auditor to attach."""
 
 from __future__ import annotations
 
@@ -17,29 +17,13 @@ from misalign_tui.cli import cli
 from misalign_tui.cli.context import Context, emit_json, pass_ctx
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.report import audit as audit_report
+from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
+from misalign_tui.core.report.audit import build_report
+from misalign_tui.core.report.render import REPORT_FORMATS, render
+from misalign_tui.core.runs.catalog import RunInfo, run_info, runs_to_show
+from misalign_tui.core.taxonomy import DIMENSIONS
 
 BOOTSTRAP_RESAMPLES = 1000
-
-
-def _parse_filter(values: tuple[str, ...]) -> dict[str, list[str]]:
-    """``dimension=safety,value,domain=X`` -> {"dimension": ["safety", "value"], "domain": ["X"]}: a part
-    without ``=`` continues the previous key's list."""
-    out: dict[str, list[str]] = {}
-    last: str | None = None
-    for value in values:
-        for part in value.split(","):
-            if not part.strip():
-                continue
-            key, sep, v = part.partition("=")
-            if sep:
-                last = key.strip()
-                out.setdefault(last, []).append(v.strip())
-            elif last is None:
-                raise UserError(f"--filter {value}: write key=value (dimension=.., domain=.., type=..)")
-            else:
-                out[last].append(part.strip())
-    return out
 
 
 def _pct(v: float | None) -> str:
@@ -50,14 +34,17 @@ def _ci(ci: tuple[float, float] | list[float] | None) -> str:
     return "" if not ci else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
 
 
-def _select_runs(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...]) -> list[metrics.RunInfo]:
-    runs = [metrics.run_info(ctx.store, r) for r in run_ids]
-    if models:
-        runs += metrics.latest_runs(ctx.store, models)
-    if not run_ids and not models:
-        runs = metrics.latest_runs(ctx.store)
+def _select_runs(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...]) -> list[RunInfo]:
+    """The runs named, plus the run to show for each model named (or for every model when nothing is named);
+    the runs passed over for having no results are said on stderr."""
+    runs = [run_info(ctx.store, r) for r in run_ids]
+    if models or not run_ids:
+        selection = runs_to_show(ctx.store, models=models or None, require=bool(models))
+        runs += selection.runs
+        if selection.skipped:
+            ctx.err.print(selection.skipped_note(), style="dim")
     if not runs:
-        raise UserError("no runs yet: misalign-tui run --model default profiles the default model")
+        raise UserError("no runs yet (none with results): misalign-tui run --model default profiles the default model")
     return runs
 
 
@@ -65,7 +52,7 @@ def _select_runs(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...]
 @click.option("--run", "run_ids", type=int, multiple=True, help="Run id (repeatable).")
 @click.option("--model", "models", multiple=True, help="Latest run of this model (repeatable).")
 @click.option("--group-by", type=click.Choice(list(metrics.GROUPINGS)), default="dimension", show_default=True)
-@click.option("--filter", "filters", multiple=True, help="dimension=..,domain=..,type=.. (lists with commas).")
+@click.option("--filter", "filters", multiple=True, help=FILTER_HELP)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "md", "html"]), default="table",
               show_default=True, help="json/csv: stdout carries the document alone; md/html: the audit report.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -78,19 +65,20 @@ def report(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...], grou
            filters: tuple[str, ...], fmt: str, output: Path | None, bootstrap: int, seed: int) -> None:
     """Profile runs: Coverage, FFR, AS, preference accuracy, satisfaction and trade-off rates with intervals.
 
-    With no --run or --model: the latest run of each model (complete or not; the status is shown).
+    With no --run or --model: for each model, its latest run that has results (complete or not; the status is
+    shown; later runs without results are named on stderr).
     --format md|html writes the audit report: benchmark identity, model hashes and settings, metrics, trade-offs,
     worst groups, paired tests and charts, in one file that opens offline."""
     store = ctx.store
-    flt = metrics.Filters.parse(_parse_filter(filters))
-    if output is not None and fmt not in audit_report.REPORT_FORMATS:
+    flt = Filters.parse(filters)
+    if output is not None and fmt not in REPORT_FORMATS:
         raise UserError(f"-o {output}: only the md and html reports are written to a file; add --format html")
     if output is not None and not output.parent.resolve().is_dir():
         raise UserError(f"{output}: cannot write the report (folder {output.parent} does not exist); "
                         "create it or choose another path")
     runs = _select_runs(ctx, run_ids, models)
-    if fmt in audit_report.REPORT_FORMATS:
-        doc = audit_report.render(audit_report.build_report(
+    if fmt in REPORT_FORMATS:
+        doc = render(build_report(
             store, [r.id for r in runs], group_by=group_by, filters=flt, bootstrap=bootstrap, seed=seed,
             progress=lambda line: ctx.err.print(line, style="dim")), fmt)
         _write_report(ctx, doc, output)
@@ -132,7 +120,7 @@ def _write_report(ctx: Context, doc: str, output: Path | None) -> None:
     ctx.err.print(f"wrote {output} ({len(doc.encode()):,} bytes)")
 
 
-def _run_dict(run: metrics.RunInfo) -> dict[str, Any]:
+def _run_dict(run: RunInfo) -> dict[str, Any]:
     return {"run_id": run.id, "model": run.model, "benchmark": run.benchmark, "method": run.method,
             "status": run.status, "complete": run.complete, "templates": run.templates,
             "items_done": run.items_done, "items_total": run.items_total, "judge_model": run.judge_model,
@@ -223,7 +211,7 @@ def _tables(ctx: Context, docs: list[Any], comparisons: list[Any], group_by: str
             con.print(f"Trade-off rate: {_pct(tr.rate)}{_ci(tr.ci)} over {tr.n_prompts} prompts; independence "
                       f"baseline {_pct(tr.baseline)}, excess {100 * tr.excess:+.1f} points")
             pw = Table(title="T[row → column]: satisfies row, fails column (baseline in brackets)")
-            dims = [d for d in metrics.DIMENSIONS if d in tr.satisfaction]
+            dims = [d for d in DIMENSIONS if d in tr.satisfaction]
             pw.add_column("")
             for d in dims:
                 pw.add_column(d, justify="right")

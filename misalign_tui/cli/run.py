@@ -1,4 +1,4 @@
-"""``run``, ``runs list``, ``runs show``: evaluate a model on a benchmark and inspect the runs."""
+"""``run``, ``runs list``, ``runs show``, ``runs resume``: evaluate a model on a benchmark and inspect the runs."""
 
 from __future__ import annotations
 
@@ -12,19 +12,14 @@ from misalign_tui.cli import cli
 from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
 from misalign_tui.core.inference.engine import EngineSettings
 from misalign_tui.core.inference.remote import RemoteSettings
-from misalign_tui.core.io.native import SEED_BENCHMARK, load_seed_benchmark
-from misalign_tui.core.models.registry import resolve_model
-from misalign_tui.core.runs.evaluate import (
-    METHODS,
-    RUN_FIELDS,
-    RunProgress,
-    RunRequest,
-    Sampling,
-    get_run,
-    list_runs,
-    parse_filters,
-    run_evaluation,
-)
+from misalign_tui.core.io.native import SEED_BENCHMARK
+from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
+from misalign_tui.core.metrics.vocabulary import METHODS
+from misalign_tui.core.runs.catalog import RUN_FIELDS, get_run, list_runs
+from misalign_tui.core.runs.evaluate import run_evaluation
+from misalign_tui.core.runs.identity import resume_request
+from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, RunRequest, RunSpec, Sampling, resolve_request
+from misalign_tui.core.runs.writer import RunProgress
 
 
 def engine_options(f):
@@ -71,9 +66,9 @@ class ProgressView:
               "preference for base models.")
 @click.option("--judge-model", help="generate: the model that rates the answers (default: the model itself).")
 @click.option("--benchmark", "-b", default=SEED_BENCHMARK, show_default=True, help="Benchmark name (name@version).")
-@click.option("--filter", "filters", multiple=True, help="dimension=..,domain=..,type=.. (repeatable).")
+@click.option("--filter", "filters", multiple=True, help=FILTER_HELP)
 @click.option("--limit", type=click.IntRange(1, None), help="Only the first N prompts (all their responses).")
-@click.option("--templates", type=click.IntRange(1, None), default=3, show_default=True,
+@click.option("--templates", type=click.IntRange(1, None), default=DEFAULT_TEMPLATES, show_default=True,
               help="Paraphrased judge templates per item (the paper averaged 3 runs).")
 @click.option("--temperature", type=float, default=0.7, show_default=True, help="generate: sampling temperature.")
 @click.option("--top-p", type=float, default=0.9, show_default=True, help="generate: nucleus sampling.")
@@ -90,18 +85,13 @@ def run_cmd(ctx: Context, model_spec: str, method: str | None, judge_model: str 
             max_tokens: int, seed: int, n_ctx: int, gpu_layers: int | None, threads: int | None,
             concurrency: int | None, fmt: str) -> None:
     """Evaluate a model on a benchmark; the same command again resumes an unfinished run."""
+    spec = RunSpec(model_spec, method, judge_model, benchmark, Filters.parse(filters), limit, templates, n_ctx,
+                   gpu_layers, threads, Sampling(temperature, top_p, max_tokens, seed), concurrency)
+    _run_and_report(ctx, resolve_request(ctx.store, ctx.workspace.models_dir, spec), fmt)
+
+
+def _run_and_report(ctx: Context, req: RunRequest, fmt: str) -> None:
     store = ctx.store
-    if benchmark == SEED_BENCHMARK:
-        load_seed_benchmark(store)
-    bench = store.benchmark(benchmark)
-    model = resolve_model(store, model_spec, ctx.workspace.models_dir)
-    judge = resolve_model(store, judge_model, ctx.workspace.models_dir) if judge_model else None
-    if judge is not None and method not in (None, "generate"):
-        raise click.UsageError("--judge-model only applies to --method generate")
-    req = RunRequest(model, bench, method if method or judge is None else "generate", judge, parse_filters(filters),
-                     limit, templates, EngineSettings(n_ctx=n_ctx, n_gpu_layers=gpu_layers, n_threads=threads),
-                     Sampling(temperature, top_p, max_tokens, seed),
-                     RemoteSettings(concurrency=concurrency) if concurrency else None)
     with ProgressView(ctx) as view:
         result = run_evaluation(store, req, progress=view)
     run = get_run(store, result.run_id)
@@ -143,6 +133,22 @@ def runs_list(ctx: Context, fmt: str) -> None:
                       f"{r['items_done']}/{r['items_total']}", str(r["templates"]), (r["started_at"] or "")[:19],
                       (r["finished_at"] or "-")[:19])
     ctx.console.print(table)
+
+
+@runs.command("resume")
+@click.argument("run_id", type=int)
+@click.option("--gpu-layers", type=int, help="Layers to offload to the GPU (not part of the run's identity).")
+@click.option("--threads", type=click.IntRange(1, None), help="CPU threads (not part of the run's identity).")
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Remote models: items in flight.")
+@format_option
+@pass_ctx
+def runs_resume(ctx: Context, run_id: int, gpu_layers: int | None, threads: int | None, concurrency: int | None,
+                fmt: str) -> None:
+    """Continue an interrupted or failed run with exactly the parameters it started with (whichever face
+    started it)."""
+    req = resume_request(ctx.store, run_id, settings=EngineSettings(n_gpu_layers=gpu_layers, n_threads=threads),
+                         remote=RemoteSettings(concurrency=concurrency) if concurrency else None)
+    _run_and_report(ctx, req, fmt)
 
 
 @runs.command("show")

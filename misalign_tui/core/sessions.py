@@ -9,10 +9,11 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.metrics.vocabulary import EXPLORER_METRICS
+from misalign_tui.core.metrics.vocabulary import GROUPINGS as METRIC_GROUPINGS
 from misalign_tui.core.store import NOW, Store
 
-METRICS = ("alignment_score", "coverage", "ffr", "preference_accuracy", "trade_off_rate")
-GROUPINGS = ("dimension", "domain", "semantic_type", "model")
+GROUPINGS = (*METRIC_GROUPINGS, "model")  # the explorer also groups by model
 
 
 @dataclass
@@ -26,8 +27,8 @@ class SessionState:
     grouping: str = "dimension"
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise UserError(f"session metric {self.metric!r}: use one of {', '.join(METRICS)}")
+        if self.metric not in EXPLORER_METRICS:
+            raise UserError(f"session metric {self.metric!r}: use one of {', '.join(EXPLORER_METRICS)}")
         if self.grouping not in GROUPINGS:
             raise UserError(f"session grouping {self.grouping!r}: use one of {', '.join(GROUPINGS)}")
 

@@ -119,17 +119,18 @@ class MisalignApp(App[None]):
         self.notify(f"queued {len(requests)} run(s); they go on while you browse (P pauses, ctrl+x cancels)")
 
     def resume_run(self, run_id: int) -> None:
+        """Queue the stored run ``run_id``: the core rebuilds its exact request (core.runs.identity)."""
+        from misalign_tui.core.errors import UserError
+        from misalign_tui.core.runs.catalog import run_info
         from misalign_tui.core.store import Store
 
-        with Store(self.workspace.db_path) as store:
-            r = store.conn.execute(
-                "SELECT m.name, r.method, j.name AS judge, b.name || '@' || b.version AS bench FROM runs r "
-                "JOIN models m ON m.id = r.model_id JOIN benchmarks b ON b.id = r.benchmark_id "
-                "LEFT JOIN models j ON j.id = r.judge_model_id WHERE r.id = ?", (run_id,)).fetchone()
-        if r is None:
-            self.notify(f"run {run_id} not found", severity="error")
+        try:
+            with Store(self.workspace.db_path) as store:
+                info = run_info(store, run_id)
+        except UserError as exc:
+            self.notify(str(exc), severity="error")
             return
-        self.queue_runs([QueuedRun(r["name"], r["method"], r["judge"], r["bench"], resume_run_id=run_id)])
+        self.queue_runs([QueuedRun(info.model, info.method, resume_run_id=run_id)])
 
     @work(thread=True, group="runs", exit_on_error=False)
     def run_queue(self, signals: RunSignals) -> None:
@@ -228,8 +229,10 @@ class MisalignApp(App[None]):
             from misalign_tui.tui.screens.compare import SelectionList
 
             models = list(screen.query_one("#compare-models", SelectionList).selected)
-            metric = "preference_accuracy" if screen.data and screen.data.method == "preference" else "alignment_score"
-            return SessionState(models=models, grouping="model", metric=metric)
+            from misalign_tui.core.metrics.vocabulary import HEADLINE
+
+            method = screen.data.method if screen.data else "judge"
+            return SessionState(models=models, grouping="model", metric=HEADLINE[method])
         return None
 
     def action_save_session(self) -> None:

@@ -1,24 +1,28 @@
 """What a run needs from a model, whether it runs in this process or behind an inference server.
 
-``Engine`` (llama.cpp in-process, core/engine.py) and ``RemoteBackend`` (an OpenAI-compatible server,
-core/remote.py) both satisfy ``Backend``, so evaluate.py drives either (its ``_engine_for`` picks one from the
-registered model). Both yield scores in request order.
+``Engine`` (llama.cpp in-process, inference/engine.py) and ``RemoteBackend`` (an OpenAI-compatible server,
+inference/remote.py) both satisfy ``Backend`` (the type checker proves it: ``open_backend`` returns either as
+one); the run code (core/runs/evaluate.py) drives a ``Backend`` and never asks which. Scores come in request
+order.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from misalign_tui.core.inference.engine import (
-        Generation,
-        JudgeRequest,
-        JudgeScore,
-        LoglikRequest,
-        LoglikScore,
-    )
+from misalign_tui.core.errors import UserError
+from misalign_tui.core.inference.engine import Engine, EngineSettings
+from misalign_tui.core.inference.remote import RemoteBackend, RemoteSettings
+from misalign_tui.core.inference.requests import (
+    Generation,
+    JudgeRequest,
+    JudgeScore,
+    LoglikRequest,
+    LoglikScore,
+)
+from misalign_tui.core.models.registry import ModelInfo, require_usable
 
 
 @runtime_checkable
@@ -33,6 +37,8 @@ class Backend(Protocol):
 
     def format_user_turn(self, text: str) -> str: ...
 
+    def fit_prompt(self, build: Callable[[str], str], prompt: str) -> tuple[str, bool]: ...
+
     def judge(self, requests: Sequence[JudgeRequest], *, yes_words: Sequence[str] = ...,
               no_words: Sequence[str] = ..., cancel: threading.Event | None = None) -> Iterator[JudgeScore]: ...
 
@@ -43,3 +49,21 @@ class Backend(Protocol):
                  stop: Sequence[str] = (), seed: int = 0, cancel: threading.Event | None = None) -> Generation: ...
 
     def close(self) -> None: ...
+
+
+def open_backend(model: ModelInfo, settings: EngineSettings, remote: RemoteSettings | None = None) -> Backend:
+    """The backend for a registered model: its servers for a remote model, else its GGUF file loaded here with
+    the model's own GPU-layer and thread settings unless ``settings`` names them."""
+    require_usable(model)
+    if model.is_remote:
+        if not model.url:
+            raise UserError(f"model {model.name}: has no server URL; models add-remote NAME --url URL --model M")
+        return RemoteBackend(model.url, model.remote_model, api_key_env=model.api_key_env,
+                             chat_template=model.effective_chat_template, settings=remote or RemoteSettings(),
+                             name=model.name)
+    if not model.path:
+        raise UserError(f"model {model.name}: not a local GGUF file")
+    n_gpu = settings.n_gpu_layers if settings.n_gpu_layers is not None else model.n_gpu_layers
+    threads = settings.n_threads if settings.n_threads is not None else model.n_threads
+    eff = EngineSettings(settings.n_ctx, n_gpu, threads, settings.n_batch, settings.seed)
+    return Engine(model.path, chat_template=model.effective_chat_template, settings=eff)

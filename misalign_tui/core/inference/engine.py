@@ -24,14 +24,22 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from misalign_tui.core.errors import Cancelled, UserError
+from misalign_tui.core.inference.formatting import PLAIN_FORMAT, format_user_turn
 from misalign_tui.core.inference.judge_templates import JUDGE_NO, JUDGE_YES
+from misalign_tui.core.inference.requests import (
+    Generation,
+    JudgeRequest,
+    JudgeScore,
+    LoglikRequest,
+    LoglikScore,
+)
 
 LOG = logging.getLogger("misalign_tui.llama")
 LOG.addHandler(logging.NullHandler())  # no handler configured: drop, rather than logging's stderr last resort
@@ -88,13 +96,6 @@ def _init_backend() -> None:
             _backend_ready = True
 
 
-def gpu_offload_supported() -> bool:
-    import llama_cpp
-
-    _init_backend()
-    return bool(llama_cpp.llama_supports_gpu_offload())
-
-
 def default_threads() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -111,48 +112,6 @@ class EngineSettings:
     n_threads: int | None = None  # None = every CPU this process may use
     n_batch: int = 512
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class JudgeRequest:
-    key: object
-    text: str  # the full formatted text, ending right where the answer word comes
-
-
-@dataclass(frozen=True)
-class JudgeScore:
-    key: object
-    p_misaligned: float  # P(yes-set) / (P(yes-set) + P(no-set))
-    p_yes: float
-    p_no: float
-    tokens: int
-    truncated: bool
-
-
-@dataclass(frozen=True)
-class LoglikRequest:
-    key: object
-    context: str
-    continuation: str
-
-
-@dataclass(frozen=True)
-class LoglikScore:
-    key: object
-    logprob_sum: float
-    tokens: int  # continuation tokens; mean = logprob_sum / tokens
-    truncated: bool
-
-    @property
-    def logprob_mean(self) -> float:
-        return self.logprob_sum / self.tokens if self.tokens else float("-inf")
-
-
-@dataclass(frozen=True)
-class Generation:
-    text: str
-    tokens: int
-    truncated: bool  # the prompt was cut to fit the context, or the answer stopped at max_tokens
 
 
 # -- scheduling internals ------------------------------------------------------------------------------------
@@ -363,25 +322,23 @@ class Engine:
         return len(self.tokenize(text))
 
     def format_user_turn(self, text: str) -> str:
-        """The user's message as the model sees it, up to where its answer starts.
+        """The user's message as this model sees it, up to where its answer starts (inference/formatting.py)."""
+        return format_user_turn(self.chat_template, text, bos=self._bos_text, eos=self._eos_text,
+                                source=str(self.model_path))
 
-        With a chat template: the template with one user turn and the generation prompt. Without (base models):
-        ``PLAIN_FORMAT``. The BOS token is added at tokenization, so a template's leading BOS text is dropped.
-        """
-        if self.chat_template is None:
-            return PLAIN_FORMAT.replace("{text}", text)
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        try:
-            formatter = Jinja2ChatFormatter(self.chat_template, eos_token=self._eos_text, bos_token=self._bos_text,
-                                            add_generation_prompt=True)
-            out = formatter(messages=[{"role": "user", "content": text}]).prompt
-        except Exception as exc:  # noqa: BLE001 - any Jinja error is the template's
-            raise UserError(f"{self.model_path}: the chat template cannot be rendered ({exc}); set another with "
-                            "misalign-tui models set MODEL --chat-template FILE|none") from exc
-        if self._bos_text and out.startswith(self._bos_text):
-            out = out[len(self._bos_text):]
-        return out
+    def fit_prompt(self, build: Callable[[str], str], prompt: str) -> tuple[str, bool]:
+        """``build(prompt)``; when too long for the context, the prompt loses text from its left (flagged)."""
+        text = build(prompt)
+        if len(text.encode("utf-8")) + 8 < self.n_ctx:
+            return text, False
+        if self.count_tokens(text) < self.n_ctx - 1:
+            return text, False
+        overhead = self.count_tokens(build("…"))
+        room = self.n_ctx - 2 - overhead
+        if room <= 0:
+            return text, True  # the response alone does not fit: scoring cuts from the left and flags it
+        ptoks = self.tokenize(prompt, add_bos=False, special=False)
+        return build("…" + self.detokenize(ptoks[len(ptoks) - room:]).lstrip()), True
 
     def answer_token_ids(self, words: Sequence[str]) -> list[int]:
         """Single-token variants (case, leading space) of the answer words in this tokenizer."""
@@ -703,7 +660,6 @@ class Engine:
             ll.llama_memory_seq_rm(self._mem, k + 1, -1, -1)
 
 
-PLAIN_FORMAT = "User: {text}\nAssistant:"
 
 
 class _DecodeError(RuntimeError):

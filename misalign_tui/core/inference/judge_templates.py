@@ -1,6 +1,6 @@
 """Zero-shot judge templates: the words the model under test reads before it answers Yes or No.
 
-DESIGN §4: the model reads a prompt and a response and says whether the response is misaligned, with
+docs/measures.md (judge): the model reads a prompt and a response and says whether the response is misaligned, with
 single-token answer words; no domain labels or reference answers are shown. The paper averaged 3 runs; we use K
 paraphrases of the question instead, so the spread across templates shows how much the wording matters.
 Changing any text here changes results: bump ``TEMPLATE_VERSION`` so runs with the old wording stay apart.
@@ -9,6 +9,8 @@ Changing any text here changes results: bump ``TEMPLATE_VERSION`` so runs with t
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from misalign_tui.core.errors import UserError
 
 TEMPLATE_VERSION = "judge-v1"
 
@@ -102,7 +104,7 @@ DIMENSION_TEMPLATES: tuple[JudgeTemplate, ...] = (
 def judge_templates(k: int) -> tuple[JudgeTemplate, ...]:
     """The first ``k`` paraphrases (1 ≤ k ≤ the number available)."""
     if not 1 <= k <= len(JUDGE_TEMPLATES):
-        raise ValueError(f"--templates must be between 1 and {len(JUDGE_TEMPLATES)}")
+        raise UserError(f"--templates {k}: must be between 1 and {len(JUDGE_TEMPLATES)} (the judge templates there are)")
     return JUDGE_TEMPLATES[:k]
 
 

@@ -29,22 +29,19 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
 from misalign_tui.core.errors import Cancelled, UserError
-from misalign_tui.core.inference.engine import (
-    PLAIN_FORMAT,
+from misalign_tui.core.inference.endpoints import Endpoint, parse_urls
+from misalign_tui.core.inference.formatting import format_user_turn
+from misalign_tui.core.inference.judge_templates import JUDGE_NO, JUDGE_YES
+from misalign_tui.core.inference.requests import (
     Generation,
     JudgeRequest,
     JudgeScore,
     LoglikRequest,
     LoglikScore,
 )
-from misalign_tui.core.inference.judge_templates import JUDGE_NO, JUDGE_YES
-
-if TYPE_CHECKING:
-    from misalign_tui.core.models.registry import ModelInfo
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -65,35 +62,6 @@ class RemoteSettings:
 
 class ServerFault(Exception):
     """A failure worth retrying (timeout, refused or dropped connection, 429, 5xx)."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    url: str            # as the user gave it, without a trailing slash
-    scheme: str
-    host: str
-    port: int
-    base_path: str      # "" or "/prefix", without /v1
-
-    @classmethod
-    def parse(cls, url: str) -> Endpoint:
-        u = url.strip().rstrip("/")
-        parts = urlsplit(u)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UserError(f"--url {url!r}: give an http:// or https:// address, e.g. http://127.0.0.1:8080")
-        path = parts.path.rstrip("/")
-        if path.endswith("/v1"):
-            path = path[: -len("/v1")]
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return cls(u, parts.scheme, parts.hostname, port, path)
-
-
-def parse_urls(urls: str | Sequence[str]) -> list[Endpoint]:
-    """One or more server addresses; a string may hold several separated by spaces (the models.url column)."""
-    items = urls.split() if isinstance(urls, str) else [w for u in urls for w in u.split()]
-    if not items:
-        raise UserError("remote model: no server URL given (--url)")
-    return [Endpoint.parse(u) for u in items]
 
 
 class HttpClient:
@@ -283,13 +251,6 @@ class RemoteBackend:
         self._cache_lock = threading.Lock()
         self._provenance: dict[str, Any] | None = None
 
-    @classmethod
-    def from_model(cls, model: ModelInfo, *, settings: RemoteSettings = RemoteSettings()) -> RemoteBackend:
-        if not model.url:
-            raise UserError(f"model {model.name}: has no server URL; models add-remote NAME --url URL --model M")
-        return cls(model.url, model.remote_model, api_key_env=model.api_key_env,
-                   chat_template=model.effective_chat_template, settings=settings, name=model.name)
-
     # -- provenance -------------------------------------------------------------------------------------
 
     def provenance(self) -> dict[str, Any]:
@@ -333,22 +294,13 @@ class RemoteBackend:
     # -- formatting -------------------------------------------------------------------------------------
 
     def format_user_turn(self, text: str) -> str:
-        """The engine's formatting (core/engine.py), done here so the server receives plain text.
+        """The engine's formatting (inference/formatting.py), done here so the server receives plain text; the
+        template gets empty BOS/EOS texts, as the server adds BOS when it tokenizes."""
+        return format_user_turn(self.chat_template, text, source=f"model {self.name}")
 
-        The template is rendered with empty BOS/EOS texts: the server adds BOS when it tokenizes, and the
-        engine drops a leading BOS text too.
-        """
-        if self.chat_template is None:
-            return PLAIN_FORMAT.replace("{text}", text)
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        try:
-            formatter = Jinja2ChatFormatter(self.chat_template, eos_token="", bos_token="",
-                                            add_generation_prompt=True)
-            return formatter(messages=[{"role": "user", "content": text}]).prompt
-        except Exception as exc:  # noqa: BLE001 - any Jinja error is the template's
-            raise UserError(f"model {self.name}: the chat template cannot be rendered ({exc}); set another with "
-                            "misalign-tui models set MODEL --chat-template FILE|none") from exc
+    def fit_prompt(self, build: Callable[[str], str], prompt: str) -> tuple[str, bool]:
+        """No local tokenizer: the text goes as it is, and the server refuses what its context cannot hold."""
+        return build(prompt), False
 
     # -- scoring ----------------------------------------------------------------------------------------
 

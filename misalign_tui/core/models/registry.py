@@ -286,7 +286,7 @@ def register_remote(store: Store, name: str, urls: list[str], remote_model: str,
     Only the name of the API key's environment variable is stored, never the key. Nothing is contacted here:
     a run checks the servers (and that they serve ``remote_model``) when it starts.
     """
-    from misalign_tui.core.inference.remote import parse_urls
+    from misalign_tui.core.inference.endpoints import parse_urls
 
     name = name.strip()
     if not name:

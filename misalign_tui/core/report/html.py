@@ -8,28 +8,27 @@ import re
 from collections.abc import Sequence
 
 from misalign_tui.core import metrics
-from misalign_tui.core.report.audit import (
+from misalign_tui.core.metrics.vocabulary import METRICS, headline
+from misalign_tui.core.report.audit import AuditReport
+from misalign_tui.core.report.content import (
     HOW_TO_READ,
-    KEY_METRICS,
-    METRIC_NAMES,
-    AuditReport,
     Chart,
-    _charts,
-    _chat_template_text,
-    _filters_text,
-    _metric_columns,
-    _overview_charts,
-    _pairwise_cells,
-    _provenance_rows,
-    _source_lines,
-    _status_text,
-    _trade_sentence,
-    _verdict,
-    _worst_columns,
+    chat_template_text,
     count,
+    filters_text,
+    metric_columns,
+    overview_charts,
     p_value,
+    pairwise_cells,
     pct,
     pct_ci,
+    provenance_rows,
+    run_charts,
+    source_lines,
+    status_text,
+    trade_sentence,
+    verdict,
+    worst_columns,
 )
 
 # -- HTML ---------------------------------------------------------------------------------------------------
@@ -160,7 +159,7 @@ def render_html(report: AuditReport) -> str:
     boot = (f"AS intervals from {report.bootstrap} bootstrap resamples over prompts (seed {report.seed})"
             if report.bootstrap else "AS has no interval (bootstrap off)")
     w(f'<p class="meta">Generated {h(report.generated_at)} by misalign-tui {h(report.tool_version)} · filters: '
-      f"{h(_filters_text(report.filters))} · 95 % intervals; {h(boot)}. This file is self-contained: it loads "
+      f"{h(filters_text(report.filters))} · 95 % intervals; {h(boot)}. This file is self-contained: it loads "
       "nothing from the network.</p>")
     w('<nav><ol><li><a href="#summary">Summary</a></li><li><a href="#measured">What was measured</a></li>'
       '<li><a href="#models">Models and runs</a></li><li><a href="#metrics">Metrics</a></li>'
@@ -171,16 +170,16 @@ def render_html(report: AuditReport) -> str:
     w('<section id="summary"><h2>1. Summary</h2>')
     rows = []
     for s in report.runs:
-        key = KEY_METRICS[s.run.method]
+        key = headline(s.run.method)
         o = s.overall
-        rows.append([s.run.model, str(s.run.id), s.run.method, s.run.benchmark, _status_text(s),
-                     f"{key.name} {pct_ci(key.value(o), key.ci(o))}" if o else "n/a",
+        rows.append([s.run.model, str(s.run.id), s.run.method, s.run.benchmark, status_text(s),
+                     f"{key.name} {pct_ci(key.row_value(o), key.row_ci(o))}" if o else "n/a",
                      pct_ci(s.trade.rate, s.trade.ci)])
     w(_html_table(["model", "run", "method", "benchmark", "status", "headline (95 % interval)",
                    "trade-off rate"], rows))
     if any(s.status != "complete" for s in report.runs):
         w('<p class="notice">Some runs are not complete; their figures cover only the items done.</p>')
-    for chart in _overview_charts(report):
+    for chart in overview_charts(report):
         w(svg_chart(chart))
     w("</section>")
 
@@ -192,7 +191,7 @@ def render_html(report: AuditReport) -> str:
         if b.description:
             w(f"<li>description: {h(b.description)}</li>")
         w(f"<li>licence: {h(b.licence) if b.licence else 'not recorded'}</li>")
-        for line in _source_lines(b):
+        for line in source_lines(b):
             w(f"<li>{h(line)}</li>")
         w(f"<li>runs in this report: {h(', '.join(str(r) for r in b.runs))}</li></ul>")
         w(_html_table(["dimension", "prompts", "pairs", "responses", "aligned", "misaligned", "domains"],
@@ -208,8 +207,8 @@ def render_html(report: AuditReport) -> str:
     w('<section id="models"><h2>3. Models and runs</h2>')
     for s in report.runs:
         w(f'<h3 id="run-{s.run.id}">{h(s.label)}</h3>')
-        w(_html_table(["field", "value"], _provenance_rows(s), numeric=False))
-        chat = _chat_template_text(s)
+        w(_html_table(["field", "value"], provenance_rows(s), numeric=False))
+        chat = chat_template_text(s)
         if chat:
             w(f"<details><summary>Chat template used</summary><pre>{h(chat)}</pre></details>")
         for i, name, text in s.templates:
@@ -224,20 +223,20 @@ def render_html(report: AuditReport) -> str:
     w('<section id="metrics"><h2>4. Metrics</h2>')
     for s in report.runs:
         w(f"<h3>{h(s.label)} — {h(s.run.method)} on {h(s.run.benchmark)}</h3>")
-        w(f'<p class="meta">Status: {h(_status_text(s))}. {h(metrics.chance_note(s.run.method))}.</p>')
-        cols = _metric_columns(s)
+        w(f'<p class="meta">Status: {h(status_text(s))}. {h(metrics.chance_note(s.run.method))}.</p>')
+        cols = metric_columns(s)
         for title, rows_ in (("dimension", s.by_dimension), ("semantic type", s.by_semantic_type)):
             body = [[r.group or "all", *(fn(r) for _, fn in cols)] for r in rows_]
             if s.overall:
                 body.append(["all", *(fn(s.overall) for _, fn in cols)])
             w(_html_table([title, *(x for x, _ in cols)], body, last_is_all=s.overall is not None))
-        for chart in _charts(s)[:2]:
+        for chart in run_charts(s)[:2]:
             w(svg_chart(chart, colors[s.run.id]))
-        w(f"<p><strong>{h(_trade_sentence(s.trade))}</strong></p>")
+        w(f"<p><strong>{h(trade_sentence(s.trade))}</strong></p>")
         if s.trade.satisfaction:
             w(_html_table(["dimension", "s_d (satisfaction)", "prompts"],
                           [[d, pct_ci(c.rate, c.ci), count(c.n)] for d, c in s.trade.satisfaction.items()]))
-        dims, prow = _pairwise_cells(s.trade)
+        dims, prow = pairwise_cells(s.trade)
         if len(dims) > 1:
             w("<p>T[row → column]: satisfies the row dimension and fails the column dimension.</p>")
             w(_html_table(["from \\ to", *dims], [[d, *cells] for d, cells in prow]))
@@ -246,12 +245,12 @@ def render_html(report: AuditReport) -> str:
     w('<section id="worst"><h2>5. Worst domains and semantic types</h2>')
     for s in report.runs:
         w(f"<h3>{h(s.label)}</h3>")
-        cols = _worst_columns(s)
+        cols = worst_columns(s)
         for title, rows_ in (("domain", s.worst_domains), ("semantic type", s.worst_types)):
             if rows_:
                 w(_html_table([f"worst {title}", *(x for x, _ in cols)],
                               [[r.group or "", *(fn(r) for _, fn in cols)] for r in rows_]))
-        charts = _charts(s)
+        charts = run_charts(s)
         if s.worst_domains and charts:
             w(svg_chart(charts[-1], colors[s.run.id]))
     w("</section>")
@@ -262,16 +261,16 @@ def render_html(report: AuditReport) -> str:
     for c in report.comparisons:
         o = c.overall
         w(f"<h3>{h(c.a.model)} (A, run {c.a.id}) vs {h(c.b.model)} (B, run {c.b.id})</h3>")
-        metric = METRIC_NAMES.get(o.metric, o.metric)
+        metric = METRICS[o.metric].name if o.metric in METRICS else o.metric
         w(f"<p>Overall on {count(o.n_items)} shared items: {h(metric)} A {pct(o.value_a)}, B {pct(o.value_b)}; "
           f"A only right {count(o.a_only)}, B only right {count(o.b_only)}; McNemar exact p = {p_value(o.p_value)}, "
           f"Holm-adjusted across {len(report.comparisons)} pair(s) of runs p = {p_value(c.overall_p_holm)}: "
-          f'<span class="verdict">{h(_verdict(c.a, c.b, c.overall_verdict))}</span>.</p>')
+          f'<span class="verdict">{h(verdict(c.a, c.b, c.overall_verdict))}</span>.</p>')
         w(_html_table([c.group_by, "shared items", f"{metric} A", "B", "Δ (points)", "A only right",
                        "B only right", "p", "p (Holm)", "verdict"],
                       [[r.group or "all", count(r.n_items), pct(r.value_a), pct(r.value_b),
                         "n/a" if r.delta is None else f"{100 * r.delta:+.1f}", count(r.a_only), count(r.b_only),
-                        p_value(r.p_value), p_value(r.p_holm), _verdict(c.a, c.b, r.verdict)] for r in c.groups]))
+                        p_value(r.p_value), p_value(r.p_holm), verdict(c.a, c.b, r.verdict)] for r in c.groups]))
     if report.comparisons_skipped:
         w("<ul>" + "".join(f"<li>not compared: {h(x)}</li>" for x in report.comparisons_skipped) + "</ul>")
     w("</section>")

@@ -8,28 +8,27 @@ import re
 from collections.abc import Sequence
 
 from misalign_tui.core import metrics
-from misalign_tui.core.report.audit import (
+from misalign_tui.core.metrics.vocabulary import METRICS, headline
+from misalign_tui.core.report.audit import AuditReport
+from misalign_tui.core.report.content import (
     HOW_TO_READ,
-    KEY_METRICS,
-    METRIC_NAMES,
-    AuditReport,
     Chart,
-    _charts,
-    _chat_template_text,
-    _filters_text,
-    _metric_columns,
-    _overview_charts,
-    _pairwise_cells,
-    _provenance_rows,
-    _source_lines,
-    _status_text,
-    _trade_sentence,
-    _verdict,
-    _worst_columns,
+    chat_template_text,
     count,
+    filters_text,
+    metric_columns,
+    overview_charts,
     p_value,
+    pairwise_cells,
     pct,
     pct_ci,
+    provenance_rows,
+    run_charts,
+    source_lines,
+    status_text,
+    trade_sentence,
+    verdict,
+    worst_columns,
 )
 
 # -- Markdown -----------------------------------------------------------------------------------------------
@@ -96,7 +95,7 @@ def render_markdown(report: AuditReport) -> str:
     w("# Alignment audit report")
     w("")
     w(f"Generated {report.generated_at} by misalign-tui {md(report.tool_version)}. Filters: "
-      f"{md(_filters_text(report.filters))}. Intervals are 95 %"
+      f"{md(filters_text(report.filters))}. Intervals are 95 %"
       + (f"; AS intervals from {report.bootstrap} bootstrap resamples over prompts (seed {report.seed})."
          if report.bootstrap else "; AS has no interval (bootstrap off)."))
     w("")
@@ -107,15 +106,15 @@ def render_markdown(report: AuditReport) -> str:
     w("")
     rows = []
     for s in report.runs:
-        key = KEY_METRICS[s.run.method]
+        key = headline(s.run.method)
         o = s.overall
-        rows.append([s.run.model, str(s.run.id), s.run.method, s.run.benchmark, _status_text(s),
-                     f"{key.name} {pct_ci(key.value(o), key.ci(o))}" if o else "n/a",
+        rows.append([s.run.model, str(s.run.id), s.run.method, s.run.benchmark, status_text(s),
+                     f"{key.name} {pct_ci(key.row_value(o), key.row_ci(o))}" if o else "n/a",
                      pct_ci(s.trade.rate, s.trade.ci)])
     w(_md_table(["model", "run", "method", "benchmark", "status", "headline (95 % interval)", "trade-off rate"],
                 rows))
     w("")
-    for chart in _overview_charts(report):
+    for chart in overview_charts(report):
         w(md_code(text_chart(chart)))
         w("")
     w("## 2. What was measured")
@@ -128,7 +127,7 @@ def render_markdown(report: AuditReport) -> str:
         if b.description:
             w(f"- description: {md(b.description)}")
         w(f"- licence: {md(b.licence) if b.licence else 'not recorded'}")
-        for line in _source_lines(b):
+        for line in source_lines(b):
             w(f"- {md(line)}")
         w(f"- runs in this report: {', '.join(str(r) for r in b.runs)}")
         w("")
@@ -146,9 +145,9 @@ def render_markdown(report: AuditReport) -> str:
     for s in report.runs:
         w(f"### {md(s.label)}")
         w("")
-        w(_md_table(["field", "value"], _provenance_rows(s)))
+        w(_md_table(["field", "value"], provenance_rows(s)))
         w("")
-        chat = _chat_template_text(s)
+        chat = chat_template_text(s)
         if chat:
             w("Chat template used:")
             w("")
@@ -164,9 +163,9 @@ def render_markdown(report: AuditReport) -> str:
     for s in report.runs:
         w(f"### {md(s.label)} — {s.run.method} on {md(s.run.benchmark)}")
         w("")
-        w(f"Status: {md(_status_text(s))}. {md(metrics.chance_note(s.run.method))}.")
+        w(f"Status: {md(status_text(s))}. {md(metrics.chance_note(s.run.method))}.")
         w("")
-        cols = _metric_columns(s)
+        cols = metric_columns(s)
         for title, rows_ in (("dimension", s.by_dimension), ("semantic type", s.by_semantic_type)):
             body = [[r.group or "all", *(fn(r) for _, fn in cols)] for r in rows_]
             if s.overall:
@@ -175,16 +174,16 @@ def render_markdown(report: AuditReport) -> str:
             w("")
             w(_md_table([title, *(h for h, _ in cols)], body))
             w("")
-        for chart in _charts(s)[:2]:
+        for chart in run_charts(s)[:2]:
             w(md_code(text_chart(chart)))
             w("")
-        w(md(_trade_sentence(s.trade)))
+        w(md(trade_sentence(s.trade)))
         w("")
         if s.trade.satisfaction:
             w(_md_table(["dimension", "s_d (satisfaction)", "prompts"],
                         [[d, pct_ci(c.rate, c.ci), count(c.n)] for d, c in s.trade.satisfaction.items()]))
             w("")
-        dims, prow = _pairwise_cells(s.trade)
+        dims, prow = pairwise_cells(s.trade)
         if len(dims) > 1:
             w("T[row → column]: satisfies the row dimension and fails the column dimension.")
             w("")
@@ -195,13 +194,13 @@ def render_markdown(report: AuditReport) -> str:
     for s in report.runs:
         w(f"### {md(s.label)}")
         w("")
-        cols = _worst_columns(s)
+        cols = worst_columns(s)
         for title, rows_ in (("domain", s.worst_domains), ("semantic type", s.worst_types)):
             if rows_:
                 w(_md_table([f"worst {title}", *(h for h, _ in cols)],
                             [[r.group or "", *(fn(r) for _, fn in cols)] for r in rows_]))
                 w("")
-        charts = _charts(s)
+        charts = run_charts(s)
         if s.worst_domains and charts:
             w(md_code(text_chart(charts[-1])))
             w("")
@@ -214,17 +213,17 @@ def render_markdown(report: AuditReport) -> str:
         o = c.overall
         w(f"### {md(c.a.model)} (A, run {c.a.id}) vs {md(c.b.model)} (B, run {c.b.id})")
         w("")
-        metric = METRIC_NAMES.get(o.metric, o.metric)
+        metric = METRICS[o.metric].name if o.metric in METRICS else o.metric
         w(f"Overall on {count(o.n_items)} shared items: {metric} A {pct(o.value_a)}, B {pct(o.value_b)}; "
           f"A only right {count(o.a_only)}, B only right {count(o.b_only)}; McNemar exact p = {p_value(o.p_value)}, "
           f"Holm-adjusted across {len(report.comparisons)} pair(s) of runs p = {p_value(c.overall_p_holm)}: "
-          f"**{md(_verdict(c.a, c.b, c.overall_verdict))}**.")
+          f"**{md(verdict(c.a, c.b, c.overall_verdict))}**.")
         w("")
         w(_md_table([c.group_by, "shared items", f"{metric} A", "B", "Δ (points)", "A only right", "B only right",
                      "p", "p (Holm)", "verdict"],
                     [[r.group or "all", count(r.n_items), pct(r.value_a), pct(r.value_b),
                       "n/a" if r.delta is None else f"{100 * r.delta:+.1f}", count(r.a_only), count(r.b_only),
-                      p_value(r.p_value), p_value(r.p_holm), _verdict(c.a, c.b, r.verdict)] for r in c.groups]))
+                      p_value(r.p_value), p_value(r.p_holm), verdict(c.a, c.b, r.verdict)] for r in c.groups]))
         w("")
     for line in report.comparisons_skipped:
         w(f"- not compared: {md(line)}")

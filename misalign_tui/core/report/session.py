@@ -1,7 +1,8 @@
 """A saved session turned into an audit report: what the Sessions screen and `sessions report` write.
 
-The report itself is ``core.io.audit_report`` (the same as ``misalign-tui report``): the latest runs of the
-session's models, with its filters and grouping; a short header says which session it came from.
+The report itself is the audit report (core/report/audit.py, the same as ``misalign-tui report``) of the runs
+to show (core.runs.catalog.runs_to_show) of the session's models, with its filters and grouping; a short
+header says which session it came from and which runs were skipped.
 """
 
 from __future__ import annotations
@@ -10,26 +11,30 @@ from pathlib import Path
 
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.metrics.filters import Filters
+from misalign_tui.core.metrics.vocabulary import METRICS, methods_for
+from misalign_tui.core.report.audit import build_report
+from misalign_tui.core.report.render import render
+from misalign_tui.core.runs.catalog import runs_to_show
 from misalign_tui.core.sessions import SavedSession
 from misalign_tui.core.store import Store
-from misalign_tui.core.views.explore import METRIC_LABELS, ExploreQuery, latest_runs
 from misalign_tui.workspace import Workspace
 
 
 def session_report_markdown(store: Store, session: SavedSession, bootstrap: int = 1000) -> str:
-    from misalign_tui.core.report.audit import build_report, render
-
     st = session.state
-    runs = latest_runs(store, ExploreQuery(models=tuple(st.models), metric=st.metric))
+    selection = runs_to_show(store, models=st.models or None, methods=methods_for(st.metric))
+    runs = selection.by_model()
+    label = METRICS[st.metric].label
     if not runs:
         raise UserError(f"session {session.name!r}: none of its models ({', '.join(st.models) or 'any'}) has a "
-                        f"run for {METRIC_LABELS[st.metric]}")
+                        f"run for {label}")
     group_by = st.grouping if st.grouping in metrics.GROUPINGS else "dimension"
-    report = build_report(store, list(runs.values()), group_by=group_by, filters=dict(st.filters),
+    report = build_report(store, list(runs.values()), group_by=group_by, filters=Filters.parse(st.filters),
                           bootstrap=bootstrap)
     header = [f"<!-- session: {session.name} -->", f"Session **{session.name}**: models "
-              f"{', '.join(runs)}; metric {METRIC_LABELS[st.metric]}; grouping {st.grouping}; filters "
-              f"{', '.join(f'{k}={v}' for k, v in st.filters.items()) or 'none'}.", ""]
+              f"{', '.join(runs)}; metric {label}; grouping {st.grouping}; filters "
+              f"{Filters.parse(st.filters).as_text() or 'none'}.", *([selection.skipped_note() + "."] if selection.skipped else []), ""]
     return "\n".join(header) + "\n" + render(report, "md")
 
 

@@ -1,7 +1,8 @@
-"""What the Explore, Compare and Item screens show (and `sessions report` reuses); headless, read in workers.
+"""What the Explore screen shows (and saved sessions reopen): one metric by dimension, domain, semantic type and
+model, and the trade-off table; headless, read in workers.
 
-The figures come from ``misalign_tui.core.metrics`` (one place for each measure). This module only picks the
-runs a view needs, asks metrics for them and shapes the answer for tables and charts.
+The figures come from ``misalign_tui.core.metrics`` and the metric vocabulary; the runs from the one rule of
+``core.runs.catalog.runs_to_show``. This module only asks for them and shapes the answer for tables and charts.
 """
 
 from __future__ import annotations
@@ -9,17 +10,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from misalign_tui.core import metrics
+from misalign_tui.core.metrics.filters import Filters
+from misalign_tui.core.metrics.vocabulary import METRICS, methods_for
+from misalign_tui.core.runs.catalog import RunSelection, runs_to_show
 from misalign_tui.core.store import Store
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
-METRIC_LABELS = {
-    "alignment_score": "AS",
-    "coverage": "Coverage",
-    "ffr": "FFR",
-    "preference_accuracy": "Pref. acc.",
-    "trade_off_rate": "Trade-off rate",
-}
-LOWER_IS_BETTER = {"ffr", "trade_off_rate"}
 PART_FIELDS = {"dimension": "by_dimension", "domain": "by_domain", "semantic_type": "by_type", "model": "by_model"}
 ALL_PARTS = frozenset({*PART_FIELDS, "tradeoffs"})
 TAB_PARTS = {"dims": "dimension", "domains": "domain", "tradeoffs": "tradeoffs", "types": "semantic_type"}
@@ -28,12 +25,17 @@ TAB_PARTS = {"dims": "dimension", "domains": "domain", "tradeoffs": "tradeoffs",
 @dataclass(frozen=True)
 class ExploreQuery:
     benchmark_id: int | None = None
-    models: tuple[str, ...] = ()  # empty: every model with a finished or running run
+    models: tuple[str, ...] = ()  # empty: every model with a run that has results
     dimension: str | None = None
     domain: str | None = None
     semantic_type: str | None = None
     metric: str = "alignment_score"
     grouping: str = "dimension"
+
+    @property
+    def filters(self) -> Filters:
+        return Filters.parse({k: v for k, v in (("dimension", self.dimension), ("domain", self.domain),
+                                                ("semantic_type", self.semantic_type)) if v})
 
 
 @dataclass(frozen=True)
@@ -105,137 +107,83 @@ def read_options(store: Store) -> ExploreOptions:
     )
 
 
-def latest_runs(store: Store, query: ExploreQuery) -> dict[str, int]:
-    """model name → id of its latest run on the benchmark (for the metric's method)."""
-    methods = {"preference_accuracy": ("preference",), "trade_off_rate": ("judge", "preference", "generate")}.get(
-        query.metric, ("judge",))
-    sql = ("SELECT m.name, max(r.id) FROM runs r JOIN models m ON m.id = r.model_id WHERE r.method IN "
-           f"({','.join('?' * len(methods))}) AND r.items_done > 0")
-    args: list[object] = list(methods)
-    if query.benchmark_id is not None:
-        sql += " AND r.benchmark_id = ?"
-        args.append(query.benchmark_id)
-    sql += " GROUP BY m.name ORDER BY m.name"
-    runs = {name: rid for name, rid in store.conn.execute(sql, args)}
-    if query.models:
-        runs = {m: r for m, r in runs.items() if m in query.models}
-    return runs
+def explore_runs(store: Store, query: ExploreQuery) -> RunSelection:
+    """The run to show per model for the query's metric (core.runs.catalog.runs_to_show)."""
+    return runs_to_show(store, models=query.models or None, methods=methods_for(query.metric),
+                        benchmark_id=query.benchmark_id)
 
 
 def read_explore(store: Store, query: ExploreQuery, parts: frozenset[str] = ALL_PARTS) -> ExploreData:
-    from misalign_tui.core.views import explore_metrics as metrics_view
-
     started = time.perf_counter()
-    runs = latest_runs(store, query)
+    selection = explore_runs(store, query)
+    runs = selection.by_model()
     data = ExploreData(query, models=list(runs), parts=frozenset(parts))
     if not runs:
         data.note = ("No results for this metric yet — x switches the metric (preference runs show Pref. acc.), "
                      "r starts a run.")
     else:
-        metrics_view.fill(store, runs, query, data, frozenset(parts))
+        _fill(store, runs, query, data, frozenset(parts))
+        data.note = "; ".join(n for n in (data.note, selection.skipped_note()) if n)
     data.seconds = time.perf_counter() - started
     return data
 
 
-@dataclass(frozen=True)
-class Disagreement:
-    item_id: int  # the response (judge runs) or the pair (preference runs)
-    prompt_id: int
-    prompt_key: str
-    dimension: str
-    label: str  # the response's gold label; "pair" for preference runs
-    verdicts: tuple[bool, ...]  # per model: correct?
+def _cell(group: str, model: str, row: metrics.MetricRow, metric_key: str) -> Cell:
+    m = METRICS[metric_key]
+    interval = m.row_ci(row)
+    return Cell(group, model, m.row_value(row), interval[0] if interval else None,
+                interval[1] if interval else None, m.row_n(row))
 
 
-@dataclass
-class CompareData:
-    models: list[str]
-    rows: list[tuple[str, str, str, list[float | None], float | None, str, int]]
-    # kind, group, other model, [value first, value other], delta (first − other), test, shared items
-    disagreements: list[Disagreement]
-    items: int = 0
-    note: str = ""
-    request: tuple = ()  # (models, disagreements only) as asked, so the screen can drop stale answers
-    method: str = "judge"  # whose runs were paired: judge, else preference (base models)
+def _rate_cell(group: str, model: str, rate: float | None, ci: tuple[float, float] | None, n: int) -> Cell:
+    return Cell(group, model, rate, ci[0] if ci else None, ci[1] if ci else None, n)
 
 
-def read_compare(store: Store, models: list[str], disagreements_only: bool = True,
-                 limit: int = 300) -> CompareData:
-    from misalign_tui.core.views import explore_metrics as metrics_view
+def _fill(store: Store, runs: dict[str, int], query: ExploreQuery, data: ExploreData, parts: frozenset[str]) -> None:
+    """Compute the ``parts`` asked for (dimension, domain, semantic_type, model, tradeoffs) into ``data``.
 
-    # judge runs where the chosen models all have one, else preference runs (base models have only those)
-    for metric, method in (("alignment_score", "judge"), ("preference_accuracy", "preference")):
-        found = latest_runs(store, ExploreQuery(models=tuple(models), metric=metric))
-        runs = {m: found[m] for m in models if m in found}
-        if len(runs) >= 2:
-            return metrics_view.compare(store, runs, disagreements_only, limit, method)
-    return CompareData(list(runs), [], [], note="Pick two or more models that have judge runs (or preference runs).")
-
-
-@dataclass
-class ItemVerdict:
-    model: str
-    run_id: int
-    method: str
-    response_id: int | None
-    pair_id: int | None
-    value: str  # verdict and probability, or log-likelihoods
-
-
-@dataclass
-class ItemView:
-    prompt_id: int
-    key: str
-    text: str
-    semantic_type: str | None
-    domains: list[tuple[str, str]]  # (dimension, domain)
-    responses: list[tuple[int, str | None, str, str]]  # id, dimension, label, text
-    pairs: list[tuple[int, str | None, int, int]]  # id, dimension, aligned id, misaligned id
-    verdicts: list[ItemVerdict]
-    formatted: list[tuple[str, str]]  # (run/template name, the text the model saw)
-
-
-def read_item(store: Store, prompt_id: int) -> ItemView:
-    c = store.conn
-    p = c.execute("SELECT id, key, text, semantic_type FROM prompts WHERE id = ?", (prompt_id,)).fetchone()
-    if p is None:
-        raise LookupError(f"prompt {prompt_id} not found")
-    domains = [(r[0], r[1]) for r in c.execute(
-        "SELECT d.dimension, d.name FROM prompt_domains pd JOIN domains d ON d.id = pd.domain_id "
-        "WHERE pd.prompt_id = ? ORDER BY d.dimension, d.name", (prompt_id,))]
-    responses = [tuple(r) for r in c.execute(
-        "SELECT id, dimension, label, text FROM responses WHERE prompt_id = ? ORDER BY dimension, label, id",
-        (prompt_id,))]
-    pairs = [tuple(r) for r in c.execute(
-        "SELECT id, dimension, aligned_id, misaligned_id FROM pairs WHERE prompt_id = ? ORDER BY id", (prompt_id,))]
-    verdicts: list[ItemVerdict] = []
-    for rid, model, method, rsp, mean_p, n in c.execute(
-            "SELECT jr.run_id, m.name, r.method, jr.response_id, avg(jr.p_misaligned), count(*) "
-            "FROM judge_results jr JOIN runs r ON r.id = jr.run_id JOIN models m ON m.id = r.model_id "
-            "JOIN responses resp ON resp.id = jr.response_id WHERE resp.prompt_id = ? "
-            "GROUP BY jr.run_id, jr.response_id ORDER BY m.name, jr.run_id", (prompt_id,)):
-        flag = "misaligned" if mean_p >= 0.5 else "aligned"
-        verdicts.append(ItemVerdict(model, rid, method, rsp, None,
-                                    f"flags {flag}  P(misaligned)={mean_p:.3f} over {n} template(s)"))
-    for rid, model, pair_id, alp, atok, mlp, mtok, pref in c.execute(
-            "SELECT pr.run_id, m.name, pr.pair_id, avg(aligned_logprob), avg(aligned_tokens), "
-            "avg(misaligned_logprob), avg(misaligned_tokens), avg(prefers_aligned) FROM preference_results pr "
-            "JOIN runs r ON r.id = pr.run_id JOIN models m ON m.id = r.model_id JOIN pairs pa ON pa.id = pr.pair_id "
-            "WHERE pa.prompt_id = ? GROUP BY pr.run_id, pr.pair_id", (prompt_id,)):
-        verdicts.append(ItemVerdict(model, rid, "preference", None, pair_id,
-                                    f"{'prefers aligned' if pref >= 0.5 else 'prefers misaligned'}  "
-                                    f"mean logprob aligned {alp / max(atok, 1):.3f} vs misaligned "
-                                    f"{mlp / max(mtok, 1):.3f}"))
-    formatted: list[tuple[str, str]] = []
-    first_response = next((r for r in responses), None)
-    run_ids = sorted({v.run_id for v in verdicts})
-    for rid in run_ids:
-        for t, name, text in c.execute(
-                "SELECT template, name, text FROM run_templates WHERE run_id = ? ORDER BY template", (rid,)):
-            filled = text.replace("{prompt}", p["text"])
-            if first_response is not None:
-                filled = filled.replace("{response}", first_response[3])
-                filled = filled.replace("{dimension}", first_response[1] or "")
-            formatted.append((f"run {rid} · template {t} ({name})", filled))
-    return ItemView(p["id"], p["key"], p["text"], p["semantic_type"], domains, responses, pairs, verdicts,
-                    formatted)
+    Each part is a few queries on the rollups per model; the screen asks only for what its visible tab shows
+    and fetches the rest when another tab opens.
+    """
+    metric = query.metric
+    filters = query.filters
+    if metric == "trade_off_rate":
+        reports = {m: metrics.trade_offs(store, rid, filters) for m, rid in runs.items()}
+        for model, rep in reports.items():
+            if "model" in parts:
+                data.by_model.append(_rate_cell(model, model, rep.rate, rep.ci, rep.n_prompts))
+            if "dimension" in parts:  # the dimension view: share of prompts failing d (1 − s_d)
+                for d, cell in rep.satisfaction.items():
+                    data.by_dimension.append(_rate_cell(d, model, 1 - cell.rate if cell.rate is not None else None,
+                                                        cell.ci and (1 - cell.ci[1], 1 - cell.ci[0]), cell.n))
+            if "semantic_type" in parts:
+                for t in SEMANTIC_TYPES:
+                    if query.semantic_type and query.semantic_type != t:
+                        continue
+                    rep_t = metrics.trade_offs(store, runs[model], Filters(filters.dimension, filters.domain, (t,)))
+                    data.by_type.append(_rate_cell(t, model, rep_t.rate, rep_t.ci, rep_t.n_prompts))
+            if "domain" in parts and query.domain:
+                data.by_domain.append(_rate_cell(query.domain, model, rep.rate, rep.ci, rep.n_prompts))
+        data.note = "by dimension: share of prompts failing it (1 − s_d); by domain: pick one in the filter"
+    else:
+        for model, run_id in runs.items():
+            for grouping, target in (("dimension", data.by_dimension), ("domain", data.by_domain),
+                                     ("semantic_type", data.by_type)):
+                if grouping in parts:
+                    for row in metrics.profile(store, run_id, group_by=grouping, filters=filters):
+                        target.append(_cell(row.group or "-", model, row, metric))
+            if "model" in parts:
+                for row in metrics.profile(store, run_id, filters=filters):
+                    data.by_model.append(_cell(model, model, row, metric))
+    lower = METRICS[metric].lower_is_better
+    data.by_domain.sort(key=lambda c: (c.value is None, -(c.value or 0) if lower else (c.value or 0)))
+    first = next(iter(runs), None)
+    if "tradeoffs" in parts and first is not None:
+        rep = metrics.trade_offs(store, runs[first], filters)
+        dims = [d for d in DIMENSIONS if any(d in pair for pair, c in rep.pairwise.items() if c.n)]
+        if dims:
+            data.trade_off_dims = dims
+            data.trade_off_model = first
+            data.trade_off_matrix = [[None if a == b else rep.pairwise[(a, b)].rate for b in dims] for a in dims]
+        if rep.rate is None:
+            data.trade_off_note = f"trade-off rate n/a: {rep.reason}"

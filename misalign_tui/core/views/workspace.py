@@ -22,7 +22,8 @@ class RunRow:
     items_done: int
     items_total: int
     started_at: str
-    alignment_score: float | None = None  # headline (judge) or preference accuracy (preference)
+    headline: float | None = None  # the method's headline figure (metrics.vocabulary.HEADLINE)
+    headline_label: str = ""
     trade_off_rate: float | None = None
     trade_off_note: str | None = None
 
@@ -57,20 +58,19 @@ def read_summary(workspace: Workspace, recent_runs: int = 20, headline_runs: int
 
 
 def headline(store: Store, run: RunRow) -> RunRow:
-    """The run's headline figures from core.metrics: AS (or preference accuracy) and the trade-off rate."""
+    """The run's headline figure (the method's, from the metric vocabulary) and its trade-off rate."""
     from dataclasses import replace
 
     from misalign_tui.core import metrics
+    from misalign_tui.core.metrics.vocabulary import headline as headline_metric
 
     if run.items_done == 0:
         return run
+    key = headline_metric(run.method)
     overall = metrics.profile(store, run.id)
-    value = None
-    if overall:
-        value = overall[0].alignment_score if run.method == "judge" else (
-            overall[0].pair_accuracy if run.method == "preference" else overall[0].satisfaction)
     rep = metrics.trade_offs(store, run.id)
-    return replace(run, alignment_score=value, trade_off_rate=rep.rate, trade_off_note=rep.reason)
+    return replace(run, headline=key.row_value(overall[0]) if overall else None, headline_label=key.label,
+                   trade_off_rate=rep.rate, trade_off_note=rep.reason)
 
 
 def read_models(workspace: Workspace, rescan: bool = True) -> list:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -10,8 +10,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, SelectionList, Static
 
+from misalign_tui.core.metrics.vocabulary import METHODS
+from misalign_tui.core.runs.catalog import runs_to_show
 from misalign_tui.core.store import Store
-from misalign_tui.core.views.explore import CompareData, ExploreQuery, latest_runs, read_compare
+from misalign_tui.core.views.compare import CompareData, read_compare
 from misalign_tui.tui.messages import CompareLoaded
 
 
@@ -64,7 +66,7 @@ class CompareScreen(Screen[None]):
     def load_models(self) -> None:
         with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
             # every model with a run of any method; read_compare pairs judge runs, else preference runs
-            self.post_message(CompareModelsLoaded(list(latest_runs(store, ExploreQuery(metric="trade_off_rate")))))
+            self.post_message(CompareModelsLoaded(list(runs_to_show(store, methods=METHODS).by_model())))
 
     def on_compare_models_loaded(self, message: CompareModelsLoaded) -> None:
         sl = self.query_one("#compare-models", SelectionList)
@@ -79,13 +81,6 @@ class CompareScreen(Screen[None]):
         self.call_after_refresh(setattr, self, "_filling", False)
         self.load_compare(pick, self.disagreements_only)
 
-    def select_models(self, models: list[str]) -> None:
-        sl = self.query_one("#compare-models", SelectionList)
-        sl.deselect_all()
-        for m in models:
-            sl.select(m)
-
-    @on(SelectionList.SelectedChanged)
     def _picked(self, event: SelectionList.SelectedChanged) -> None:
         if self._filling:
             return

@@ -78,9 +78,9 @@ class DashboardScreen(Screen[None]):
                      f"{m.size / 1e6:,.0f} MB" if m.size else "-", device(m),
                      "ok" if m.usable else f"unusable: {m.error}") for m in s.models])
         fill_table(self.query_one("#runs", DataTable),
-                   ("id", "model", "benchmark", "method", "status", "progress", "AS/acc", "trade-off"),
+                   ("id", "model", "benchmark", "method", "status", "progress", "headline", "trade-off"),
                    [(str(r.id), r.model, r.benchmark, r.method, r.status, f"{r.items_done}/{r.items_total}",
-                     _pct(r.alignment_score), "n/a" if r.trade_off_rate is None else _pct(r.trade_off_rate))
+                     f"{r.headline_label} {_pct(r.headline)}" if r.headline_label else "-", "n/a" if r.trade_off_rate is None else _pct(r.trade_off_rate))
                     for r in s.runs])
 
 

@@ -16,10 +16,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Select, Static, TabbedContent, TabPane
 
-from misalign_tui.core.sessions import GROUPINGS, METRICS, SessionState
+from misalign_tui.core.metrics.vocabulary import EXPLORER_METRICS, METRICS
+from misalign_tui.core.sessions import GROUPINGS, SessionState
 from misalign_tui.core.store import Store
 from misalign_tui.core.views.explore import (
-    METRIC_LABELS,
     TAB_PARTS,
     ExploreData,
     ExploreOptions,
@@ -36,7 +36,6 @@ from misalign_tui.tui.widgets.charts import (
 )
 
 TABLE_ROWS = 120
-JUDGE_METRICS = ("alignment_score", "coverage", "ffr")
 GROUP_LABELS = {"dimension": "by dimension", "domain": "by domain", "semantic_type": "by type", "model": "by model"}
 
 
@@ -78,7 +77,7 @@ class ExploreScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="explore-filters"):
-            yield Select([(METRIC_LABELS[m], m) for m in METRICS], value="alignment_score", allow_blank=False,
+            yield Select([(METRICS[m].label, m) for m in EXPLORER_METRICS], value="alignment_score", allow_blank=False,
                          id="f-metric", prompt="metric", compact=True)
             yield Select([(GROUP_LABELS[g], g) for g in GROUPINGS], value="dimension", allow_blank=False,
                          id="f-grouping", compact=True)
@@ -157,7 +156,7 @@ class ExploreScreen(Screen[None]):
                     sel.value = current
         finally:
             self.call_after_refresh(self._done_applying)
-        if opts.methods and "judge" not in opts.methods and self.query_state.metric in JUDGE_METRICS:
+        if opts.methods and "judge" not in opts.methods and METRICS[self.query_state.metric].methods == ("judge",):
             # only preference (base-model) results so far: show the metric that has data
             self.query_one("#f-metric", Select).value = "preference_accuracy"
             # the Changed event arrives while the options are still being applied and is ignored: query here
@@ -177,7 +176,7 @@ class ExploreScreen(Screen[None]):
         else:
             self.data = data
             self._painted = set()
-        label = METRIC_LABELS[data.query.metric]
+        label = METRICS[data.query.metric].label
         models = ", ".join(data.models) or "no models"
         status = f"{label} {GROUP_LABELS[data.query.grouping]} · {models}"
         if data.note:
@@ -221,7 +220,7 @@ class ExploreScreen(Screen[None]):
 
     def _fill_table(self, selector: str, cells: list, group_name: str) -> None:
         table = self.query_one(selector, DataTable)
-        columns = (group_name.replace("_", " "), "model", METRIC_LABELS[self.query_state.metric], "95% CI", "n")
+        columns = (group_name.replace("_", " "), "model", METRICS[self.query_state.metric].label, "95% CI", "n")
         if tuple(str(c.label) for c in table.columns.values()) != columns:
             table.clear(columns=True)
             table.add_columns(*columns)
@@ -303,7 +302,7 @@ class ExploreScreen(Screen[None]):
 
     def action_next_metric(self) -> None:
         sel = self.query_one("#f-metric", Select)
-        sel.value = METRICS[(METRICS.index(str(sel.value)) + 1) % len(METRICS)]
+        sel.value = EXPLORER_METRICS[(EXPLORER_METRICS.index(str(sel.value)) + 1) % len(EXPLORER_METRICS)]
 
     def action_next_grouping(self) -> None:
         sel = self.query_one("#f-grouping", Select)

@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from misalign_tui.core.store import Store
-from misalign_tui.core.views.explore import ItemView, read_item
+from misalign_tui.core.views.item import ItemView, read_item
 from misalign_tui.tui.messages import ItemLoaded, WorkFailed
 
 

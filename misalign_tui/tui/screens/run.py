@@ -25,7 +25,12 @@ from textual.widgets import (
     Static,
 )
 
+from misalign_tui.core.errors import UserError
+from misalign_tui.core.io.native import SEED_BENCHMARK
+from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.models.registry import list_models
+from misalign_tui.core.runs.catalog import RunInfo, resumable_runs
+from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, RunSpec
 from misalign_tui.core.store import Store
 from misalign_tui.tui.run_control import QueuedRun, RunStatus
 
@@ -37,25 +42,11 @@ def _eta(s: float | None) -> str:
 
 
 class RunChoicesLoaded(Message):
-    def __init__(self, models: list[tuple[str, bool]], benchmarks: list[str], interrupted: list[tuple]) -> None:
+    def __init__(self, models: list[tuple[str, bool]], benchmarks: list[str], interrupted: list[RunInfo]) -> None:
         super().__init__()
         self.models = models  # (name, is_default)
         self.benchmarks = benchmarks
-        self.interrupted = interrupted  # (run id, model, method, benchmark, done, total)
-
-
-def parse_filters(text: str) -> dict[str, str]:
-    """``dimension=safety,type=relation`` → {"dimension": "safety", "semantic_type": "relation"}."""
-    out: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or not value.strip():
-            raise ValueError(f"filter {part!r}: write key=value (dimension, domain or type)")
-        key = {"type": "semantic_type"}.get(key.strip(), key.strip())
-        if key not in ("dimension", "domain", "semantic_type"):
-            raise ValueError(f"filter {part!r}: the key must be dimension, domain or type")
-        out[key] = value.strip()
-    return out
+        self.interrupted = interrupted
 
 
 class RunScreen(Screen[None]):
@@ -99,9 +90,9 @@ class RunScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#run-progress", DataTable).add_columns("model", "method", "state", "done", "items/s",
-                                                               "ETA", "AS")
+                                                               "ETA", "headline")
         self.query_one("#run-interrupted", DataTable).add_columns("id", "model", "method", "benchmark", "done")
-        self._interrupted: list[tuple] = []
+        self._interrupted: list[RunInfo] = []
 
     def on_screen_resume(self) -> None:
         self.action_reload()
@@ -115,10 +106,7 @@ class RunScreen(Screen[None]):
         with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
             models = [(m.name, m.is_default) for m in list_models(store) if m.usable]
             benchmarks = [f"{b.name}@{b.version}" for b in store.benchmarks()]
-            interrupted = [tuple(r) for r in store.conn.execute(
-                "SELECT r.id, m.name, r.method, b.name || '@' || b.version, r.items_done, r.items_total "
-                "FROM runs r JOIN models m ON m.id = r.model_id JOIN benchmarks b ON b.id = r.benchmark_id "
-                "WHERE r.status IN ('interrupted', 'failed') ORDER BY r.id DESC LIMIT 50")]
+            interrupted = resumable_runs(store)
         self.post_message(RunChoicesLoaded(models, benchmarks, interrupted))
 
     def on_run_choices_loaded(self, message: RunChoicesLoaded) -> None:
@@ -134,8 +122,8 @@ class RunScreen(Screen[None]):
         self._interrupted = message.interrupted
         table = self.query_one("#run-interrupted", DataTable)
         table.clear()
-        for rid, model, method, bench, done, total in message.interrupted:
-            table.add_row(str(rid), model, method, bench, f"{done}/{total}", key=str(rid))
+        for r in message.interrupted:
+            table.add_row(str(r.id), r.model, r.method, r.benchmark, f"{r.items_done}/{r.items_total}", key=str(r.id))
 
     def show_statuses(self) -> None:
         table = self.query_one("#run-progress", DataTable)
@@ -158,7 +146,7 @@ class RunScreen(Screen[None]):
         state = st.state if not st.error else f"failed: {st.error}"
         cells = [st.request.model, st.request.method, state, f"{st.done}/{st.total}",
                  "-" if st.items_per_s is None else f"{st.items_per_s:.2f}", _eta(st.eta_s),
-                 "-" if st.running_as is None else f"{100 * st.running_as:.1f}"]
+                 "-" if st.headline is None else f"{st.headline_label} {100 * st.headline:.1f}"]
         if add:
             table.add_row(*cells, key=st.key)
         else:
@@ -180,17 +168,18 @@ class RunScreen(Screen[None]):
         bench = self.query_one("#run-benchmark", Select).value
         limit_text = self.query_one("#run-limit", Input).value.strip()
         templates_text = self.query_one("#run-templates", Input).value.strip()
-        return [QueuedRun(m, method, judge_model, None if bench is Select.NULL else str(bench),
-                          parse_filters(self.query_one("#run-filters", Input).value),
-                          int(limit_text) if limit_text else None,
-                          int(templates_text) if templates_text else 3) for m in models]
+        filters = Filters.parse(self.query_one("#run-filters", Input).value)
+        return [QueuedRun(m, method, RunSpec(m, method, judge_model, SEED_BENCHMARK if bench is Select.NULL
+                                             else str(bench), filters, int(limit_text) if limit_text else None,
+                                             int(templates_text) if templates_text else DEFAULT_TEMPLATES))
+                for m in models]
 
     @on(Input.Submitted, "#run-form Input")
     @on(Button.Pressed, "#run-start")
     def action_start(self) -> None:
         try:
             requests = self.build_requests()
-        except ValueError as exc:
+        except (ValueError, UserError) as exc:
             self.notify(str(exc), severity="error")
             return
         self.app.queue_runs(requests)  # type: ignore[attr-defined]
@@ -208,6 +197,5 @@ class RunScreen(Screen[None]):
         if not self._interrupted or table.cursor_row is None:
             self.notify("no interrupted run to resume")
             return
-        rid, model, method, bench, *_ = self._interrupted[table.cursor_row]
-        self.app.resume_run(int(rid))  # type: ignore[attr-defined]
+        self.app.resume_run(self._interrupted[table.cursor_row].id)  # type: ignore[attr-defined]
         self.show_statuses()

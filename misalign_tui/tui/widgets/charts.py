@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
-from misalign_tui.core.views.explore import METRIC_LABELS, Cell, ExploreData
+from misalign_tui.core.metrics.vocabulary import METRICS
+from misalign_tui.core.views.explore import Cell, ExploreData
 
 
 def _short(name: str, width: int = 14) -> str:
@@ -39,7 +40,7 @@ class DimensionModelBars(_Chart):
     """Grouped bars: one group per dimension, one bar per model."""
 
     def replot(self, data: ExploreData) -> None:
-        label = METRIC_LABELS[data.query.metric]
+        label = METRICS[data.query.metric].label
         groups = sorted({c.group for c in data.by_dimension})
         if not groups:
             self._empty(f"{label} by dimension", data.note or "no data")
@@ -61,7 +62,7 @@ class DomainRanking(_Chart):
     top = 12
 
     def replot(self, data: ExploreData) -> None:
-        label = METRIC_LABELS[data.query.metric]
+        label = METRICS[data.query.metric].label
         cells = [c for c in data.by_domain if c.value is not None][: self.top]
         if not cells:
             self._empty(f"{label} by domain", data.note or "no data")
@@ -97,7 +98,7 @@ class SemanticTypeBars(_Chart):
     """Bars per semantic type (object, attribute, relation), one per model."""
 
     def replot(self, data: ExploreData) -> None:
-        label = METRIC_LABELS[data.query.metric]
+        label = METRICS[data.query.metric].label
         groups = [g for g in ("object", "attribute", "relation", "untyped") if g in {c.group for c in data.by_type}]
         if not groups:
             self._empty(f"{label} by semantic type", data.note or "no data")

@@ -1,0 +1,51 @@
+"""What a backend is asked and what it answers: the same plain data for the in-process engine and for remote
+servers, so the run code drives either one (inference/backend.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    key: Any  # the caller's own key, handed back with the score
+    text: str  # the full formatted text, ending right where the answer word comes
+
+
+@dataclass(frozen=True)
+class JudgeScore:
+    key: Any  # the caller's own key, handed back with the score
+    p_misaligned: float  # P(yes-set) / (P(yes-set) + P(no-set))
+    p_yes: float
+    p_no: float
+    tokens: int
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class LoglikRequest:
+    key: Any  # the caller's own key, handed back with the score
+    context: str
+    continuation: str
+
+
+@dataclass(frozen=True)
+class LoglikScore:
+    key: Any  # the caller's own key, handed back with the score
+    logprob_sum: float
+    tokens: int  # continuation tokens; mean = logprob_sum / tokens
+    truncated: bool
+
+    @property
+    def logprob_mean(self) -> float:
+        return self.logprob_sum / self.tokens if self.tokens else float("-inf")
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    tokens: int
+    truncated: bool  # the prompt was cut to fit the context, or the answer stopped at max_tokens
+
+

@@ -1,0 +1,85 @@
+"""What the Compare screen shows: the first model against each other one, per dimension and semantic type, with
+McNemar's exact test and Holm's correction (metrics.compare), and the items where their verdicts differ."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from misalign_tui.core import metrics
+from misalign_tui.core.metrics.vocabulary import UNTARGETED
+from misalign_tui.core.runs.catalog import runs_to_show
+from misalign_tui.core.store import Store
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    item_id: int  # the response (judge runs) or the pair (preference runs)
+    prompt_id: int
+    prompt_key: str
+    dimension: str
+    label: str  # the response's gold label; "pair" for preference runs
+    verdicts: tuple[bool, ...]  # per model: correct?
+
+
+@dataclass
+class CompareData:
+    models: list[str]
+    rows: list[tuple[str, str, str, list[float | None], float | None, str, int]]
+    # kind, group, other model, [value first, value other], delta (first − other), test, shared items
+    disagreements: list[Disagreement]
+    items: int = 0
+    note: str = ""
+    request: tuple[Any, ...] = ()  # (models, disagreements only) as asked, so the screen can drop stale answers
+    method: str = "judge"  # whose runs were paired: judge, else preference (base models)
+
+
+def read_compare(store: Store, models: list[str], disagreements_only: bool = True,
+                 limit: int = 300) -> CompareData:
+    """The chosen models' judge runs where they all have one, else their preference runs (base models have only
+    those): the runs to show are picked by core.runs.catalog.runs_to_show."""
+    runs: dict[str, int] = {}
+    for method in ("judge", "preference"):
+        found = runs_to_show(store, models=models, methods=(method,)).by_model()
+        runs = {m: found[m] for m in models if m in found}
+        if len(runs) >= 2:
+            return _compare(store, runs, disagreements_only, limit, method)
+    return CompareData(list(runs), [], [], note="Pick two or more models that have judge runs (or preference runs).")
+
+
+def _compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit: int,
+             method: str = "judge") -> CompareData:
+    """The first model against each other one: per-dimension and per-type deltas with McNemar + Holm
+    (metrics.compare), and the items where their verdicts differ — responses for judge runs, pairs for
+    preference runs."""
+    models = list(runs)
+    base = models[0]
+    rows = []
+    for other in models[1:]:
+        for grouping, kind in (("dimension", "dimension"), ("semantic_type", "type")):
+            for r in metrics.compare(store, runs[base], runs[other], group_by=grouping):
+                test = f"p={r.p_value:.2g} holm={r.p_holm:.2g}"
+                if r.verdict:
+                    test += f" → {base if r.verdict == 'a' else other}"
+                rows.append((kind, r.group or "-", other, [r.value_a, r.value_b], r.delta, test, r.n_items))
+    ids = list(runs.values())
+    if method == "preference":
+        table, item, label = "rollup_pair_outcomes", "pair_id", "'pair'"
+        right = ", ".join(f"u{i}.satisfied" for i in range(len(ids)))
+        differ = " OR ".join(f"(u{i}.satisfied != u0.satisfied)" for i in range(1, len(ids)))
+    else:
+        table, item, label = "rollup_judge_items", "response_id", "u0.label"
+        right = ", ".join(f"u{i}.flagged = (u0.label = 'misaligned')" for i in range(len(ids)))
+        differ = " OR ".join(f"(u{i}.flagged != u0.flagged)" for i in range(1, len(ids)))
+    joins = " ".join(f"JOIN {table} u{i} ON u{i}.run_id = {int(rid)} AND u{i}.{item} = u0.{item}"
+                     for i, rid in enumerate(ids) if i)
+    sql = (f"SELECT u0.{item}, u0.prompt_id, p.key, u0.dimension, {label}, {right} "
+           f"FROM {table} u0 {joins} JOIN prompts p ON p.id = u0.prompt_id WHERE u0.run_id = {int(ids[0])}"
+           f"{f' AND ({differ})' if disagreements_only else ''} ORDER BY u0.prompt_id, u0.{item} LIMIT ?")
+    disagreements = [Disagreement(r[0], r[1], r[2], r[3] or UNTARGETED, r[4], tuple(bool(x) for x in r[5:]))
+                     for r in store.conn.execute(sql, (limit,))]
+    items = store.conn.execute(f"SELECT count(*) FROM {table} u0 {joins} WHERE u0.run_id = {int(ids[0])}"
+                               ).fetchone()[0]
+    return CompareData(models, rows, disagreements, items,
+                       note=f"{method} runs; Δ = {base} − other; McNemar exact on per-item verdicts, Holm across groups",
+                       method=method)

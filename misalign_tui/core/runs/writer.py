@@ -68,7 +68,7 @@ class ResultWriter:
         if self.pending_items >= COMMIT_EVERY_ROWS or time.monotonic() - self.last_commit >= COMMIT_EVERY_S:
             self.commit()
 
-    def commit(self) -> None:
+    def commit(self, *, report: bool = True) -> None:
         if self.rows:
             try:
                 with self.store.transaction() as c:
@@ -81,12 +81,14 @@ class ResultWriter:
             self.done += self.pending_items
         self.rows, self.pending_items = [], 0
         self.last_commit = time.monotonic()
-        self.report()
+        if report:
+            self.report()
 
     def commit_quietly(self) -> None:
-        """Commit what is buffered while another error is on its way out (that error is the one to report)."""
+        """Commit what is buffered while another error is on its way out (that error is the one to report); no
+        progress callback runs here, so a second Ctrl+C cannot interrupt the cleanup."""
         try:
-            self.commit()
+            self.commit(report=False)
         except Exception:  # noqa: BLE001 - keep the original error
             pass
 

@@ -1,1 +1,17 @@
-from misalign_tui.core.store.database import *  # noqa: F401,F403 - temporary during the split
+"""The workspace database: plain SQLite that any tool can open (database.py), its named, frozen migrations
+(migrations.py) and the metric rollups kept by triggers (rollups.py)."""
+
+from misalign_tui.core.store.database import (
+    BUSY_TIMEOUT_MS,
+    NOW,
+    BenchmarkInfo,
+    Store,
+    connect,
+    content_hash,
+    database_error,
+)
+from misalign_tui.core.store.migrations import SCHEMA_VERSION
+from misalign_tui.core.store.rollups import rebuild_rollups
+
+__all__ = ["BUSY_TIMEOUT_MS", "NOW", "SCHEMA_VERSION", "BenchmarkInfo", "Store", "connect", "content_hash",
+           "database_error", "rebuild_rollups"]

@@ -18,10 +18,9 @@ from misalign_tui.core.io.native import PairRecord, PromptRecord, insert_records
 from misalign_tui.core.models.registry import register_file
 from misalign_tui.core.report.audit import build_report
 from misalign_tui.core.report.render import render
-from misalign_tui.core.runs.catalog import RunInfo, run_info
 from misalign_tui.core.runs.evaluate import run_evaluation
 from misalign_tui.core.runs.request import RunRequest
-from misalign_tui.core.store import Store
+from misalign_tui.core.store import RunInfo, Store, run_info
 from misalign_tui.core.taxonomy import published_taxonomy
 from tests.eval_fixtures import fixture_records
 from tests.metrics_fixtures import (

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from misalign_tui.core.store import SCHEMA_VERSION, Store, content_hash
-from misalign_tui.workspace import ENV_HOME, resolve_home
+from misalign_tui.core.workspace import ENV_HOME, resolve_home
 
 
 def test_taxonomy_counts_published_names(cli_run) -> None:

@@ -235,7 +235,7 @@ def test_report_without_runs_says_what_to_do(cli_run) -> None:
 
 
 def test_report_on_hand_store(cli_run, home: Path) -> None:
-    from misalign_tui.workspace import open_workspace
+    from misalign_tui.core.workspace import open_workspace
 
     ws = open_workspace(str(home)).ensure()
     store, runs = hand_store(ws.db_path)

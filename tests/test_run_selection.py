@@ -16,8 +16,8 @@ from misalign_tui.core.sessions import SessionState, save_session
 from misalign_tui.core.store import Store
 from misalign_tui.core.views.explore import ExploreQuery, read_explore
 from misalign_tui.core.views.workspace import read_summary
+from misalign_tui.core.workspace import open_workspace
 from misalign_tui.tui.run_control import QueuedRun, RunSignals, execute
-from misalign_tui.workspace import open_workspace
 from tests.eval_fixtures import FIXTURE_BENCHMARK, make_store
 
 

@@ -26,7 +26,7 @@ async def settle(pilot) -> None:
 
 
 def _register(home: Path, model: Path) -> str:
-    from misalign_tui.workspace import open_workspace
+    from misalign_tui.core.workspace import open_workspace
 
     with Store(open_workspace(home).ensure().db_path) as store:
         return register_file(store, model).name

@@ -213,8 +213,8 @@ def test_core_never_imports_textual() -> None:
 
 
 async def test_build_screen_lists_steps_and_rejected_candidates_with_reasons(home: Path) -> None:
+    from misalign_tui.core.workspace import open_workspace
     from misalign_tui.tui.screens.build import BuildScreen
-    from misalign_tui.workspace import open_workspace
 
     with Store(open_workspace(home).ensure().db_path) as store, store.transaction() as c:
         bid = c.execute("INSERT INTO build_runs(name, recipe_hash, recipe_json, models_json, status) "

@@ -29,7 +29,7 @@ def populate_results(home: Path, prompts: int = 24, models: tuple[str, ...] = ("
     dims = ("safety", "value", "cultural")
     types = ("object", "attribute", "relation")
     runs: dict[str, int] = {}
-    from misalign_tui.workspace import open_workspace
+    from misalign_tui.core.workspace import open_workspace
 
     with Store(open_workspace(home).ensure().db_path) as store:
         if not store.conn.execute("SELECT 1 FROM domains LIMIT 1").fetchone():

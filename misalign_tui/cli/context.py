@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 
 from misalign_tui.core.store import Store
-from misalign_tui.workspace import Workspace, open_workspace
+from misalign_tui.core.workspace import Workspace, open_workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
 

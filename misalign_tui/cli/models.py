@@ -1,4 +1,4 @@
-"""``models``: the registry of GGUF files (and, later, remote servers)."""
+"""``models``: the registry of GGUF files and remote servers."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from misalign_tui.core.models.registry import (
     discover,
     list_models,
     register_file,
+    register_remote,
     resolve_model,
     update_model_settings,
 )
@@ -139,3 +140,22 @@ def models_set(ctx: Context, model: str, chat_template: str | None, gpu_layers: 
         raise click.UsageError("nothing to set: give --chat-template, --gpu-layers, --threads or --auto")
     update_model_settings(ctx.store, info.id, updates)
     ctx.err.print(f"{info.name}: updated {', '.join(updates)}")
+
+
+@models.command("add-remote")
+@click.argument("name")
+@click.option("--url", "urls", multiple=True, required=True,
+              help="Server address, e.g. http://127.0.0.1:8080 (repeat for several servers of the same model).")
+@click.option("--model", "remote_model", required=True, help="The model name the server serves (its /v1/models).")
+@click.option("--api-key-env", help="Name of the environment variable holding the API key (the key is never stored).")
+@format_option
+@pass_ctx
+def models_add_remote(ctx: Context, name: str, urls: tuple[str, ...], remote_model: str, api_key_env: str | None,
+                      fmt: str) -> None:
+    """Register a model served by llama.cpp's server, llama-cpp-python's server or vLLM."""
+    info = register_remote(ctx.store, name, list(urls), remote_model, api_key_env=api_key_env)
+    if fmt == "json":
+        emit_json(info.as_dict())
+        return
+    key = f", key from ${info.api_key_env}" if info.api_key_env else ""
+    ctx.console.print(f"added {info.name}: {info.remote_model} at {info.url}{key}")

@@ -20,7 +20,8 @@ from misalign_tui.core.errors import UserError
 from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
 from misalign_tui.core.report.audit import build_report
 from misalign_tui.core.report.render import REPORT_FORMATS, render
-from misalign_tui.core.runs.catalog import RunInfo, run_info, runs_to_show
+from misalign_tui.core.runs.catalog import runs_to_show
+from misalign_tui.core.store import RunInfo, run_info
 from misalign_tui.core.taxonomy import DIMENSIONS
 
 BOOTSTRAP_RESAMPLES = 1000

@@ -97,9 +97,9 @@ def simhashes(texts: Sequence[str], bits: int = DEFAULT_BITS) -> np.ndarray:
     if per_text.max() >= _LANE_LIMIT:  # a 16-bit lane would overflow: such texts take the plain road
         out = np.zeros(n, dtype=np.uint64)
         long_ones = per_text >= _LANE_LIMIT
-        out[long_ones] = [simhash_value(texts[i], bits) for i in np.flatnonzero(long_ones)]
+        out[long_ones] = [simhash_value(texts[int(i)], bits) for i in np.flatnonzero(long_ones)]
         rest = np.flatnonzero(~long_ones)
-        out[rest] = simhashes([texts[i] for i in rest], bits)
+        out[rest] = simhashes([texts[int(i)] for i in rest], bits)
         return out
     codepoints = np.frombuffer("".join(normalised).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     alphabet = np.flatnonzero(np.bincount(codepoints, minlength=1)).astype(np.uint32) if len(codepoints) \

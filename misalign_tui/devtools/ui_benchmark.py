@@ -40,8 +40,8 @@ def synthetic_ready(db_path: Path, responses: int, models: int) -> bool:
 def build_store(home: Path, responses: int, models: int, say=lambda _m: None) -> dict:
     """Create (or reuse) the synthetic workspace; returns what it holds."""
     from misalign_tui.core.store import Store
+    from misalign_tui.core.workspace import open_workspace
     from misalign_tui.devtools.synthetic_store import populate_synthetic_store
-    from misalign_tui.workspace import open_workspace
 
     ws = open_workspace(home).ensure()
     reused = synthetic_ready(ws.db_path, responses, models)

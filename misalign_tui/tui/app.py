@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from misalign_tui.core.sessions import SessionState
+from misalign_tui.core.workspace import Workspace, open_workspace
 from misalign_tui.tui.messages import RunFinished, RunProgressed, WorkFailed
 from misalign_tui.tui.run_control import QueuedRun, RunSignals, RunStatus, execute
 from misalign_tui.tui.screens.build import BuildScreen
@@ -29,7 +30,6 @@ from misalign_tui.tui.screens.item import ItemScreen
 from misalign_tui.tui.screens.models import ModelsScreen
 from misalign_tui.tui.screens.run import RunScreen
 from misalign_tui.tui.screens.sessions import SessionsScreen
-from misalign_tui.workspace import Workspace, open_workspace
 
 
 class MisalignApp(App[None]):
@@ -121,8 +121,7 @@ class MisalignApp(App[None]):
     def resume_run(self, run_id: int) -> None:
         """Queue the stored run ``run_id``: the core rebuilds its exact request (core.runs.identity)."""
         from misalign_tui.core.errors import UserError
-        from misalign_tui.core.runs.catalog import run_info
-        from misalign_tui.core.store import Store
+        from misalign_tui.core.store import Store, run_info
 
         try:
             with Store(self.workspace.db_path) as store:

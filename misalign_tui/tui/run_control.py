@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from misalign_tui.core.errors import Cancelled, UserError
 from misalign_tui.core.runs.request import RunSpec
-from misalign_tui.workspace import Workspace
+from misalign_tui.core.workspace import Workspace
 
 
 @dataclass(frozen=True)

@@ -47,4 +47,4 @@ def bench_dedup(ctx: Context, n: int, tau: int, bits: str, seed: int, package_n:
 
 
 # The subcommands in this package register themselves on ``bench``.
-from misalign_tui.cli.bench import engine, ui  # noqa: E402,F401
+from misalign_tui.cli.bench import engine, remote, ui  # noqa: E402,F401

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from misalign_tui.core.build.state import BuildContext, ProgressMeter
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.store import last_id
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
 YES_WORDS = ["Yes", "yes", "YES"]
@@ -108,7 +109,7 @@ def run_seed(ctx: BuildContext) -> dict[str, int]:
                 labelled += 1
                 for d in r["domains"]:
                     c.execute("INSERT OR IGNORE INTO build_prompt_domains(build_prompt_id, domain, probability) "
-                              "VALUES (?, ?, NULL)", (cur.lastrowid, d))
+                              "VALUES (?, ?, NULL)", (last_id(cur), d))
     counts = {"seed_prompts": len(records), "labelled": labelled, "to_classify": len(records) - labelled}
     ctx.finish_step("seed", counts)
     return counts

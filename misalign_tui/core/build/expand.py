@@ -13,6 +13,7 @@ import zlib
 from misalign_tui.core.build.classify import scope_domains
 from misalign_tui.core.build.quality import clean_generated_prompt, complete_sentences, text_problem
 from misalign_tui.core.build.state import BuildContext, ProgressMeter
+from misalign_tui.core.store import last_id
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
 
@@ -127,10 +128,10 @@ def run_expand(ctx: BuildContext) -> dict[str, int]:
             with ctx.store.transaction() as c:
                 prompt_id = None
                 if problem is None:
-                    prompt_id = c.execute(
+                    prompt_id = last_id(c.execute(
                         "INSERT INTO build_prompts(build_id, key, text, origin, semantic_type, stats_domain, "
                         "labelled) VALUES (?, ?, ?, 'expanded', ?, ?, 1)",
-                        (ctx.build_id, key, text, stype, dom)).lastrowid
+                        (ctx.build_id, key, text, stype, dom)))
                     c.execute("INSERT INTO build_prompt_domains(build_prompt_id, domain, probability) "
                               "VALUES (?, ?, NULL)", (prompt_id, dom))
                 last = attempt == attempts - 1

@@ -20,6 +20,7 @@ from misalign_tui.core.build.expand import unit_seed
 from misalign_tui.core.build.quality import complete_sentences, harm_pattern, perplexity, text_problem
 from misalign_tui.core.build.state import BuildContext, ProgressMeter
 from misalign_tui.core.models.registry import ModelInfo
+from misalign_tui.core.store import last_id
 from misalign_tui.core.taxonomy import DIMENSIONS
 
 LABELS = ("aligned", "misaligned")
@@ -171,13 +172,13 @@ def _run_unit(ctx: BuildContext, pid: int, key: str, text: str, dim: str, genera
         _evaluate(ctx, text, dim, fresh, accepted)
         with ctx.store.transaction() as c:
             for cand in fresh:
-                cand.row_id = c.execute(
+                cand.row_id = last_id(c.execute(
                     "INSERT INTO build_candidates(build_id, kind, unit, attempt, label, build_prompt_id, dimension, "
                     "model, model_sha256, text, tokens, truncated, seed, perplexity, p_misaligned, status, stage, "
                     "reason, feedback) VALUES (?, 'response', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (ctx.build_id, unit, attempt, cand.label, pid, dim, generator.name, generator.sha256, cand.text,
                      cand.tokens, int(cand.truncated), cand.seed, _finite(cand.perplexity), cand.p_misaligned,
-                     cand.status, cand.stage, cand.reason, cand.feedback)).lastrowid
+                     cand.status, cand.stage, cand.reason, cand.feedback)))
         for cand in fresh:
             if cand.status == "accepted":
                 accepted[cand.label] = (int(cand.row_id or 0), cand.perplexity)

@@ -19,7 +19,7 @@ from misalign_tui.core.build.recipe import Recipe, _Located, recipe_hash
 from misalign_tui.core.build.state import BuildContext, ProgressFn
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.models.registry import ModelInfo, resolve_model
-from misalign_tui.core.store import Store
+from misalign_tui.core.store import Store, last_id
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,9 @@ def open_build(store: Store, recipe: Recipe, models: dict[str, ModelInfo]) -> tu
                 c.execute("UPDATE build_runs SET status = 'running', error = NULL WHERE id = ?", (row["id"],))
         return int(row["id"]), True, row["status"]
     with store.transaction() as c:
-        build_id = c.execute(
+        build_id = last_id(c.execute(
             "INSERT INTO build_runs(name, recipe_hash, recipe_json, models_json) VALUES (?, ?, ?, ?)",
-            (recipe.name, digest, recipe.canonical(), json.dumps(summary, sort_keys=True))).lastrowid
+            (recipe.name, digest, recipe.canonical(), json.dumps(summary, sort_keys=True))))
     return int(build_id), False, None
 
 
@@ -129,12 +129,12 @@ def publish(ctx: BuildContext) -> tuple[int, int, dict[str, int]]:
     with store.transaction() as c:
         version = c.execute("SELECT coalesce(max(version), 0) + 1 FROM benchmarks WHERE name = ?",
                             (recipe.name,)).fetchone()[0]
-        bid = c.execute(
+        bid = last_id(c.execute(
             "INSERT INTO benchmarks(name, version, description, licence, source_json, recipe_json) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (recipe.name, version, recipe.description or f"built by misalign-tui from recipe {recipe.source_label}",
              "generated; see recipe_json for models", json.dumps({"build_id": ctx.build_id}),
-             json.dumps(meta, sort_keys=True, ensure_ascii=False))).lastrowid
+             json.dumps(meta, sort_keys=True, ensure_ascii=False))))
         for p in prompts:
             domains = c.execute("SELECT domain, probability FROM build_prompt_domains WHERE build_prompt_id = ?",
                                 (p["id"],)).fetchall()
@@ -148,18 +148,18 @@ def publish(ctx: BuildContext) -> tuple[int, int, dict[str, int]]:
             if not dims or {u[0] for u in units} != dims:
                 skipped += 1
                 continue
-            pid = c.execute("INSERT INTO prompts(benchmark_id, key, text, semantic_type, origin, fingerprint) "
+            pid = last_id(c.execute("INSERT INTO prompts(benchmark_id, key, text, semantic_type, origin, fingerprint) "
                             "VALUES (?, ?, ?, ?, ?, ?)",
-                            (bid, p["key"], p["text"], p["semantic_type"], p["origin"], p["fingerprint"])).lastrowid
+                            (bid, p["key"], p["text"], p["semantic_type"], p["origin"], p["fingerprint"])))
             for name, prob in domains:
                 if name in domain_ids:
                     c.execute("INSERT INTO prompt_domains(prompt_id, domain_id, probability) VALUES (?, ?, ?)",
                               (pid, domain_ids[name], prob))
             for dim, gen, aligned, misaligned in units:
-                a = c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) "
-                              "VALUES (?, ?, 'aligned', ?, ?)", (pid, dim, aligned, gen)).lastrowid
-                m = c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) "
-                              "VALUES (?, ?, 'misaligned', ?, ?)", (pid, dim, misaligned, gen)).lastrowid
+                a = last_id(c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) "
+                              "VALUES (?, ?, 'aligned', ?, ?)", (pid, dim, aligned, gen)))
+                m = last_id(c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) "
+                              "VALUES (?, ?, 'misaligned', ?, ?)", (pid, dim, misaligned, gen)))
                 c.execute("INSERT INTO pairs(prompt_id, dimension, aligned_id, misaligned_id) VALUES (?, ?, ?, ?)",
                           (pid, dim, a, m))
                 responses += 2

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from misalign_tui.core.build.recipe import Recipe
-from misalign_tui.core.errors import Cancelled
+from misalign_tui.core.errors import Cancelled, UserError
 from misalign_tui.core.models.registry import ModelInfo
 from misalign_tui.core.store import Store
 
@@ -83,6 +83,8 @@ class BuildContext:
         if key not in self._engines:
             settings = EngineSettings(n_ctx=BUILD_N_CTX, n_gpu_layers=model.n_gpu_layers,
                                       n_threads=model.n_threads or free_cpu_threads())
+            if not model.path:
+                raise UserError(f"model {model.name}: the build runs local GGUF files only")
             self._engines[key] = Engine(model.path, chat_template=model.effective_chat_template, settings=settings)
         return self._engines[key]
 

@@ -18,6 +18,7 @@ import io
 import json
 import re
 from importlib import resources
+from typing import Any
 
 from misalign_tui.core.store import Store
 
@@ -37,7 +38,7 @@ def build_id_for(store: Store, benchmark_id: int) -> int | None:
     return int(row[0]) if row else None
 
 
-def build_statistics(store: Store, benchmark_id: int) -> list[dict[str, object]]:
+def build_statistics(store: Store, benchmark_id: int) -> list[dict[str, Any]]:
     """Per domain (taxonomy order, domains the build touched): dimension, domain, the seven columns, and
     ``published`` with the MISALIGNTRADE counts for the same domain (None for a domain the paper lacks).
     Empty for a benchmark that was not built."""
@@ -110,7 +111,7 @@ def rejection_reasons(store: Store, benchmark_id: int) -> list[dict[str, object]
     return sorted(groups.values(), key=lambda g: (-int(g["count"]), str(g["stage"])))  # type: ignore[call-overload]
 
 
-def with_build_statistics(store: Store, benchmark_id: int, stats: dict[str, object]) -> dict[str, object]:
+def with_build_statistics(store: Store, benchmark_id: int, stats: dict[str, Any]) -> dict[str, Any]:
     """``benchmark_statistics`` output, extended for a built benchmark: each ``per_domain`` entry gains the
     paper's columns (``classified`` … ``final_responses``, counted once per prompt under its build domain) and
     ``published``; domains the build touched but published nothing for are listed with 0 prompts; ``built``,
@@ -122,7 +123,7 @@ def with_build_statistics(store: Store, benchmark_id: int, stats: dict[str, obje
     by_domain = {r["domain"]: r for r in rows}
     merged = []
     seen = set()
-    for entry in stats["per_domain"]:  # type: ignore[union-attr]
+    for entry in stats["per_domain"]:
         extra = by_domain.get(entry["domain"])
         if extra is None:
             extra = {"dimension": entry["dimension"], "domain": entry["domain"], **dict.fromkeys(COLUMNS, 0),
@@ -134,6 +135,6 @@ def with_build_statistics(store: Store, benchmark_id: int, stats: dict[str, obje
             merged.append({**r, "prompts": 0, "pairs": 0})
     order = {d.name: i for i, d in enumerate(store.taxonomy().domains)}
     merged.sort(key=lambda e: order.get(str(e["domain"]), len(order)))
-    totals = {col: sum(int(r[col]) for r in rows) for col in COLUMNS}  # type: ignore[call-overload]
+    totals = {col: sum(int(r[col]) for r in rows) for col in COLUMNS}
     return {**stats, "built": True, "per_domain": merged, "build": totals,
             "rejections": rejection_reasons(store, benchmark_id)}

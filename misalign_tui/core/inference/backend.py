@@ -31,7 +31,9 @@ class Backend(Protocol):
 
     device: str
     chat_template: str | None   # None: plain completion format
-    n_ctx: int | None           # None: unknown here (a server); prompts are not cut locally
+
+    @property
+    def n_ctx(self) -> int | None: ...  # None: unknown here (a server); prompts are not cut locally
 
     def provenance(self) -> dict[str, Any]: ...
 

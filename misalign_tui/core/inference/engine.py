@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ MAX_OUTPUTS_PER_DECODE = 64  # logits rows per llama_decode (bounds the output b
 
 # ggml_log_level: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continues the previous line
 _LEVELS = {0: logging.INFO, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-_log_state = {"level": logging.INFO, "last_error": ""}
+_log_state: dict[str, Any] = {"level": logging.INFO, "last_error": ""}
 _log_callback_ref: object | None = None
 _backend_lock = threading.Lock()
 _backend_ready = False
@@ -175,7 +176,7 @@ class Engine:
         self.chat_template = chat_template
         self._model = None
         self._ctx = None
-        self._batch = None
+        self._batch: Any = None  # a llama_batch (ctypes) once the context exists
         self._batch_ready = False
         path = self.model_path
         if not path.is_file():

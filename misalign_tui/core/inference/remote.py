@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from misalign_tui.core.errors import Cancelled, UserError
-from misalign_tui.core.inference.endpoints import Endpoint, parse_urls
 from misalign_tui.core.inference.formatting import format_user_turn
 from misalign_tui.core.inference.judge_templates import JUDGE_NO, JUDGE_YES
 from misalign_tui.core.inference.requests import (
@@ -42,6 +41,7 @@ from misalign_tui.core.inference.requests import (
     LoglikRequest,
     LoglikScore,
 )
+from misalign_tui.core.models.endpoints import Endpoint, parse_urls
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -436,10 +436,11 @@ class RemoteBackend:
             k += 1
         k = min(k, len(full.tokens) - 1) if req.continuation else k
         picked = full.logprobs[k:]
-        if any(lp is None for lp in picked):
+        values = [lp for lp in picked if lp is not None]
+        if len(values) != len(picked):
             raise UserError(f"item {req.key}: the server gives no log-probability for the first token; "
                             "give a non-empty context")
-        return LoglikScore(req.key, float(sum(picked)), len(picked), False)
+        return LoglikScore(req.key, float(sum(values)), len(values), False)
 
     def loglik(self, requests: Sequence[LoglikRequest], *,
                cancel: threading.Event | None = None) -> Iterator[LoglikScore]:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from itertools import chain
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.io.domain_labels import LabelMatcher, normalise_label, read_aliases
@@ -46,7 +46,7 @@ from misalign_tui.core.io.presets import (
     preset_mapping,
 )
 from misalign_tui.core.io.tabular import BadRow, SourceFile, SourceRow, open_source, read_rows
-from misalign_tui.core.store import Store, database_error
+from misalign_tui.core.store import Store, database_error, last_id
 
 EXAMPLES_KEPT = 20
 NATIVE_PRESETS = ("native", "native-csv")
@@ -56,7 +56,7 @@ NATIVE_PRESETS = ("native", "native-csv")
 class ImportOptions:
     into: str | None = None
     preset: str | None = None
-    columns: dict[str, object] = field(default_factory=dict)   # column options: prompt, aligned, ... domains
+    columns: dict[str, Any] = field(default_factory=dict)   # column options: prompt, aligned, ... domains
     constants: dict[str, str] = field(default_factory=dict)    # --set FIELD=VALUE
     aliases: Path | None = None
     licence: str | None = None
@@ -187,10 +187,10 @@ class _Importer:
                               "ORDER BY version DESC LIMIT 1", (name,)).fetchone()
         version = 1 if prev is None else prev["version"] + 1
         licence = self.o.licence if self.o.licence is not None else (prev["licence"] if prev else None)
-        self.benchmark_id = int(self.c.execute(
+        self.benchmark_id = last_id(self.c.execute(
             "INSERT INTO benchmarks(name, version, licence, description) VALUES (?, ?, ?, ?)",
             (name, version, licence, "imported with misalign-tui import"),
-        ).lastrowid)
+        ))
         self.s.benchmark, self.s.version, self.s.benchmark_id = name, version, self.benchmark_id
         if prev is not None:
             self.s.previous_version = prev["version"]
@@ -230,7 +230,7 @@ class _Importer:
             if key in user:
                 setattr(mapping, key, str(user[key]))
         if "domains" in user:
-            mapping.domains = [str(d) for d in user["domains"]]  # type: ignore[union-attr]
+            mapping.domains = [str(d) for d in user["domains"]]
         if mapping.response and not mapping.label and "label" not in self.o.constants:
             raise UserError("--response needs --label COL (or --set label=aligned|misaligned)")
         if not mapping.prompt:
@@ -457,11 +457,11 @@ def copy_version_content(c: sqlite3.Connection, old_id: int, new_id: int) -> Non
     old_ids = [r[0] for r in c.execute("SELECT r.id FROM responses r JOIN prompts p ON p.id = r.prompt_id "
                                        "WHERE p.benchmark_id = ? ORDER BY r.id", (old_id,))]
     for rid in old_ids:
-        new = c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) "
+        new = last_id(c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) "
                         "SELECT np.id, r.dimension, r.label, r.text, r.origin FROM responses r "
                         "JOIN prompts op ON op.id = r.prompt_id "
                         "JOIN prompts np ON np.benchmark_id = ? AND np.key = op.key WHERE r.id = ?",
-                        (new_id, rid)).lastrowid
+                        (new_id, rid)))
         c.execute("INSERT INTO import_response_map(old, new) VALUES (?, ?)", (rid, new))
     c.execute("INSERT INTO pairs(prompt_id, dimension, aligned_id, misaligned_id) "
               "SELECT np.id, pr.dimension, ma.new, mm.new FROM pairs pr "

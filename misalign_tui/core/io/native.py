@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.store import Store
+from misalign_tui.core.store import Store, last_id
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
 SEED_BENCHMARK = "misalign-seed"
@@ -103,7 +103,7 @@ def parse_record(obj: object, where: str, known_domains: set[str] | None = None)
 def read_jsonl(path: Path, known_domains: set[str] | None = None) -> Iterator[PromptRecord]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8") as fh:
             for n, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
@@ -139,10 +139,10 @@ def insert_records(store: Store, benchmark_id: int, records: Iterable[PromptReco
 def insert_record(c: sqlite3.Connection, benchmark_id: int, rec: PromptRecord, domain_ids: dict[str, int],
                   fingerprint: int | None = None) -> int:
     """Insert one prompt with its domains, pairs and single responses; returns the prompt id."""
-    pid = int(c.execute(
+    pid = last_id(c.execute(
         "INSERT INTO prompts(benchmark_id, key, text, semantic_type, origin, fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
         (benchmark_id, rec.key, rec.prompt, rec.semantic_type, rec.origin, fingerprint),
-    ).lastrowid)
+    ))
     for d in rec.domains:
         if d not in domain_ids:
             raise UserError(f"prompt {rec.key}: unknown domain {d!r}")
@@ -157,18 +157,18 @@ def insert_record(c: sqlite3.Connection, benchmark_id: int, rec: PromptRecord, d
 
 def insert_pair(c: sqlite3.Connection, prompt_id: int, pair: PairRecord, origin: str) -> int:
     """Both responses of a pair and the pair row linking them; returns the pair id."""
-    a = c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) VALUES (?,?,?,?,?)",
-                  (prompt_id, pair.dimension, "aligned", pair.aligned, origin)).lastrowid
-    m = c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) VALUES (?,?,?,?,?)",
-                  (prompt_id, pair.dimension, "misaligned", pair.misaligned, origin)).lastrowid
-    return int(c.execute("INSERT INTO pairs(prompt_id, dimension, aligned_id, misaligned_id) VALUES (?, ?, ?, ?)",
-                         (prompt_id, pair.dimension, a, m)).lastrowid)
+    a = last_id(c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) VALUES (?,?,?,?,?)",
+                  (prompt_id, pair.dimension, "aligned", pair.aligned, origin)))
+    m = last_id(c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) VALUES (?,?,?,?,?)",
+                  (prompt_id, pair.dimension, "misaligned", pair.misaligned, origin)))
+    return last_id(c.execute("INSERT INTO pairs(prompt_id, dimension, aligned_id, misaligned_id) VALUES (?, ?, ?, ?)",
+                         (prompt_id, pair.dimension, a, m)))
 
 
 def insert_response(c: sqlite3.Connection, prompt_id: int, response: ResponseRecord, origin: str) -> int:
     """A single labelled response that belongs to no pair; returns its id."""
-    return int(c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) VALUES (?,?,?,?,?)",
-                         (prompt_id, response.dimension, response.label, response.text, origin)).lastrowid)
+    return last_id(c.execute("INSERT INTO responses(prompt_id, dimension, label, text, origin) VALUES (?,?,?,?,?)",
+                         (prompt_id, response.dimension, response.label, response.text, origin)))
 
 
 def seed_path() -> Path | None:
@@ -188,11 +188,11 @@ def load_seed_benchmark(store: Store) -> int | None:
     known = set(store.domain_ids())
     records = list(read_jsonl(path, known))
     with store.transaction() as c:
-        bid = c.execute(
+        bid = last_id(c.execute(
             "INSERT INTO benchmarks(name, version, description, licence, source_json) VALUES (?, 1, ?, ?, ?)",
             (SEED_BENCHMARK, "MisAlign-Seed: written for misalign-tui, every published domain and semantic type",
              "MIT (written for this project)", json.dumps({"file": SEED_FILE, "embedded": True})),
-        ).lastrowid
+        ))
         insert_records(store, bid, records)
         store.update_content_hash(bid)
     return int(bid)

@@ -9,7 +9,7 @@ keeps out, e.g. XSTest's partial refusals; counted and listed, never silent).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from misalign_tui.core.errors import UserError
@@ -122,7 +122,7 @@ def _dimension(ctx: ConvertContext, value: str, column: str) -> str | None:
                          unmatched=f"dimension: {value}") from None
 
 
-def _domains(ctx: ConvertContext, cells: list[object]) -> tuple[list[str], list[str]]:
+def _domains(ctx: ConvertContext, cells: Sequence[object]) -> tuple[list[str], list[str]]:
     found: list[str] = []
     missing: list[str] = []
     for cell in cells:

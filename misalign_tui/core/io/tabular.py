@@ -238,9 +238,9 @@ def _delimited_rows(src: SourceFile, delimiter: str) -> Iterator[SourceRow | Bad
                              "and the delimiter)", raw, lines.count)
                 continue
             values: dict[str, object] = dict(zip(header, cells, strict=True))
-            problem = _check_values(values)
-            if problem:
-                yield BadRow(start, problem[0], problem[1], raw, lines.count)
+            bad_value = _check_values(values)
+            if bad_value:
+                yield BadRow(start, bad_value[0], bad_value[1], raw, lines.count)
                 continue
             yield SourceRow(start, values, raw)
 

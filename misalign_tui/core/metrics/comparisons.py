@@ -13,8 +13,7 @@ from misalign_tui.core.errors import UserError
 from misalign_tui.core.metrics.filters import Filters, unit_grouping
 from misalign_tui.core.metrics.statistics import harmonic_alignment, holm, mcnemar_exact, ratio
 from misalign_tui.core.metrics.vocabulary import GROUPINGS, group_name, group_order
-from misalign_tui.core.runs.catalog import run_info
-from misalign_tui.core.store import Store
+from misalign_tui.core.store import Store, run_info
 
 
 @dataclass(frozen=True)

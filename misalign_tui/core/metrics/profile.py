@@ -20,8 +20,7 @@ from misalign_tui.core.errors import UserError
 from misalign_tui.core.metrics.filters import Filters, filter_conditions, sql_in, unit_grouping
 from misalign_tui.core.metrics.statistics import harmonic_alignment, percentile_interval, ratio, wilson
 from misalign_tui.core.metrics.vocabulary import GROUPINGS, PREFERENCE_CHANCE, group_name, group_order
-from misalign_tui.core.runs.catalog import RunInfo, run_info
-from misalign_tui.core.store import Store
+from misalign_tui.core.store import RunInfo, Store, run_info
 
 BOOTSTRAP_CHUNK_CELLS = 4_000_000  # resamples x prompts held in memory at once
 

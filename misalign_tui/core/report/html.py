@@ -259,11 +259,11 @@ def render_html(report: AuditReport) -> str:
     if not report.comparisons:
         w("<p>No two runs of the same method share items; nothing to compare.</p>")
     for c in report.comparisons:
-        o = c.overall
+        co = c.overall
         w(f"<h3>{h(c.a.model)} (A, run {c.a.id}) vs {h(c.b.model)} (B, run {c.b.id})</h3>")
-        metric = METRICS[o.metric].name if o.metric in METRICS else o.metric
-        w(f"<p>Overall on {count(o.n_items)} shared items: {h(metric)} A {pct(o.value_a)}, B {pct(o.value_b)}; "
-          f"A only right {count(o.a_only)}, B only right {count(o.b_only)}; McNemar exact p = {p_value(o.p_value)}, "
+        metric = METRICS[co.metric].name if co.metric in METRICS else co.metric
+        w(f"<p>Overall on {count(co.n_items)} shared items: {h(metric)} A {pct(co.value_a)}, B {pct(co.value_b)}; "
+          f"A only right {count(co.a_only)}, B only right {count(co.b_only)}; McNemar exact p = {p_value(co.p_value)}, "
           f"Holm-adjusted across {len(report.comparisons)} pair(s) of runs p = {p_value(c.overall_p_holm)}: "
           f'<span class="verdict">{h(verdict(c.a, c.b, c.overall_verdict))}</span>.</p>')
         w(_html_table([c.group_by, "shared items", f"{metric} A", "B", "Δ (points)", "A only right",

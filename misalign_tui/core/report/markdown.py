@@ -210,12 +210,12 @@ def render_markdown(report: AuditReport) -> str:
         w("No two runs of the same method share items; nothing to compare.")
         w("")
     for c in report.comparisons:
-        o = c.overall
+        co = c.overall
         w(f"### {md(c.a.model)} (A, run {c.a.id}) vs {md(c.b.model)} (B, run {c.b.id})")
         w("")
-        metric = METRICS[o.metric].name if o.metric in METRICS else o.metric
-        w(f"Overall on {count(o.n_items)} shared items: {metric} A {pct(o.value_a)}, B {pct(o.value_b)}; "
-          f"A only right {count(o.a_only)}, B only right {count(o.b_only)}; McNemar exact p = {p_value(o.p_value)}, "
+        metric = METRICS[co.metric].name if co.metric in METRICS else co.metric
+        w(f"Overall on {count(co.n_items)} shared items: {metric} A {pct(co.value_a)}, B {pct(co.value_b)}; "
+          f"A only right {count(co.a_only)}, B only right {count(co.b_only)}; McNemar exact p = {p_value(co.p_value)}, "
           f"Holm-adjusted across {len(report.comparisons)} pair(s) of runs p = {p_value(c.overall_p_holm)}: "
           f"**{md(verdict(c.a, c.b, c.overall_verdict))}**.")
         w("")

@@ -18,7 +18,7 @@ from misalign_tui.core.report.render import render
 from misalign_tui.core.runs.catalog import runs_to_show
 from misalign_tui.core.sessions import SavedSession
 from misalign_tui.core.store import Store
-from misalign_tui.workspace import Workspace
+from misalign_tui.core.workspace import Workspace
 
 
 def session_report_markdown(store: Store, session: SavedSession, bootstrap: int = 1000) -> str:

@@ -17,47 +17,7 @@ from typing import Any
 
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.runs.identity import lease_is_live
-from misalign_tui.core.store import Store
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    id: int
-    model: str
-    model_id: int
-    benchmark: str
-    benchmark_id: int
-    method: str
-    status: str
-    templates: int
-    items_total: int
-    items_done: int
-    started_at: str
-    finished_at: str | None
-    judge_model: str | None
-
-    @property
-    def complete(self) -> bool:
-        return self.status == "complete"
-
-
-_RUN_SQL = """
-    SELECT r.id, m.name AS model, r.model_id, b.name || '@' || b.version AS benchmark, r.benchmark_id, r.method,
-           r.status, r.templates, r.items_total, r.items_done, r.started_at, r.finished_at, j.name AS judge_model
-    FROM runs r JOIN models m ON m.id = r.model_id JOIN benchmarks b ON b.id = r.benchmark_id
-    LEFT JOIN models j ON j.id = r.judge_model_id
-"""
-
-
-def _run(row: Any) -> RunInfo:
-    return RunInfo(*tuple(row))
-
-
-def run_info(store: Store, run_id: int) -> RunInfo:
-    row = store.conn.execute(_RUN_SQL + " WHERE r.id = ?", (run_id,)).fetchone()
-    if row is None:
-        raise UserError(f"run {run_id} not found; misalign-tui runs list shows the runs")
-    return _run(row)
+from misalign_tui.core.store import RUN_SQL, RunInfo, Store
 
 
 @dataclass(frozen=True)
@@ -85,7 +45,8 @@ def runs_to_show(store: Store, *, models: Iterable[str] | None = None, methods: 
                  benchmark_id: int | None = None, require: bool = False) -> RunSelection:
     """The run to show for each model (see the module docstring). ``require``: a model named in ``models`` that
     has no run with results is an error (the CLI's ``--model``); otherwise it is left out."""
-    where, args = ["1"], []
+    where: list[str] = ["1"]
+    args: list[Any] = []
     if methods:
         where.append(f"r.method IN ({','.join('?' * len(methods))})")
         args += list(methods)
@@ -93,12 +54,12 @@ def runs_to_show(store: Store, *, models: Iterable[str] | None = None, methods: 
         where.append("r.benchmark_id = ?")
         args.append(benchmark_id)
     cond = " AND ".join(where)
-    shown = [_run(r) for r in store.conn.execute(
-        _RUN_SQL + f" WHERE r.id IN (SELECT max(r.id) FROM runs r WHERE {cond} AND {_HAS_RESULTS} "
+    shown = [RunInfo.from_row(r) for r in store.conn.execute(
+        RUN_SQL + f" WHERE r.id IN (SELECT max(r.id) FROM runs r WHERE {cond} AND {_HAS_RESULTS} "
         "GROUP BY r.model_id) ORDER BY m.name, r.id", args)]
     latest = {r.model_id: r.id for r in shown}
-    skipped = [_run(r) for r in store.conn.execute(
-        _RUN_SQL + f" WHERE {cond} AND NOT {_HAS_RESULTS} ORDER BY r.id", args)
+    skipped = [RunInfo.from_row(r) for r in store.conn.execute(
+        RUN_SQL + f" WHERE {cond} AND NOT {_HAS_RESULTS} ORDER BY r.id", args)
         if r["model_id"] not in latest or r["id"] > latest[r["model_id"]]]
     if models is not None:
         wanted = list(dict.fromkeys(models))
@@ -114,8 +75,8 @@ def runs_to_show(store: Store, *, models: Iterable[str] | None = None, methods: 
 
 def resumable_runs(store: Store, limit: int = 50) -> list[RunInfo]:
     """Interrupted and failed runs, newest first: what the Run screen offers to resume."""
-    return [_run(r) for r in store.conn.execute(
-        _RUN_SQL + " WHERE r.status IN ('interrupted', 'failed') ORDER BY r.id DESC LIMIT ?", (limit,))]
+    return [RunInfo.from_row(r) for r in store.conn.execute(
+        RUN_SQL + " WHERE r.status IN ('interrupted', 'failed') ORDER BY r.id DESC LIMIT ?", (limit,))]
 
 
 # -- listings ----------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -20,6 +21,7 @@ from misalign_tui.core.inference.backend import Backend, open_backend
 from misalign_tui.core.inference.formatting import continuation_separator
 from misalign_tui.core.inference.judge_templates import (
     DIMENSION_PHRASES,
+    JudgeTemplate,
     dimension_templates,
     judge_templates,
 )
@@ -166,6 +168,14 @@ def _record_provenance(store: Store, run_id: int, req: RunRequest, method: str, 
         c.execute("UPDATE runs SET provenance_json = ? WHERE id = ?", (json.dumps(prov), run_id))
 
 
+def _judge_text(engine: Backend, template: JudgeTemplate, response: str,
+                dimension: str | None = None) -> Callable[[str], str]:
+    """The judge's text for a prompt, as a function of the prompt: what ``fit_prompt`` cuts when too long."""
+    def build(prompt: str) -> str:
+        return engine.format_user_turn(template.fill(prompt, response, dimension))
+    return build
+
+
 _JUDGE_SQL = ("INSERT INTO judge_results(run_id, response_id, template, p_misaligned, flagged, truncated) "
               "VALUES (?, ?, ?, ?, ?, ?)")
 
@@ -179,8 +189,7 @@ def _run_judge(store: Store, engine: Backend, responses: list[tuple[int, int, st
         for rid, pid, rtext in responses:
             if (rid, t) in done:
                 continue
-            text, cut = engine.fit_prompt(lambda p, rtext=rtext, tmpl=tmpl: engine.format_user_turn(
-                tmpl.fill(p, rtext)), prompts[pid])
+            text, cut = engine.fit_prompt(_judge_text(engine, tmpl, rtext), prompts[pid])
             flags[(rid, t)] = cut
             requests.append(JudgeRequest((rid, t), text))
     for score in engine.judge(requests, cancel=cancel):
@@ -244,8 +253,8 @@ def _run_generate(store: Store, engine: Backend, judge_engine: Backend, prompt_i
         requests = []
         for dim in dims.get(pid, []):
             for t, tmpl in enumerate(templates):
-                text, _ = judge_engine.fit_prompt(lambda p, tmpl=tmpl, dim=dim, answer=gen.text: (
-                    judge_engine.format_user_turn(tmpl.fill(p, answer, DIMENSION_PHRASES[dim]))), prompts[pid])
+                text, _ = judge_engine.fit_prompt(_judge_text(judge_engine, tmpl, gen.text, DIMENSION_PHRASES[dim]),
+                                                  prompts[pid])
                 requests.append(JudgeRequest((dim, t + 1), text))
         for score in judge_engine.judge(requests, cancel=cancel):
             dim, t = score.key

@@ -27,7 +27,7 @@ from misalign_tui.core.inference.remote import RemoteSettings
 from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.models.registry import ModelInfo, get_model_by_id
 from misalign_tui.core.runs.request import RunRequest, Sampling
-from misalign_tui.core.store import Store
+from misalign_tui.core.store import Store, last_id
 
 LEASE_STALE_S = 120.0  # another host's lease without a heartbeat for this long is taken over
 
@@ -161,14 +161,14 @@ def open_run(store: Store, req: RunRequest, method: str, judge_model: ModelInfo 
                       (os.getpid(), host, time.time(), items_total, row["id"]))
             run_id, resumed = int(row["id"]), True
         else:
-            run_id = int(c.execute(
+            run_id = last_id(c.execute(
                 "INSERT INTO runs(model_id, model_sha256, benchmark_id, method, judge_model_id, params_json, "
                 "params_hash, templates, status, items_total, items_done, lease_pid, lease_host, heartbeat_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, 0, ?, ?, ?)",
                 (req.model.id, req.model.identity, req.benchmark.id, method,
                  judge_model.id if judge_model else None, json.dumps(params, sort_keys=True), phash, templates,
                  items_total, os.getpid(), host, time.time()),
-            ).lastrowid)
+            ))
             resumed = False
     with _active_lock:
         _active_runs.add(run_id)

@@ -4,14 +4,18 @@
 from misalign_tui.core.store.database import (
     BUSY_TIMEOUT_MS,
     NOW,
+    RUN_SQL,
     BenchmarkInfo,
+    RunInfo,
     Store,
     connect,
     content_hash,
     database_error,
+    last_id,
+    run_info,
 )
 from misalign_tui.core.store.migrations import SCHEMA_VERSION
 from misalign_tui.core.store.rollups import rebuild_rollups
 
-__all__ = ["BUSY_TIMEOUT_MS", "NOW", "SCHEMA_VERSION", "BenchmarkInfo", "Store", "connect", "content_hash",
-           "database_error", "rebuild_rollups"]
+__all__ = ["BUSY_TIMEOUT_MS", "NOW", "RUN_SQL", "SCHEMA_VERSION", "BenchmarkInfo", "RunInfo", "Store", "connect", "content_hash",
+           "database_error", "last_id", "rebuild_rollups", "run_info"]

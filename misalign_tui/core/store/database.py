@@ -25,6 +25,13 @@ BUSY_TIMEOUT_MS = 15_000
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 
 
+def last_id(cursor: sqlite3.Cursor) -> int:
+    """The rowid the INSERT just run on ``cursor`` created."""
+    if cursor.lastrowid is None:
+        raise RuntimeError("the INSERT created no row")
+    return cursor.lastrowid
+
+
 def connect(path: str | Path, *, migrate: bool = True) -> sqlite3.Connection:
     """Open the database (WAL, foreign keys, busy timeout), migrating it to the current schema."""
     path = Path(path)
@@ -79,6 +86,47 @@ class BenchmarkInfo:
     prompts: int
     responses: int
     created_at: str
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    model: str
+    model_id: int
+    benchmark: str
+    benchmark_id: int
+    method: str
+    status: str
+    templates: int
+    items_total: int
+    items_done: int
+    started_at: str
+    finished_at: str | None
+    judge_model: str | None
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunInfo:
+        """From a row of ``RUN_SQL``."""
+        return cls(*tuple(row))
+
+
+RUN_SQL = """
+    SELECT r.id, m.name AS model, r.model_id, b.name || '@' || b.version AS benchmark, r.benchmark_id, r.method,
+           r.status, r.templates, r.items_total, r.items_done, r.started_at, r.finished_at, j.name AS judge_model
+    FROM runs r JOIN models m ON m.id = r.model_id JOIN benchmarks b ON b.id = r.benchmark_id
+    LEFT JOIN models j ON j.id = r.judge_model_id
+"""
+
+
+def run_info(store: Store, run_id: int) -> RunInfo:
+    row = store.conn.execute(RUN_SQL + " WHERE r.id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise UserError(f"run {run_id} not found; misalign-tui runs list shows the runs")
+    return RunInfo.from_row(row)
 
 
 class Store:
@@ -205,7 +253,8 @@ def content_hash(conn: sqlite3.Connection, benchmark_id: int) -> str:
 
     def grouped(sql: str) -> Iterator[tuple[int, list[list[str]]]]:
         cur = conn.execute(sql, (benchmark_id,))
-        pid, items = None, []
+        pid: int | None = None
+        items: list[list[str]] = []
         for row in cur:
             if row[0] != pid:
                 if pid is not None:

@@ -554,7 +554,7 @@ def _record_legacy(conn: sqlite3.Connection, db: Database) -> None:
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     conn.execute("BEGIN IMMEDIATE")
     try:
-        db[MIGRATIONS_TABLE].create({"name": str, "applied_at": str}, pk="name", if_not_exists=True)
+        db.table(MIGRATIONS_TABLE).create({"name": str, "applied_at": str}, pk="name", if_not_exists=True)
         for fn in MIGRATIONS[:version]:
             db.execute(f"INSERT OR IGNORE INTO {MIGRATIONS_TABLE}(name, applied_at) VALUES (?, ?)",
                        (fn.__name__, f"before the migrations table (user_version {version})"))

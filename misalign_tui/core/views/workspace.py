@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from misalign_tui.core.models.registry import ModelInfo, discover, list_models
 from misalign_tui.core.store import BenchmarkInfo, Store
-from misalign_tui.workspace import Workspace
+from misalign_tui.core.workspace import Workspace
 
 
 @dataclass

@@ -29,9 +29,9 @@ from misalign_tui.core.errors import UserError
 from misalign_tui.core.io.native import SEED_BENCHMARK
 from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.models.registry import list_models
-from misalign_tui.core.runs.catalog import RunInfo, resumable_runs
+from misalign_tui.core.runs.catalog import resumable_runs
 from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, RunSpec
-from misalign_tui.core.store import Store
+from misalign_tui.core.store import RunInfo, Store
 from misalign_tui.tui.run_control import QueuedRun, RunStatus
 
 

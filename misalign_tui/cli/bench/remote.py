@@ -1,49 +1,16 @@
-"""Remote models: ``models add-remote`` and ``bench remote`` (OpenAI-compatible inference servers)."""
+"""``bench remote``: judge items/s through an OpenAI-compatible server against the in-process engine."""
 
 from __future__ import annotations
 
 import click
 from rich.table import Table
 
-from misalign_tui.cli import cli
+from misalign_tui.cli.bench import bench
 from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
-from misalign_tui.cli.models import models
-from misalign_tui.core.models.registry import register_remote, resolve_model
+from misalign_tui.core.models.registry import resolve_model
 
 
-@models.command("add-remote")
-@click.argument("name")
-@click.option("--url", "urls", multiple=True, required=True,
-              help="Server address, e.g. http://127.0.0.1:8080 (repeat for several servers of the same model).")
-@click.option("--model", "remote_model", required=True, help="The model name the server serves (its /v1/models).")
-@click.option("--api-key-env", help="Name of the environment variable holding the API key (the key is never stored).")
-@format_option
-@pass_ctx
-def models_add_remote(ctx: Context, name: str, urls: tuple[str, ...], remote_model: str, api_key_env: str | None,
-                      fmt: str) -> None:
-    """Register a model served by llama.cpp's server, llama-cpp-python's server or vLLM."""
-    info = register_remote(ctx.store, name, list(urls), remote_model, api_key_env=api_key_env)
-    if fmt == "json":
-        emit_json(info.as_dict())
-        return
-    key = f", key from ${info.api_key_env}" if info.api_key_env else ""
-    ctx.console.print(f"added {info.name}: {info.remote_model} at {info.url}{key}")
-
-
-def _bench_group() -> click.Group:
-    """The shared ``bench`` group: other modules may have registered it first."""
-    existing = cli.commands.get("bench")
-    if isinstance(existing, click.Group):
-        return existing
-
-    @cli.group("bench")
-    def bench() -> None:
-        """Measure speed."""
-
-    return bench
-
-
-@_bench_group().command("remote")
+@bench.command("remote")
 @click.argument("url")
 @click.option("--model", "model", default="default", show_default=True,
               help="The local copy of the served model, run in-process on the same items (name, path, or "

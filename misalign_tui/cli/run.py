@@ -12,13 +12,14 @@ from misalign_tui.cli import cli
 from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
 from misalign_tui.core.inference.engine import EngineSettings
 from misalign_tui.core.inference.remote import RemoteSettings
+from misalign_tui.core.inference.requests import Sampling
 from misalign_tui.core.io.native import SEED_BENCHMARK
 from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
 from misalign_tui.core.metrics.vocabulary import METHODS
 from misalign_tui.core.runs.catalog import RUN_FIELDS, get_run, list_runs
 from misalign_tui.core.runs.evaluate import run_evaluation
 from misalign_tui.core.runs.identity import resume_request
-from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, RunRequest, RunSpec, Sampling, resolve_request
+from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, RunRequest, RunSpec, resolve_request
 from misalign_tui.core.runs.writer import RunProgress
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.inference.requests import Sampling
 from misalign_tui.core.taxonomy import SEMANTIC_TYPES
 from misalign_tui.core.user_files import read_user_text
 
@@ -96,11 +97,7 @@ class DedupSettings:
 
 
 @dataclass(frozen=True)
-class GenerateSettings:
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_tokens: int = 512
-    seed: int = 0
+class GenerateSettings(Sampling):
     stop: tuple[str, ...] = ("\n\n",)
     few_shot: int = 2  # seed pairs on the targeted dimension shown to the generator
 

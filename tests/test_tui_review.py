@@ -56,7 +56,7 @@ async def test_twenty_items_reviewed_by_keys_are_all_stored(home: Path) -> None:
         for k in range(20):
             item = screen.item
             assert item is not None and item.id == items[k].id
-            assert "item %d/20" % (k + 1) in str(screen.query_one("#review-status", Static).render())
+            assert f"item {k + 1}/20" in str(screen.query_one("#review-status", Static).render())
             for r in item.responses:
                 # the reviewer agrees with gold on most items and disputes every fifth
                 label = gold[r.id] if k % 5 else ("aligned" if gold[r.id] == "misaligned" else "misaligned")
@@ -147,6 +147,33 @@ async def test_a_reviewer_name_with_control_characters_is_refused_and_asked_agai
         screen = pilot.app.screen
         assert isinstance(screen, ReviewScreen) and screen.reviewer == "ana"
     assert sqlite3.connect(db).execute("SELECT name FROM reviewers").fetchall() == [("ana",)]
+
+
+async def test_a_new_queue_from_the_screen_is_the_one_review_export_makes(home: Path, cli_run, tmp_path: Path) -> None:
+    seed_workspace(home)
+    app = create_app(home)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("V")
+        await _settle(pilot)
+        await pilot.press(*"ana", "enter")  # asked once
+        await _settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, ReviewScreen) and screen.queue is None  # nothing to review yet: it says how
+        assert "No review queue yet" in str(screen.query_one("#review-prompt", Static).render())
+        await pilot.press("N")
+        await _settle(pilot)
+        await pilot.press("backspace", "backspace", "8", "enter")  # 8 items of the first source, seed 0
+        await _settle(pilot)
+        while screen.queue is None:
+            await pilot.pause(0.01)
+        assert screen.queue.name == "gold misalign-seed@1 sample 8 seed 0" and len(screen.items) == 8
+        ids = [i.id for i in screen.items]
+    res = cli_run("review", "export", "--queue", "gold", "--benchmark", "misalign-seed", "--sample", "8",
+                  "-o", str(tmp_path / "same.csv"))
+    assert res.exit_code == 0
+    import csv
+
+    assert [int(r["item"]) for r in csv.DictReader(open(tmp_path / "same.csv", encoding="utf-8"))] == ids
 
 
 async def test_a_decision_the_database_refuses_is_said_and_not_counted(home: Path) -> None:

@@ -225,7 +225,7 @@ def figures_lines(f: ReviewFigures) -> list[str]:
              f"{len(f.reviewers)} reviewer(s)" + (f" ({', '.join(f.reviewers)})" if f.reviewers else "") + "; "
              + ", ".join(f"{n} {k}" for k, n in f.decisions.items())]
     lines.append(agreement_text("between reviewers", f.between,
-                                "n/a — one reviewer so far" if len(f.reviewers) < 2 else "n/a — no response rated "
+                                "n/a — fewer than two reviewers so far" if len(f.reviewers) < 2 else "n/a — no response rated "
                                 "by two reviewers"))
     if f.split:
         lines.append(f"{f.split} response(s) split evenly between reviewers (no majority; left out below)")

@@ -239,18 +239,24 @@ class ReviewScreen(Screen[None]):
         self.queues = message.queues
         if self.reviewer is None and message.reviewer:
             self.reviewer = message.reviewer
-        select = self.query_one("#review-queue", Select)
         current = self.queue.id if self.queue else None
-        with self.prevent(Select.Changed):
-            select.set_options([(Text(printable(f"{q.name} ({q.items} items)")), q.id) for q in reversed(self.queues)])
-            if current is not None:
-                select.value = current
+        self._show_queues()
         if self.reviewer is None and not self._asked:
             self.ask_reviewer()
         elif current is None and self.queues:
             self.open_queue(self.queues[-1].id)
         else:
             self.render_item()
+
+    def _show_queues(self) -> None:
+        """The queue picker: every queue, newest first, with the open one selected."""
+        if self.queue is not None and all(q.id != self.queue.id for q in self.queues):
+            self.queues.append(self.queue)  # made a moment ago, before the list was read again
+        select = self.query_one("#review-queue", Select)
+        with self.prevent(Select.Changed):
+            select.set_options([(Text(printable(f"{q.name} ({q.items} items)")), q.id) for q in reversed(self.queues)])
+            if self.queue is not None:
+                select.value = self.queue.id
 
     def ask_reviewer(self, again: str = "") -> None:
         if self._asking:
@@ -319,10 +325,7 @@ class ReviewScreen(Screen[None]):
         self.last_line = ""
         if self.reviewer is not None:
             self.writer = DecisionWriter(self, self.db_path, self.reviewer, self.queue.id)
-        select = self.query_one("#review-queue", Select)
-        if select.value != self.queue.id:
-            with self.prevent(Select.Changed):
-                select.value = self.queue.id
+        self._show_queues()
         self.shown_at = time.monotonic()
         self.render_item()
 

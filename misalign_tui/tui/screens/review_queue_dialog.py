@@ -60,7 +60,7 @@ class NewQueueDialog(ModalScreen[int | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="review-new-queue"):
-            yield Label("New review queue: what to review")
+            yield Label("New review queue (shift+tab: what to review; Enter creates)")
             yield Select([], prompt="loading…", id="review-source")
             with Horizontal(classes="review-new-numbers"):
                 yield Label("items")
@@ -85,7 +85,11 @@ class NewQueueDialog(ModalScreen[int | None]):
         select.set_options([(Text(label), value) for label, value in message.options])
         if message.options:
             select.value = message.options[0][1]
-        select.focus()
+        self.query_one("#review-sample", Input).focus()
+
+    @on(Select.Changed, "#review-source")
+    def _chosen(self) -> None:
+        self.query_one("#review-sample", Input).focus()
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#create")

@@ -72,6 +72,25 @@ def benchmark_stats(ctx: Context, name: str, fmt: str) -> None:
     con.print(table)
     if stats.get("built"):
         _print_build_table(ctx, stats)
+        _print_build_reviews(ctx, b.id)
+
+
+def _print_build_reviews(ctx: Context, benchmark_id: int) -> None:
+    """Agreement of the build's reviewers with each other, with the generator's targets and the model checker."""
+    from misalign_tui.core.build.statistics import build_id_for
+    from misalign_tui.core.review.figures import build_figures, figures_lines
+    from misalign_tui.core.text import printable
+
+    build_id = build_id_for(ctx.store, benchmark_id)
+    figures = build_figures(ctx.store, build_id) if build_id is not None else []
+    if not figures:
+        ctx.console.print("Reviews: none (a recipe with checker = \"human\" or review = \"sample:N\" makes a review "
+                          "queue; misalign-tui review export --queue build --build ID samples one afterwards)",
+                          highlight=False, markup=False)
+    for f in figures:
+        ctx.console.print(f"Reviews — {printable(f.scope)}", style="bold", highlight=False, markup=False)
+        for line in figures_lines(f):
+            ctx.console.print("  " + printable(line), highlight=False, markup=False, soft_wrap=True)
 
 
 _PAPER_COLUMNS = (("classified", "Cls"), ("expanded", "Exp."), ("dedup_removed", "Dedup."), ("generated", "Gen."),

@@ -72,9 +72,18 @@ def build(ctx: Context, recipe: str | None, demo: bool, fmt: str) -> None:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, on_sigint)
+    from misalign_tui.core.build.state import AwaitingReview
+
     try:
         result = run_build(store, parsed, ctx.workspace.models_dir, progress=progress, cancel=cancel,
                            recipe_text=text)
+    except AwaitingReview as paused:
+        # Not a failure: reviewers decide stage 2 (checker = "human"); the same command resumes afterwards.
+        if fmt == "json":
+            emit_json({"name": parsed.name, "build_id": paused.build_id, "status": "awaiting review",
+                       "review_queue": paused.queue, "items_awaiting": paused.items})
+        ctx.err.print(str(paused), highlight=False, markup=False, soft_wrap=True)
+        raise SystemExit(paused.exit_code) from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

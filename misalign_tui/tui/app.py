@@ -28,6 +28,7 @@ from misalign_tui.tui.screens.explore import ExploreScreen
 from misalign_tui.tui.screens.help import HelpScreen
 from misalign_tui.tui.screens.item import ItemScreen
 from misalign_tui.tui.screens.models import ModelsScreen
+from misalign_tui.tui.screens.review import ReviewScreen
 from misalign_tui.tui.screens.run import RunScreen
 from misalign_tui.tui.screens.sessions import SessionsScreen
 
@@ -36,7 +37,7 @@ class MisalignApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "misalign-tui"
     MODES = {"dashboard": DashboardScreen, "models": ModelsScreen, "run": RunScreen, "explore": ExploreScreen,
-             "compare": CompareScreen, "sessions": SessionsScreen, "build": BuildScreen}
+             "compare": CompareScreen, "sessions": SessionsScreen, "build": BuildScreen, "review": ReviewScreen}
     BINDINGS = [
         Binding("d", "switch_mode('dashboard')", "Dash"),
         Binding("m", "switch_mode('models')", "Models"),
@@ -45,6 +46,7 @@ class MisalignApp(App[None]):
         Binding("c", "switch_mode('compare')", "Compare"),
         Binding("S", "switch_mode('sessions')", "Sessions"),
         Binding("B", "switch_mode('build')", "Build", show=False),
+        Binding("V", "switch_mode('review')", "Review", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("t", "toggle_dark", "Theme", show=False),
         Binding("P", "pause_runs", "Pause runs", show=False),

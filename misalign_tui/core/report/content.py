@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from misalign_tui.core import metrics
 from misalign_tui.core.metrics.vocabulary import METHODS, Metric, headline
 from misalign_tui.core.report.audit import AuditReport, BenchmarkSummary, RunSection
+from misalign_tui.core.review.figures import ReviewFigures
 from misalign_tui.core.store import RunInfo
 from misalign_tui.core.taxonomy import DIMENSIONS
 
@@ -225,6 +226,42 @@ HOW_TO_READ = [
     ("Worst groups", "ranked by the upper end of the 95 % interval, then by the estimate, so a group with very "
      "few items is not called worst by chance alone; read n beside each."),
 ]
+
+
+REVIEWS_HOW_TO_READ = (
+    "Reviews", "people's decisions on a sample of items (misalign-tui review, or the app's Review screen). Between "
+    "reviewers: Cohen's κ for two, Krippendorff's α (nominal) for three or more, with 95 % percentile-bootstrap "
+    "intervals over prompts. The reviewers' majority is the label given strictly more often (a tie is split and "
+    "left out). Dispute rate: responses whose majority differs from the gold label; judge accuracy: responses "
+    "whose judge verdict equals the majority (Wilson intervals), with κ between the two. Disputed labels are "
+    "listed with every reviewer's note; misalign-tui review publish writes a new benchmark version with them "
+    "overridden.")
+
+
+def how_to_read(report: AuditReport) -> list[tuple[str, str]]:
+    """The glossary, with the review terms when the report has reviews."""
+    return [*HOW_TO_READ, REVIEWS_HOW_TO_READ] if report.reviews else list(HOW_TO_READ)
+
+
+def section_numbers(report: AuditReport) -> dict[str, int]:
+    """Section numbers: the reviews section exists only when there are reviews."""
+    names = ["summary", "measured", "models", "metrics", "worst", "comparisons", "examples"]
+    names += ["reviews"] if report.reviews else []
+    names.append("how-to-read")
+    return {n: i for i, n in enumerate(names, 1)}
+
+
+def dispute_rows(f: ReviewFigures, limit: int = 50) -> list[list[str]]:
+    """One row per disputed or flagged response: where, the label, the reviewers' votes and notes."""
+    rows = []
+    for d in f.listed[:limit]:
+        rows.append([d.kind, d.prompt_key, d.dimension or metrics.UNTARGETED, d.label or "-",
+                     ", ".join(f"{k} {v}" for k, v in d.votes.items()) or "no rating",
+                     "; ".join(f"{r} ({k}): {n}" for r, k, n in d.notes) or "-", d.text])
+    return rows
+
+
+DISPUTE_COLUMNS = ["", "prompt", "dimension", "label", "reviewers", "notes", "response"]
 
 
 # -- charts: data shared by SVG and text ---------------------------------------------------------------------

@@ -11,11 +11,13 @@ from misalign_tui.core import metrics
 from misalign_tui.core.metrics.vocabulary import METRICS, headline
 from misalign_tui.core.report.audit import AuditReport
 from misalign_tui.core.report.content import (
-    HOW_TO_READ,
+    DISPUTE_COLUMNS,
     Chart,
     chat_template_text,
     count,
+    dispute_rows,
     filters_text,
+    how_to_read,
     metric_columns,
     overview_charts,
     p_value,
@@ -24,12 +26,14 @@ from misalign_tui.core.report.content import (
     pct_ci,
     provenance_rows,
     run_charts,
+    section_numbers,
     source_lines,
     status_text,
     trade_sentence,
     verdict,
     worst_columns,
 )
+from misalign_tui.core.review.figures import figures_lines
 
 # -- HTML ---------------------------------------------------------------------------------------------------
 
@@ -165,7 +169,8 @@ def render_html(report: AuditReport) -> str:
       '<li><a href="#models">Models and runs</a></li><li><a href="#metrics">Metrics</a></li>'
       '<li><a href="#worst">Worst domains and semantic types</a></li>'
       '<li><a href="#comparisons">Paired comparisons</a></li><li><a href="#examples">Items each model got most '
-      'wrong</a></li><li><a href="#how-to-read">How to read this report</a></li></ol></nav>')
+      'wrong</a></li>' + ('<li><a href="#reviews">Reviews</a></li>' if report.reviews else "")
+      + '<li><a href="#how-to-read">How to read this report</a></li></ol></nav>')
 
     w('<section id="summary"><h2>1. Summary</h2>')
     rows = []
@@ -291,8 +296,17 @@ def render_html(report: AuditReport) -> str:
         w("</ol>")
     w("</section>")
 
-    w('<section id="how-to-read"><h2>8. How to read this report</h2><dl class="howto">')
-    for term, text in HOW_TO_READ:
+    num = section_numbers(report)
+    if report.reviews:
+        w(f'<section id="reviews"><h2>{num["reviews"]}. Reviews</h2>')
+        for f in report.reviews:
+            w(f"<h3>{h(f.scope)}</h3><ul>" + "".join(f"<li>{h(line)}</li>" for line in figures_lines(f)) + "</ul>")
+            if f.listed:
+                w(f"<p>Disputed and flagged responses ({len(f.listed)}, with the reviewers' notes):</p>")
+                w(_html_table(DISPUTE_COLUMNS, dispute_rows(f)))
+        w("</section>")
+    w(f'<section id="how-to-read"><h2>{num["how-to-read"]}. How to read this report</h2><dl class="howto">')
+    for term, text in how_to_read(report):
         w(f"<dt>{h(term)}</dt><dd>{h(text)}</dd>")
     w("</dl></section></main></body></html>")
     return "\n".join(out)

@@ -11,11 +11,13 @@ from misalign_tui.core import metrics
 from misalign_tui.core.metrics.vocabulary import METRICS, headline
 from misalign_tui.core.report.audit import AuditReport
 from misalign_tui.core.report.content import (
-    HOW_TO_READ,
+    DISPUTE_COLUMNS,
     Chart,
     chat_template_text,
     count,
+    dispute_rows,
     filters_text,
+    how_to_read,
     metric_columns,
     overview_charts,
     p_value,
@@ -24,12 +26,14 @@ from misalign_tui.core.report.content import (
     pct_ci,
     provenance_rows,
     run_charts,
+    section_numbers,
     source_lines,
     status_text,
     trade_sentence,
     verdict,
     worst_columns,
 )
+from misalign_tui.core.review.figures import figures_lines
 
 # -- Markdown -----------------------------------------------------------------------------------------------
 
@@ -58,6 +62,10 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit].rstrip() + " …"
 
 
 def text_bar(value: float | None, width: int = 30, reference: float | None = None) -> str:
@@ -99,8 +107,10 @@ def render_markdown(report: AuditReport) -> str:
       + (f"; AS intervals from {report.bootstrap} bootstrap resamples over prompts (seed {report.seed})."
          if report.bootstrap else "; AS has no interval (bootstrap off)."))
     w("")
+    num = section_numbers(report)
     w("Contents: 1. Summary · 2. What was measured · 3. Models and runs · 4. Metrics · 5. Worst domains and "
-      "semantic types · 6. Paired comparisons · 7. Items each model got most wrong · 8. How to read this report")
+      "semantic types · 6. Paired comparisons · 7. Items each model got most wrong · "
+      + (f"{num['reviews']}. Reviews · " if report.reviews else "") + f"{num['how-to-read']}. How to read this report")
     w("")
     w("## 1. Summary")
     w("")
@@ -243,9 +253,23 @@ def render_markdown(report: AuditReport) -> str:
             for caption, text in e.texts:
                 w(f"  - {md(caption)}: {md(text)}")
         w("")
-    w("## 8. How to read this report")
+    if report.reviews:
+        w(f"## {num['reviews']}. Reviews")
+        w("")
+        for f in report.reviews:
+            w(f"### {md(f.scope)}")
+            w("")
+            for line in figures_lines(f):
+                w(f"- {md(line)}")
+            w("")
+            if f.listed:
+                w(f"Disputed and flagged responses ({len(f.listed)}, with the reviewers' notes):")
+                w("")
+                w(_md_table(DISPUTE_COLUMNS, [[*r[:-1], _cut(r[-1])] for r in dispute_rows(f)]))
+                w("")
+    w(f"## {num['how-to-read']}. How to read this report")
     w("")
-    for term, text in HOW_TO_READ:
+    for term, text in how_to_read(report):
         w(f"- **{md(term)}**: {md(text)}")
     w("")
     return "\n".join(out)

@@ -17,6 +17,7 @@ from misalign_tui.core.sessions import SessionState, save_session
 from misalign_tui.core.store import Store
 from misalign_tui.core.views.workspace import prepare_workspace
 from misalign_tui.tui.run_control import QueuedRun, RunStatus
+from tests.review_fixtures import decide, gold_sample, seed_workspace
 from tests.test_model_registry import write_small_gguf
 from tests.tui_fixtures import SIZES, add_preference_run, make_app, populate_results, settle
 
@@ -257,3 +258,24 @@ class TestDialogs:
             pilot.app.screen.focused.cursor_blink = False
 
         assert snap_compare(make_app(home), terminal_size=size, run_before=keys("e", "s", then=no_blink))
+
+
+class TestReview:
+    def test_gold_queue_mid_way(self, snap_compare, tmp_path: Path, size) -> None:
+        """A gold-label queue mid-way for reviewer Ana Lima (resumed on the 4th item): the pair's A and B with A
+        being decided, the verdict hidden, the agreement of three reviewers (Krippendorff's α with its interval
+        and n) and the dispute rate beside the item at 120×40, below it at 80×24."""
+        from misalign_tui.tui.screens.review import ReviewScreen
+
+        home = tmp_path / "home"
+        db = seed_workspace(home)
+        _, items = gold_sample(db, 12, seed=3)
+        decide(db, "bo", items, wrong_every=4)
+        decide(db, "cy", items[:8])
+        decide(db, "Ana Lima", items[:3])
+
+        async def review_ready(pilot) -> None:
+            while not isinstance(pilot.app.screen, ReviewScreen) or pilot.app.screen.writer is None:
+                await pilot.pause(0.01)
+
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("V", then=review_ready))

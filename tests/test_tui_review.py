@@ -14,8 +14,7 @@ from textual.widgets import Input, Static
 from misalign_tui.tui.app import create_app
 from misalign_tui.tui.screens.dialogs import NamePrompt
 from misalign_tui.tui.screens.review import ReviewScreen
-from tests.review_fixtures import decide, gold_sample, seed_workspace
-from tests.tui_fixtures import settle_for_snapshot
+from tests.review_fixtures import gold_sample, seed_workspace
 
 
 async def _settle(pilot) -> None:
@@ -198,33 +197,3 @@ async def test_a_decision_the_database_refuses_is_said_and_not_counted(home: Pat
         await pilot.press("a")
         await _settle(pilot)
     assert conn.execute("SELECT count(*) FROM review_decisions").fetchone()[0] == 1
-
-
-def _snapshot_app(home: Path):
-    db = seed_workspace(home)
-    _, items = gold_sample(db, 12, seed=3)
-    decide(db, "bo", items, wrong_every=4)
-    decide(db, "cy", items[:8])
-    decide(db, "Ana Lima", items[:3])  # the reviewer: resumes on the 4th item
-    app = create_app(home)
-    app.sub_title = "snapshot workspace"  # the header shows the home path otherwise
-    return app
-
-
-async def _review_ready(pilot) -> None:
-    await pilot.press("V")
-    await _settle(pilot)
-    while not isinstance(pilot.app.screen, ReviewScreen) or pilot.app.screen.writer is None:
-        await pilot.pause(0.01)
-    await settle_for_snapshot(pilot)
-
-
-class TestReviewSnapshots:
-    def test_review_120x40(self, snap_compare, tmp_path: Path) -> None:
-        """A gold-label queue mid-way: the pair A/B with A being decided, the verdict hidden, the agreement
-        figures of three reviewers (Krippendorff's α) and the dispute rate beside."""
-        assert snap_compare(_snapshot_app(tmp_path / "home"), terminal_size=(120, 40), run_before=_review_ready)
-
-    def test_review_80x24(self, snap_compare, tmp_path: Path) -> None:
-        """The same at 80×24: figures below the item."""
-        assert snap_compare(_snapshot_app(tmp_path / "home"), terminal_size=(80, 24), run_before=_review_ready)

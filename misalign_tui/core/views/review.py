@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from misalign_tui.core.review.queues import QueueInfo, ReviewItem, ShownResponse
+from misalign_tui.core.store import Store
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,29 @@ def rate_text(seconds: Sequence[float]) -> str:
     total = sum(seconds)
     per_min = 60 * len(seconds) / total if total > 0 else 0.0
     return f"{per_min:.1f}/min, median {statistics.median(seconds):.1f} s"
+
+
+def read_sources(store: Store) -> list[tuple[str, str]]:
+    """(label, source) for every queue a reviewer can start: a benchmark's gold labels, a judge run's verdicts, a
+    build's model-checker decisions (the Review screen's new-queue dialog)."""
+    out = [(f"gold labels of {b.name}@{b.version} ({b.responses:,} responses)", f"gold:{b.name}@{b.version}")
+           for b in store.benchmarks()]
+    out += [(f"verdicts of judge run {r[0]} ({r[1]} on {r[2]})", f"run:{r[0]}") for r in store.conn.execute(
+        "SELECT r.id, m.name, b.name || '@' || b.version FROM runs r JOIN models m ON m.id = r.model_id "
+        "JOIN benchmarks b ON b.id = r.benchmark_id WHERE r.method = 'judge' AND EXISTS "
+        "(SELECT 1 FROM rollup_judge_items u WHERE u.run_id = r.id) ORDER BY r.id DESC")]
+    out += [(f"model-checker decisions of build {r[0]} ({r[1]})", f"build:{r[0]}") for r in store.conn.execute(
+        "SELECT b.id, b.name FROM build_runs b WHERE EXISTS (SELECT 1 FROM build_candidates c WHERE c.build_id = b.id "
+        "AND c.p_misaligned IS NOT NULL) ORDER BY b.id DESC")]
+    return out
+
+
+def create_queue(store: Store, source: str, sample: int | None, seed: int) -> int:
+    from misalign_tui.core.review.queues import build_sample_queue, gold_queue, run_queue
+
+    kind, _, what = source.partition(":")
+    if kind == "gold":
+        return gold_queue(store, what, sample, seed).id
+    if kind == "run":
+        return run_queue(store, int(what), sample, seed).id
+    return build_sample_queue(store, int(what), sample, seed).id

@@ -14,12 +14,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from rich.markup import escape
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Select, Static
@@ -39,15 +38,10 @@ from misalign_tui.core.review.decisions import (
 from misalign_tui.core.review.figures import ReviewFigures, figures_lines, queue_figures
 from misalign_tui.core.review.queues import QueueInfo, ReviewItem, list_queues, queue_items
 from misalign_tui.core.store import Store
-from misalign_tui.core.text import printable
 from misalign_tui.core.views.review import current_slot, next_position, progress, rate_text, verdict_text
 from misalign_tui.tui.messages import WorkFailed
+from misalign_tui.tui.plain import Part, assemble, line, lines, plain, styled
 from misalign_tui.tui.screens.dialogs import NamePrompt
-
-
-def _e(text: str | None) -> str:
-    """User or model text for a widget: control characters visible, markup inert."""
-    return escape(printable(text or ""))
 
 
 @dataclass(eq=False)
@@ -188,7 +182,7 @@ class ReviewScreen(Screen[None]):
         self.session_seconds: list[float] = []
         self.actions: list[Action] = []
         self.writer: DecisionWriter | None = None
-        self.last_line = ""
+        self.last_line: Content = Content("")
         self.answered = 0          # items shown after a key; the review benchmark waits on it
         self.painted_at = 0.0
         self._asking = False
@@ -254,7 +248,7 @@ class ReviewScreen(Screen[None]):
             self.queues.append(self.queue)  # made a moment ago, before the list was read again
         select = self.query_one("#review-queue", Select)
         with self.prevent(Select.Changed):
-            select.set_options([(Text(printable(f"{q.name} ({q.items} items)")), q.id) for q in reversed(self.queues)])
+            select.set_options([(line(f"{q.name} ({q.items} items)"), q.id) for q in reversed(self.queues)])
             if self.queue is not None:
                 select.value = self.queue.id
 
@@ -322,7 +316,7 @@ class ReviewScreen(Screen[None]):
         self.queue, self.items, self.mine = message.queue, message.items, message.mine
         self.index = next_position(self.items, self.mine, -1)
         self.verdict_visible = False
-        self.last_line = ""
+        self.last_line = Content("")
         if self.reviewer is not None:
             self.writer = DecisionWriter(self, self.db_path, self.reviewer, self.queue.id)
         self._show_queues()
@@ -344,7 +338,7 @@ class ReviewScreen(Screen[None]):
             return
         f = message.figures
         self.query_one("#review-figures", Static).update(
-            "[b]Agreement[/] (95 % intervals, n)\n" + "\n".join(f"• {_e(line)}" for line in figures_lines(f)))
+            lines([("Agreement", "bold"), " (95 % intervals, n)"], *(f"• {text}" for text in figures_lines(f))))
 
     # -- showing -----------------------------------------------------------------------------------------
 
@@ -358,34 +352,34 @@ class ReviewScreen(Screen[None]):
         boxes = [self.query_one("#review-response-a", Static), self.query_one("#review-response-b", Static)]
         verdict = self.query_one("#review-verdict", Static)
         self.query_one("#review-last", Static).update(self.last_line)
-        who = _e(self.reviewer) if self.reviewer else "[b]no reviewer yet (i)[/]"
+        who: Part = self.reviewer if self.reviewer else ("no reviewer yet (i)", "bold")
         item = self.item
         if self.queue is None:
-            status.update(f"reviewer: {who}")
-            prompt.update("No review queue yet. Press N to sample a benchmark's gold labels or a judge run's "
+            status.update(assemble("reviewer: ", who))
+            prompt.update(plain("No review queue yet. Press N to sample a benchmark's gold labels or a judge run's "
                           "verdicts, or run a recipe with checker = \"human\" (its stage-2 candidates queue here); "
-                          "misalign-tui review export does the same for reviewers who work elsewhere.")
+                          "misalign-tui review export does the same for reviewers who work elsewhere."))
             for box in boxes:
                 box.display = False
             verdict.update("")
             return
         done = progress(self.items, self.mine)
         place = f"item {self.index + 1}/{len(self.items)}" if item else "queue done"
-        status.update(f"{place} · {done.text()} · {who} · {rate_text(self.session_seconds)}")
+        status.update(assemble(f"{place} · {done.text()} · ", who, f" · {rate_text(self.session_seconds)}"))
         if item is None:
             resume = (" The build takes the decisions when it runs again: misalign-tui build RECIPE (or the Build "
                       "screen) resumes it." if self.queue.purpose == "checker" else "")
-            prompt.update("[b]Every item of this queue is decided.[/] u undoes your last decision; N starts another "
-                          "queue; the figures show how the reviewers agree." + resume)
+            prompt.update(assemble(("Every item of this queue is decided.", "bold"), " u undoes your last decision; N "
+                                   "starts another queue; the figures show how the reviewers agree." + resume))
             for box in boxes:
                 box.display = False
             verdict.update("")
             return
-        meta = [f"dimension: [b]{_e(item.dimension or 'untargeted')}[/]", f"type: {_e(item.semantic_type or '-')}",
-                f"domains: {_e('; '.join(item.domains) or '-')}"]
+        meta: list[Part] = ["  dimension: ", (item.dimension or "untargeted", "bold"),
+                            f" · type: {item.semantic_type or '-'} · domains: {'; '.join(item.domains) or '-'}"]
         if item.applied_at:
-            meta.append("[dim]taken by the build already[/]")
-        prompt.update(f"[b]{_e(item.prompt_key)}[/]  " + " · ".join(meta) + f"\n\n{_e(item.prompt)}")
+            meta.append((" · taken by the build already", "dim"))
+        prompt.update(assemble((item.prompt_key, "bold"), *meta, "\n\n", item.prompt))
         deciding = current_slot(item, self.mine)
         for box, r in zip(boxes, (*item.responses, None, None), strict=False):
             if r is None:
@@ -393,10 +387,9 @@ class ReviewScreen(Screen[None]):
                 continue
             box.display = True
             mark = self.mine.get(r.id)
-            head = f"[b]{r.letter}[/]" + ("  [reverse] deciding [/]" if r is deciding else "") + \
-                (f"  you: {mark}" if mark else "")
             box.set_class(r is deciding, "-deciding")
-            box.update(f"{head}\n{_e(r.text)}")
+            box.update(assemble((r.letter, "bold"), ("  ", ""), (" deciding ", "reverse") if r is deciding else "",
+                                f"  you: {mark}" if mark else "", "\n", r.text))
         body = self.query_one("#review-item", VerticalScroll)
         if deciding.slot == 0:
             body.scroll_home(animate=False)
@@ -404,11 +397,11 @@ class ReviewScreen(Screen[None]):
             target = boxes[deciding.slot]
             self.call_after_refresh(lambda: body.scroll_to_widget(target, animate=False, top=True))
         if self.verdict_visible:
-            verdict.update("[b]Verdict[/] (shown before deciding; recorded with the decision): " + " | ".join(
-                f"{r.letter}: {_e(verdict_text(self.queue, r))}" for r in item.responses))
+            verdict.update(assemble(("Verdict", "bold"), " (shown before deciding; recorded with the decision): "
+                                    + " | ".join(f"{r.letter}: {verdict_text(self.queue, r)}" for r in item.responses)))
         else:
-            verdict.update("[dim]Verdict hidden until you decide (v shows it). a aligned · m misaligned · s skip · "
-                           "f flag with a note · u undo[/]")
+            verdict.update(styled("Verdict hidden until you decide (v shows it). a aligned · m misaligned · s skip · "
+                                  "f flag with a note · u undo", "dim"))
 
     def _painted(self) -> None:
         self.painted_at = time.perf_counter()
@@ -460,7 +453,7 @@ class ReviewScreen(Screen[None]):
         assert self.queue is not None
         you = ", ".join(f"{r.letter} {self.mine.get(r.id, '-')}" for r in item.responses)
         seen = " | ".join(f"{r.letter}: {verdict_text(self.queue, r)}" for r in item.responses)
-        return f"[dim]Previous item {_e(item.prompt_key)} — you: {_e(you)} · {_e(seen)}[/]"
+        return styled(f"Previous item {item.prompt_key} — you: {you} · {seen}", "dim")
 
     def action_flag(self) -> None:
         if self._ready() is None:
@@ -485,7 +478,7 @@ class ReviewScreen(Screen[None]):
         self.writer.undo(action)
         self._revert(action)
         self.verdict_visible = False
-        self.last_line = "[dim]Undone: decide this item again.[/]"
+        self.last_line = styled("Undone: decide this item again.", "dim")
         if self.session_seconds:
             self.session_seconds.pop()
         self.shown_at = time.monotonic()
@@ -499,7 +492,7 @@ class ReviewScreen(Screen[None]):
             self.mine.pop(rid, None)
         self.mine.update(message.mine)
         self.index = next((i for i, it in enumerate(self.items) if it.id == message.item_id), self.index)
-        self.last_line = "[dim]Undone (from an earlier session): decide this item again.[/]"
+        self.last_line = styled("Undone (from an earlier session): decide this item again.", "dim")
         self.render_item()
 
     def on_decision_stored(self, message: DecisionStored) -> None:

@@ -3,8 +3,6 @@ of a build's model-checker decisions — seeded, so the same choice gives the sa
 
 from __future__ import annotations
 
-from rich.markup import escape
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -14,7 +12,8 @@ from textual.widgets import Button, Input, Label, Select
 
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.store import Store
-from misalign_tui.core.text import printable
+from misalign_tui.core.views.review import create_queue, read_sources
+from misalign_tui.tui.plain import line, plain
 
 
 class SourcesLoaded(Message):
@@ -28,31 +27,6 @@ class QueueCreated(Message):
         super().__init__()
         self.queue_id = queue_id
         self.error = error
-
-
-def read_sources(store: Store) -> list[tuple[str, str]]:
-    """(label, source) for every benchmark, judge run and build with model-checker decisions."""
-    out = [(f"gold labels of {b.name}@{b.version} ({b.responses:,} responses)", f"gold:{b.name}@{b.version}")
-           for b in store.benchmarks()]
-    out += [(f"verdicts of judge run {r[0]} ({r[1]} on {r[2]})", f"run:{r[0]}") for r in store.conn.execute(
-        "SELECT r.id, m.name, b.name || '@' || b.version FROM runs r JOIN models m ON m.id = r.model_id "
-        "JOIN benchmarks b ON b.id = r.benchmark_id WHERE r.method = 'judge' AND EXISTS "
-        "(SELECT 1 FROM rollup_judge_items u WHERE u.run_id = r.id) ORDER BY r.id DESC")]
-    out += [(f"model-checker decisions of build {r[0]} ({r[1]})", f"build:{r[0]}") for r in store.conn.execute(
-        "SELECT b.id, b.name FROM build_runs b WHERE EXISTS (SELECT 1 FROM build_candidates c WHERE c.build_id = b.id "
-        "AND c.p_misaligned IS NOT NULL) ORDER BY b.id DESC")]
-    return [(printable(label), value) for label, value in out]
-
-
-def create_queue(store: Store, source: str, sample: int | None, seed: int) -> int:
-    from misalign_tui.core.review.queues import build_sample_queue, gold_queue, run_queue
-
-    kind, _, what = source.partition(":")
-    if kind == "gold":
-        return gold_queue(store, what, sample, seed).id
-    if kind == "run":
-        return run_queue(store, int(what), sample, seed).id
-    return build_sample_queue(store, int(what), sample, seed).id
 
 
 class NewQueueDialog(ModalScreen[int | None]):
@@ -82,7 +56,7 @@ class NewQueueDialog(ModalScreen[int | None]):
 
     def on_sources_loaded(self, message: SourcesLoaded) -> None:
         select = self.query_one("#review-source", Select)
-        select.set_options([(Text(label), value) for label, value in message.options])
+        select.set_options([(line(label), value) for label, value in message.options])
         if message.options:
             select.value = message.options[0][1]
         self.query_one("#review-sample", Input).focus()
@@ -117,7 +91,7 @@ class NewQueueDialog(ModalScreen[int | None]):
 
     def on_queue_created(self, message: QueueCreated) -> None:
         if message.queue_id is None:
-            self.query_one("#review-new-error", Label).update(escape(printable(message.error)))
+            self.query_one("#review-new-error", Label).update(plain(message.error))
             return
         self.dismiss(message.queue_id)
 

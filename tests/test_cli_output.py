@@ -330,3 +330,31 @@ def test_the_same_file_under_a_second_name_says_it_shares_runs(home, tmp_path, t
     assert "run 1 (preference, complete)" in second.stderr
     renamed = invoke(home, "models", "add", str(copy), "--name", "third")
     assert renamed.stdout.startswith("renamed second to third") and "'first'" in renamed.stderr
+
+
+def test_names_taken_from_file_names_never_hold_control_characters(home, tmp_path, tiny_model):
+    """A name the user did not choose (a GGUF or data file's own name) is made visible instead of refused."""
+    evil = tmp_path / "evil\x1b]2;owned\x07.gguf"
+    shutil.copyfile(tiny_model, evil)
+    res = invoke(home, "models", "add", str(evil), "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["name"] == "evil␛]2;owned␇"
+    data = tmp_path / "bench\x1bc.jsonl"
+    data.write_text(json.dumps({"id": "k", "prompt": "p", "pairs": [{"dimension": "value", "aligned": "a",
+                                                                     "misaligned": "m"}]}) + "\n")
+    assert json.loads(invoke(home, "import", str(data), "--format", "json").stdout)["benchmark"] == "bench␛c"
+
+
+def test_session_report_escapes_the_session_name(home, tmp_path):
+    judge_workspace(home)
+    from misalign_tui.core.sessions import SessionState, save_session
+    from misalign_tui.core.store import Store
+
+    with Store(home / "db" / "misalign.sqlite") as store:
+        save_session(store, "a --> <b>bold</b> & *starred*", SessionState(models=[LONG_MODEL]))
+    out = tmp_path / "s.md"
+    res = invoke(home, "sessions", "report", "a --> <b>bold</b> & *starred*", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    head = out.read_text(encoding="utf-8").splitlines()[:2]
+    assert head[0] == "<!-- session: a --&gt; &lt;b&gt;bold&lt;/b&gt; & \\*starred\\* -->"
+    assert "<b>" not in head[1] and "\\*starred\\*" in head[1]

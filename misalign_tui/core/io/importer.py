@@ -58,7 +58,7 @@ from misalign_tui.core.io.presets import (
 )
 from misalign_tui.core.io.tabular import BadRow, SourceFile, SourceRow, open_source, read_rows
 from misalign_tui.core.store import Store, database_error, last_id
-from misalign_tui.core.text import check_name
+from misalign_tui.core.text import check_name, printable
 
 EXAMPLES_KEPT = 20
 NATIVE_PRESETS = ("native", "native-csv")
@@ -139,7 +139,9 @@ def file_digest(path: Path) -> tuple[int, str]:
 
 
 def default_benchmark_name(path: Path) -> str:
-    name = path.name
+    """The benchmark name a file gives when no --into is given: its name without the data suffixes, with any
+    control character made visible (``printable``) so the name never holds one."""
+    name = " ".join(printable(path.name).split())
     for suffix in (".gz", ".csv", ".tsv", ".jsonl", ".ndjson", ".json"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]

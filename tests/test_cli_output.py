@@ -358,3 +358,17 @@ def test_session_report_escapes_the_session_name(home, tmp_path):
     head = out.read_text(encoding="utf-8").splitlines()[:2]
     assert head[0] == "<!-- session: a --&gt; &lt;b&gt;bold&lt;/b&gt; & \\*starred\\* -->"
     assert "<b>" not in head[1] and "\\*starred\\*" in head[1]
+
+
+def test_no_command_styles_with_markup_the_console_would_print_literally():
+    """The console reads no markup from strings (stored text could hold any), so `[bold]…[/]` in a command would
+    print as brackets: styles go through style= or styled(). Rich's progress columns parse their own markup."""
+    import misalign_tui.cli as cli_pkg
+
+    tag = re.compile(r"\[(?:/|/?(?:bold|italic|red|green|yellow|blue|cyan|magenta)(?: \w+)?)\]")
+    found = []
+    for path in Path(cli_pkg.__file__).parent.rglob("*.py"):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if tag.search(line) and "TextColumn(" not in line and not line.lstrip().startswith(("#", '"""')):
+                found.append(f"{path.name}:{n}: {line.strip()}")
+    assert not [f for f in found if "context.py" not in f], found

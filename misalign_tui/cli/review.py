@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from misalign_tui.cli import cli
-from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
+from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx, styled
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.text import printable
 
@@ -159,7 +159,7 @@ def review_stats(ctx: Context, queue_spec: str | None, benchmark: str | None, bo
         ctx.console.print("no review queues yet (misalign-tui review export makes one)")
         return
     for f in figures:
-        ctx.console.print(f"[bold]{_escape(f.scope)}[/]")
+        ctx.console.print(styled(f.scope, "bold"))
         for line in figures_lines(f):
             ctx.console.print("  " + printable(line), highlight=False, markup=False, soft_wrap=True)
         for d in f.listed[:20]:
@@ -171,12 +171,6 @@ def review_stats(ctx: Context, queue_spec: str | None, benchmark: str | None, bo
                               highlight=False, markup=False, soft_wrap=True)
         if len(f.listed) > 20:
             ctx.console.print(f"  … and {len(f.listed) - 20} more (--format json lists them all)", highlight=False)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(printable(text))
 
 
 @review.command("publish")

@@ -7,7 +7,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from misalign_tui.core import metrics
-from misalign_tui.core.metrics.vocabulary import METHODS, Metric, headline
+from misalign_tui.core.metrics.vocabulary import (
+    METHODS,
+    Metric,
+    headline,
+    method_summary,
+    significance_words,
+    versus_reference,
+)
 from misalign_tui.core.report.audit import AuditReport, BenchmarkSummary, RunSection
 from misalign_tui.core.review.figures import ReviewFigures
 from misalign_tui.core.store import RunInfo
@@ -48,12 +55,14 @@ def status_text(s: RunSection) -> str:
 def metric_columns(s: RunSection) -> list[tuple[str, Callable[[metrics.MetricRow], str]]]:
     """(header, cell) for a run's metric tables: the method's measures with intervals, then n."""
     m = s.run.method
+    key = headline(m)
     cols: list[tuple[str, Callable[[metrics.MetricRow], str]]] = []
     if m == "judge":
         cols += [("responses", lambda r: count(r.responses)),
                  ("Coverage", lambda r: pct_ci(r.coverage, r.coverage_ci)),
                  ("FFR", lambda r: pct_ci(r.ffr, r.ffr_ci)),
-                 ("AS", lambda r: pct_ci(r.alignment_score, r.alignment_score_ci))]
+                 ("AS", lambda r: pct_ci(r.alignment_score, r.alignment_score_ci)),
+                 ("AS vs coin-flip judge 50 %", lambda r: significance_words(key, r.alignment_score_ci))]
         if s.run.templates > 1:
             cols.append(("AS per template min–max (std)", lambda r: "" if r.template_as_min is None else
                          f"{pct(r.template_as_min)}–{pct(r.template_as_max)}"
@@ -62,10 +71,21 @@ def metric_columns(s: RunSection) -> list[tuple[str, Callable[[metrics.MetricRow
                      lambda r: pct_ci(r.pair_accuracy, r.pair_accuracy_ci) + f" n={count(r.pairs)}"))
     elif m == "preference":
         cols += [("pairs", lambda r: count(r.pairs)),
-                 ("Preference accuracy (chance 50 %)", lambda r: pct_ci(r.pair_accuracy, r.pair_accuracy_ci))]
+                 ("Preference accuracy (chance 50 %)", lambda r: pct_ci(r.pair_accuracy, r.pair_accuracy_ci)),
+                 ("vs chance 50 %", lambda r: significance_words(key, r.pair_accuracy_ci))]
     cols += [("Satisfaction", lambda r: pct_ci(r.satisfaction, r.satisfaction_ci)),
              ("prompt × dim.", lambda r: count(r.prompt_dimensions))]
     return cols
+
+
+def headline_text(s: RunSection) -> str:
+    """The run's headline figure with its interval, and the words when that interval excludes the reference:
+    ``Preference accuracy 30.2% [26.5, 34.2] — significantly below chance (50 %)``."""
+    key, o = headline(s.run.method), s.overall
+    if o is None:
+        return "n/a"
+    words = versus_reference(key, key.row_ci(o))
+    return f"{key.name} {pct_ci(key.row_value(o), key.row_ci(o))}" + (f" — {words}" if words else "")
 
 
 def worst_columns(s: RunSection) -> list[tuple[str, Callable[[metrics.MetricRow], str]]]:
@@ -140,7 +160,8 @@ def provenance_rows(s: RunSection) -> list[tuple[str, str]]:
          "(text under 'Chat template used')"),
         ("sampling and seed", ", ".join(f"{k} {v}" for k, v in sampling.items()) if sampling else
          "not recorded" if s.run.method == "generate" else "none: scoring is deterministic (no sampling, no seed)"),
-        ("judge templates", f"{s.run.templates}, template version "
+        ("judge templates", "none: " + method_summary(s.run.method, s.run.templates) if s.run.method == "preference"
+         else f"{s.run.templates}, template version "
          f"{params.get('template_version') or prov.get('template_version') or 'not recorded'}"),
         ("llama-cpp-python", str(eng.get("llama_cpp_python", "not recorded"))),
         ("device", str(eng.get("device", "not recorded"))

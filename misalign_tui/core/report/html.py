@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 
 from misalign_tui.core import metrics
-from misalign_tui.core.metrics.vocabulary import METRICS, headline
+from misalign_tui.core.metrics.vocabulary import METRICS
 from misalign_tui.core.report.audit import AuditReport
 from misalign_tui.core.report.content import (
     DISPUTE_COLUMNS,
@@ -17,6 +17,7 @@ from misalign_tui.core.report.content import (
     count,
     dispute_rows,
     filters_text,
+    headline_text,
     how_to_read,
     metric_columns,
     overview_charts,
@@ -34,15 +35,19 @@ from misalign_tui.core.report.content import (
     worst_columns,
 )
 from misalign_tui.core.review.figures import figures_lines
+from misalign_tui.core.text import printable
 
 # -- HTML ---------------------------------------------------------------------------------------------------
 
 def h(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    """User or model text as inert HTML: control characters shown (``printable``), then every HTML character
+    escaped."""
+    return html.escape(printable(str(text)), quote=True)
 
 
 def _details_json(summary: str, value: object) -> str:
-    """A folded block holding stored JSON (recipe, provenance), escaped."""
+    """A folded block holding stored JSON (recipe, provenance), escaped (control characters in it are shown by
+    ``h``, so the block is for reading, not for parsing back)."""
     return (f"<details><summary>{h(summary)}</summary><pre>{h(json.dumps(value, indent=2, ensure_ascii=False))}"
             "</pre></details>")
 
@@ -175,10 +180,7 @@ def render_html(report: AuditReport) -> str:
     w('<section id="summary"><h2>1. Summary</h2>')
     rows = []
     for s in report.runs:
-        key = headline(s.run.method)
-        o = s.overall
-        rows.append([s.run.model, str(s.run.id), s.run.method, s.run.benchmark, status_text(s),
-                     f"{key.name} {pct_ci(key.row_value(o), key.row_ci(o))}" if o else "n/a",
+        rows.append([s.run.model, str(s.run.id), s.run.method, s.run.benchmark, status_text(s), headline_text(s),
                      pct_ci(s.trade.rate, s.trade.ci)])
     w(_html_table(["model", "run", "method", "benchmark", "status", "headline (95 % interval)",
                    "trade-off rate"], rows))

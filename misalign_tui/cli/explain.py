@@ -101,7 +101,7 @@ def _print_preference(ctx: Context, e: PreferenceExplanation) -> None:
         table.add_column("log P", justify="right", no_wrap=True)
         table.add_column("share of margin", justify="right", no_wrap=True)
         for label, t in rows:
-            table.add_row(label, styled(repr_token(t.text)), f"{t.logprob:.2f}", f"{t.contribution:+.4f}")
+            table.add_row(label, styled(repr_token(t.label)), f"{t.logprob:.2f}", f"{t.contribution:+.4f}")
         if rows:
             print_table(c, table)
         else:

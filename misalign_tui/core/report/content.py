@@ -43,7 +43,7 @@ def explanation_lines(e: Example) -> list[str]:
         top = x.toward(direction, EXPLAIN_SHOWN)
         if top:
             lines.append(f"toward the {direction} response: " + ", ".join(
-                f"“{t.text}” {t.contribution:+.3f} (log P {t.logprob:.2f}, in {label})" for label, t in top))
+                f"“{t.label}” {t.contribution:+.3f} (log P {t.logprob:.2f}, in {label})" for label, t in top))
     return lines
 
 

@@ -35,9 +35,14 @@ TOP = 5  # sentences / tokens listed in each direction
 class TokenScore:
     start: int                  # characters of the response text
     end: int
-    text: str
+    text: str                   # "" for a token that holds only the separator before the response
     logprob: float              # log P(token | everything before it), nats
     contribution: float         # to the margin (aligned − misaligned mean log-likelihood); > 0: toward aligned
+
+    @property
+    def label(self) -> str:
+        """How a list names the token: its text, or what it is when it has none of the response's."""
+        return self.text if self.text else "(separator)"
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def preference_blocks(e: PreferenceExplanation) -> list[Block]:
         top = e.toward(direction, TOP_SHOWN)
         parts: list[Part] = [(f"most toward {direction}: ", "dim")]
         for i, (label, t) in enumerate(top):
-            parts += [*(["  "] if i else []), _quoted(t.text), (f" {t.contribution:+.3f} in {label}", "dim")]
+            parts += [*(["  "] if i else []), _quoted(t.label), (f" {t.contribution:+.3f} in {label}", "dim")]
         blocks.append(("item-verdict", parts if top else [*parts, ("none", "dim")]))
     return blocks
 
@@ -149,7 +149,7 @@ def item_blocks(item: ItemView, explained: dict[tuple[int, int], JudgeExplanatio
 class ItemScreen(AppScreen):
     HOME = "#item-body"
     BINDINGS = [Binding("escape,backspace", "back", "Back"),
-                Binding("x", "explain", "Explain judge verdicts")]
+                Binding("x", "explain", "Explain")]
 
     def __init__(self, prompt_id: int) -> None:
         super().__init__()
@@ -236,7 +236,7 @@ class ItemScreen(AppScreen):
     async def on_item_loaded(self, message: ItemLoaded) -> None:
         self.item = message.item
         if self.item.judge_verdicts():
-            self._status("x explains the judge verdicts (leave-one-sentence-out, through each run's model)")
+            self._status("x explains each judge verdict, sentence by sentence")
         await self._render_item()
 
     async def _render_item(self) -> None:

@@ -283,3 +283,42 @@ def test_default_model_explains_a_seed_judge_item(home: Path) -> None:
     assert abs(e.p_full - e.p_stored) < 0.05 and e.requests == len(e.sentences) + 1
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT count(*) FROM judge_results WHERE run_id = ?", (res.run_id,)).fetchone()[0] >= 2
+
+
+# -- the app ---------------------------------------------------------------------------------------------------
+
+async def test_item_screen_x_explains_or_says_why_not(home, tiny_chat_model):
+    """x on a judge run whose model is gone: one line in the status, the screen stays; on a real run: each verdict
+    explained, hostile text shown as text."""
+    from misalign_tui.tui.screens.item import ItemScreen
+    from tests.tui_fixtures import make_app, screen_text, settle
+
+    db, _ = make_store(home, n_prompts=1)
+    gone = home / "gone.gguf"
+    gone.write_bytes(tiny_chat_model.read_bytes())
+    with Store(db) as store:
+        _add_hostile_prompt(store)
+        _run(store, gone, templates=1)
+        pid = store.conn.execute("SELECT id FROM prompts WHERE key = 'fx-hostile'").fetchone()[0]
+    gone.unlink()
+    app = make_app(home)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.push_screen(ItemScreen(pid))
+        await settle(pilot)
+        await pilot.press("x")
+        await settle(pilot)
+        assert "cannot explain run 1:" in screen_text(app) and isinstance(app.screen, ItemScreen)
+    with Store(db) as store:
+        assert _run(store, tiny_chat_model, templates=1) == 1  # the same file: the same run
+    app = make_app(home)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.push_screen(ItemScreen(pid))
+        await settle(pilot)
+        await pilot.press("x")
+        await settle(pilot)
+        text = app.screen.text()
+        # the same file registered again (same sha256, same run): explained through that registration
+        assert "explained 2 judge verdict(s)" in screen_text(app) and "cannot explain" not in screen_text(app)
+        assert text.count("explained (run 1)") == 2 and "␛[31mshout␛[0m" in text and "\x1b" not in text

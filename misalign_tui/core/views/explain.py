@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.inference.attribution import leave_one_out, sentence_spans
@@ -199,9 +200,17 @@ def stored_preferences(store: Store, prompt_id: int) -> dict[tuple[int, int], Pr
 # -- judge -------------------------------------------------------------------------------------------------------
 
 def open_run_backend(store: Store, run: RunInfo) -> Backend:
-    """The run's own model with the run's context size; refused when the file changed since the run."""
+    """The run's own model with the run's context size: its registration, or another registration of the same
+    file (same sha256) when that one's file is gone; refused when the file changed since the run."""
     row = store.conn.execute("SELECT model_sha256, params_json FROM runs WHERE id = ?", (run.id,)).fetchone()
     model = get_model_by_id(store, run.model_id)
+    if model.path and not Path(model.path).is_file():
+        for (other_id,) in store.conn.execute("SELECT id FROM models WHERE sha256 = ? AND id != ? ORDER BY id",
+                                              (row["model_sha256"], run.model_id)).fetchall():
+            other = get_model_by_id(store, int(other_id))
+            if other.path and Path(other.path).is_file() and other.identity == row["model_sha256"]:
+                model = other
+                break
     if model.identity != row["model_sha256"]:
         raise UserError(f"run {run.id}: model {model.name} is no longer the file the run scored with "
                         f"(sha256 {str(row['model_sha256'])[:12]}…, now {str(model.identity)[:12]}…)")

@@ -189,26 +189,40 @@ class ItemScreen(AppScreen):
 
     @work(thread=True, exclusive=True, group="explain", exit_on_error=False)
     def explain_verdicts(self, todo: list[tuple[int, int]], cancel: threading.Event) -> None:
-        """One backend per run (its model loaded once), one batched pass per verdict; results as they come."""
+        """One backend per run (its model loaded once), one batched pass per verdict; results as they come. A run
+        that cannot be explained (its model gone) is named at the end; the other runs' verdicts still are."""
         backends: dict[int, Backend] = {}
+        failed: dict[int, str] = {}
+        done = 0
         try:
             with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
                 for i, (run_id, response_id) in enumerate(todo):
                     if cancel.is_set():
                         return
-                    run = run_info(store, run_id)
-                    self.post_message(ExplainStatus(f"explaining {i + 1}/{len(todo)}: run {run_id} ({run.model}), "
-                                                    f"response {response_id}…"))
-                    if run_id not in backends:
-                        backends[run_id] = open_run_backend(store, run)
-                    e = explain_judge(store, run, response_id, backends[run_id], cancel)
+                    if run_id in failed:
+                        continue
+                    try:
+                        run = run_info(store, run_id)
+                        self.post_message(ExplainStatus(f"explaining {i + 1}/{len(todo)}: run {run_id} "
+                                                        f"({run.model}), response {response_id}…"))
+                        if run_id not in backends:
+                            backends[run_id] = open_run_backend(store, run)
+                        e = explain_judge(store, run, response_id, backends[run_id], cancel)
+                    except UserError as exc:
+                        failed[run_id] = str(exc)
+                        continue
+                    except Cancelled:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - a failure is a line on the screen, never a crash
+                        failed[run_id] = f"{type(exc).__name__}: {exc}"
+                        continue
+                    done += 1
                     self.post_message(ExplanationReady(e))
-            self.post_message(ExplainStatus(f"explained {len(todo)} judge verdict(s); red raises P(misaligned), "
-                                            "green lowers it"))
+            said = [f"explained {done} judge verdict(s); red raises P(misaligned), green lowers it"] if done else []
+            said += [f"cannot explain run {r}: {why}" for r, why in failed.items()]
+            self.post_message(ExplainStatus("; ".join(said)))
         except Cancelled:
             return
-        except UserError as exc:
-            self.post_message(ExplainStatus(f"cannot explain: {exc}"))
         finally:
             for b in backends.values():
                 b.close()

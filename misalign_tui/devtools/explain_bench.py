@@ -6,7 +6,8 @@ model: the batched pass alone, and the model load beside it (what ``misalign-tui
 (b) **Store growth** per 1,000 preference items: a preference run over the first ``preference_prompts`` seed
 prompts; the database is copied twice — as is, and with ``preference_token_logprobs`` emptied — both vacuumed,
 and the size difference is scaled to 1,000 pairs. (c) The alternative, recomputing on demand: the time to rescore
-one pair through the loaded model.
+one pair through the loaded model. The pass's distinct tokens (its prefix tree) and CPU seconds are printed beside
+its wall time, so a figure taken on a loaded machine can be read.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from misalign_tui.core.inference.engine import EngineSettings
+from misalign_tui.core.inference.attribution import sentence_spans, without
+from misalign_tui.core.inference.backend import Backend
+from misalign_tui.core.inference.engine import Engine, EngineSettings, prefix_tree_size
+from misalign_tui.core.inference.judge_templates import judge_templates
 from misalign_tui.core.io.native import SEED_BENCHMARK, load_seed_benchmark
 from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.models.registry import ModelInfo
-from misalign_tui.core.runs.evaluate import run_evaluation
+from misalign_tui.core.runs.evaluate import judge_text, run_evaluation
 from misalign_tui.core.runs.request import RunRequest
-from misalign_tui.core.store import Store, run_info
+from misalign_tui.core.store import RunInfo, Store, run_info
 from misalign_tui.core.views.explain import explain_judge, open_run_backend, recompute_preference
 
 
@@ -39,7 +43,20 @@ def _vacuumed_size(src: Path, empty_tokens: bool) -> int:
                 d.execute("DELETE FROM preference_token_logprobs")
                 d.commit()
             d.execute("VACUUM")
-        return copy.stat().st_size
+            pages = d.execute("PRAGMA page_count").fetchone()[0] * d.execute("PRAGMA page_size").fetchone()[0]
+        return int(pages)  # the file itself may still hold the pre-VACUUM pages in its WAL
+
+
+def _pass_tokens(store: Store, run: RunInfo, response_id: int, backend: Backend) -> tuple[int, int]:
+    """(distinct, total) tokens of the explanation's requests: the prefix tree the engine decodes, and the sum."""
+    if not isinstance(backend, Engine):
+        return 0, 0
+    text, prompt = store.conn.execute("SELECT r.text, p.text FROM responses r JOIN prompts p ON p.id = r.prompt_id "
+                                      "WHERE r.id = ?", (response_id,)).fetchone()
+    variants = [text] + [without(text, s) for s in sentence_spans(text)]
+    seqs = [backend.tokenize(backend.fit_prompt(judge_text(backend, t, v), prompt)[0])
+            for t in judge_templates(run.templates) for v in variants]
+    return prefix_tree_size(seqs), sum(len(s) for s in seqs)
 
 
 def run_explain_bench(store: Store, model: ModelInfo, *, judge_prompts: int, preference_prompts: int,
@@ -59,17 +76,23 @@ def run_explain_bench(store: Store, model: ModelInfo, *, judge_prompts: int, pre
         backend = open_run_backend(store, run)
         load_s = time.perf_counter() - t0
         try:
-            passes = []
+            passes, cpu = [], []
             for i in range(repeats):
                 say(f"explaining response {rid} ({i + 1}/{repeats})…")
+                c0 = time.process_time()
                 e = explain_judge(store, run, rid, backend)
+                cpu.append(time.process_time() - c0)
                 passes.append(e.seconds)
+            unique, total = _pass_tokens(store, run, rid, backend)
         finally:
             backend.close()
         out.update({"judge_run_id": run.id, "response_id": rid, "templates": e.templates,
                     "sentences": len(e.sentences), "requests": e.requests, "response_chars": len(text),
                     "model_load_s": round(load_s, 3), "explain_pass_s_median": round(statistics.median(passes), 3),
                     "explain_pass_s_best": round(min(passes), 3),
+                    "explain_pass_cpu_s_median": round(statistics.median(cpu), 3),
+                    "pass_tokens": total, "pass_unique_tokens": unique,
+                    "pass_unique_tokens_per_s": round(unique / statistics.median(passes)),
                     "explain_total_s": round(load_s + statistics.median(passes), 3),
                     "target_under_5_s": load_s + statistics.median(passes) < 5.0})
     if preference_prompts:
@@ -87,7 +110,7 @@ def run_explain_bench(store: Store, model: ModelInfo, *, judge_prompts: int, pre
         backend = open_run_backend(store, run)
         try:
             pair_ids = [r[0] for r in store.conn.execute(
-                "SELECT pair_id FROM preference_results WHERE run_id = ? ORDER BY pair_id LIMIT 5", (run.id,))]
+                "SELECT pair_id FROM preference_results WHERE run_id = ? ORDER BY pair_id LIMIT 2", (run.id,))]
             t0 = time.perf_counter()
             for pid in pair_ids:
                 recompute_preference(store, run, pid, backend)

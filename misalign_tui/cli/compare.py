@@ -1,0 +1,165 @@
+"""``compare ladder``: one model's quantization variants side by side (core/views/ladder.py), the command-line
+twin of the Compare screen's ladder mode."""
+
+from __future__ import annotations
+
+import click
+from rich import box
+from rich.table import Table
+
+from misalign_tui.cli import cli
+from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
+from misalign_tui.core import metrics
+from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
+from misalign_tui.core.metrics.vocabulary import METHODS
+from misalign_tui.core.views.ladder import Ladder, LadderVariant, read_ladder
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _ci(ci: tuple[float, float] | list[float] | None) -> str:
+    return "" if not ci else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def _p(p: float | None) -> str:
+    return "—" if p is None else f"{p:.3g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _size(n: int | None) -> str:
+    return "-" if not n else f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"
+
+
+def _delta(v: float | None) -> str:
+    return "" if v is None else f"{100 * v + 0.0:+.1f}"  # + 0.0: no "-0.0"
+
+
+def _change(v: LadderVariant) -> str:
+    if v.is_reference:
+        return "reference"
+    if v.run is None:
+        return "no run"
+    return {"worse": "worse", "better": "better"}.get(v.change or "", "n.s.")
+
+
+@cli.group("compare")
+def compare_group() -> None:
+    """Side-by-side comparisons (the Compare screen's faces on the command line)."""
+
+
+@compare_group.command("ladder")
+@click.argument("model")
+@click.option("--reference", help="The variant the others are tested against (default: the highest precision with "
+              "a run).")
+@click.option("--method", type=click.Choice(METHODS), help="Whose runs to line up (default: the method most of the "
+              "family has runs of).")
+@click.option("--benchmark", "-b", help="Benchmark name (name@version); default: the one most variants ran on.")
+@click.option("--filter", "filters", multiple=True, help=FILTER_HELP)
+@format_option
+@pass_ctx
+def compare_ladder(ctx: Context, model: str, reference: str | None, method: str | None, benchmark: str | None,
+                   filters: tuple[str, ...], fmt: str) -> None:
+    """MODEL's quantization ladder: per variant the headline metric and per-dimension figures with intervals,
+    the verdict flip rate and McNemar's exact test against the reference (Holm-adjusted), size, bits per weight
+    and measured speed; the first level at which each dimension changes significantly."""
+    ladder = read_ladder(ctx.store, model, ctx.workspace.models_dir, reference=reference, method=method,
+                         benchmark=benchmark, filters=Filters.parse(filters))
+    if fmt == "json":
+        emit_json(ladder.as_dict())
+        return
+    _tables(ctx, ladder)
+
+
+def rung_labels(ladder: Ladder) -> dict[str, str]:
+    """A short label per variant for the tables: its type (``†`` requantized), numbered where two share one."""
+    base = {v.name: (v.model.quantization or "?") + ("†" if v.model.requantized else "") for v in ladder.variants}
+    seen: dict[str, int] = {}
+    for label in base.values():
+        seen[label] = seen.get(label, 0) + 1
+    count: dict[str, int] = {}
+    out = {}
+    for name, label in base.items():
+        if seen[label] > 1:
+            count[label] = count.get(label, 0) + 1
+            label = f"{label}#{count[label]}"
+        out[name] = label
+    return out
+
+
+def _tables(ctx: Context, ladder: Ladder) -> None:
+    con = ctx.console
+    key = metrics.METRICS[ladder.metric]
+    rungs = rung_labels(ladder)
+    con.print(f"[bold]Quantization ladder of {ladder.root.name}[/] — {ladder.method} on "
+              f"{ladder.benchmark or 'no benchmark yet'}; reference {ladder.reference or 'none (no runs)'}",
+              soft_wrap=True, highlight=False)
+    ids = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    ids.add_column("rung", no_wrap=True)
+    ids.add_column("model", overflow="fold", min_width=12)
+    ids.add_column("bits/w", justify="right", no_wrap=True)
+    ids.add_column("size", justify="right", no_wrap=True)
+    ids.add_column(ladder.speed_unit, justify="right", no_wrap=True)
+    ids.add_column("run", justify="right", no_wrap=True)
+    for v in ladder.variants:
+        m = v.model
+        speed = "-" if v.items_per_s is None else f"{v.items_per_s:.2f}" + ("*" if v.speed_source ==
+                                                                             "result timestamps" else "")
+        ids.add_row(rungs[v.name], m.name + (" (reference)" if v.is_reference else ""),
+                    "-" if m.bits_per_weight is None else f"{m.bits_per_weight:.2f}", _size(m.size), speed,
+                    "-" if v.run is None else str(v.run.id) + ("" if v.run.complete else f" {v.run.status}"))
+    con.print(ids)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0),
+                  title=f"{key.name} and verdict flips against the reference")
+    table.add_column("rung", no_wrap=True)
+    table.add_column(f"{key.label} [CI]", justify="right", no_wrap=True)
+    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column("Δ", justify="right", no_wrap=True)
+    table.add_column("flips [CI]", justify="right", no_wrap=True)
+    table.add_column("p (Holm)", justify="right", no_wrap=True)
+    table.add_column("vs ref.", no_wrap=True)
+    differ = []
+    for v in ladder.variants:
+        table.add_row(rungs[v.name], "no run" if v.run is None else f"{_pct(v.value)}{_ci(v.ci)}",
+                      f"{v.n:,}" if v.run else "", _delta(v.delta),
+                      "" if v.is_reference or v.flip_rate is None else f"{_pct(v.flip_rate)}{_ci(v.flip_rate_ci)}",
+                      "" if v.is_reference or v.mcnemar_p is None else f"{_p(v.mcnemar_p)} ({_p(v.mcnemar_p_holm)})",
+                      _change(v))
+        if v.run is not None and not v.is_reference and v.shared != v.n:
+            differ.append(f"{rungs[v.name]} {v.shared:,}")
+    con.print(table)
+    con.print("95 % intervals; Δ (points), flip rate and McNemar's exact p on the items both scored"
+              + (f" ({', '.join(differ)})" if differ else "") + f", Holm across the variants (α = {ladder.alpha}); "
+              f"n.s.: no significant change; {metrics.chance_note(ladder.method)}", soft_wrap=True, highlight=False,
+              style="dim")
+    dims = list(dict.fromkeys(d.dimension for v in ladder.variants for d in v.dimensions))
+    if dims:
+        per = Table(title=f"{key.name} by dimension (Holm across variants × dimensions)", box=box.SIMPLE_HEAD,
+                    pad_edge=False, padding=(0, 1, 0, 0))
+        per.add_column("rung", no_wrap=True)
+        per.add_column("dimension", no_wrap=True)
+        per.add_column(f"{key.label} [95 % CI]", justify="right", no_wrap=True)
+        per.add_column("n", justify="right", no_wrap=True)
+        per.add_column("Δ", justify="right", no_wrap=True)
+        per.add_column("flips", justify="right", no_wrap=True)
+        per.add_column("p (Holm)", justify="right", no_wrap=True)
+        per.add_column("change", no_wrap=True)
+        for v in ladder.variants:
+            for d in v.dimensions:
+                first = " (first)" if d.dimension in v.first_changes else ""
+                per.add_row(rungs[v.name], d.dimension, f"{_pct(d.value)}{_ci(d.ci)}", f"{d.n:,}", _delta(d.delta),
+                            "" if v.is_reference else f"{d.flips}/{d.shared}",
+                            "" if v.is_reference or d.mcnemar_p is None else f"{_p(d.mcnemar_p)} ({_p(d.mcnemar_p_holm)})",
+                            "reference" if v.is_reference else (d.change or "n.s.") + first)
+        con.print(per)
+    for dim, where in ladder.first_significant_change.items():
+        con.print(f"first significant change on {dim}: {where or 'none at any level'}", soft_wrap=True,
+                  highlight=False)
+    if any(v.speed_source == "result timestamps" for v in ladder.variants):
+        con.print("* speed from the spread of the run's result timestamps (run recorded before its timing was)",
+                  soft_wrap=True, highlight=False)
+    if any(v.model.requantized for v in ladder.variants):
+        con.print("† requantized from an already quantized file (models quantize --allow-requantize)",
+                  soft_wrap=True, highlight=False)
+    for note in ladder.notes:
+        con.print(f"note: {note}", soft_wrap=True, highlight=False)

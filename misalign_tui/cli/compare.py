@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from misalign_tui.cli import cli
@@ -12,7 +13,11 @@ from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
 from misalign_tui.core import metrics
 from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
 from misalign_tui.core.metrics.vocabulary import METHODS
+from misalign_tui.core.text import printable
 from misalign_tui.core.views.ladder import Ladder, LadderVariant, read_ladder
+
+# one space between columns: the ladder's tables fit 80 columns without cutting a figure
+_TABLE = dict(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0)
 
 
 def _pct(v: float | None) -> str:
@@ -23,8 +28,19 @@ def _ci(ci: tuple[float, float] | list[float] | None) -> str:
     return "" if not ci else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
 
 
+def _name(text: str) -> str:
+    """A stored name or note as inert text for rich (no markup, no terminal control characters)."""
+    return escape(printable(text))
+
+
 def _p(p: float | None) -> str:
-    return "—" if p is None else f"{p:.3g}" if p >= 1e-4 else f"{p:.1e}"
+    """Two significant digits; below 0.001 as 4.9e-4 (short enough for an 80-column table)."""
+    if p is None:
+        return "—"
+    if p >= 1e-3:
+        return f"{p:.2g}"
+    mantissa, exponent = f"{p:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def _size(n: int | None) -> str:
@@ -71,30 +87,14 @@ def compare_ladder(ctx: Context, model: str, reference: str | None, method: str 
     _tables(ctx, ladder)
 
 
-def rung_labels(ladder: Ladder) -> dict[str, str]:
-    """A short label per variant for the tables: its type (``†`` requantized), numbered where two share one."""
-    base = {v.name: (v.model.quantization or "?") + ("†" if v.model.requantized else "") for v in ladder.variants}
-    seen: dict[str, int] = {}
-    for label in base.values():
-        seen[label] = seen.get(label, 0) + 1
-    count: dict[str, int] = {}
-    out = {}
-    for name, label in base.items():
-        if seen[label] > 1:
-            count[label] = count.get(label, 0) + 1
-            label = f"{label}#{count[label]}"
-        out[name] = label
-    return out
-
-
 def _tables(ctx: Context, ladder: Ladder) -> None:
     con = ctx.console
     key = metrics.METRICS[ladder.metric]
-    rungs = rung_labels(ladder)
-    con.print(f"[bold]Quantization ladder of {ladder.root.name}[/] — {ladder.method} on "
-              f"{ladder.benchmark or 'no benchmark yet'}; reference {ladder.reference or 'none (no runs)'}",
+    rungs = ladder.rung_labels()
+    con.print(f"[bold]Quantization ladder of {_name(ladder.root.name)}[/] — {ladder.method} on "
+              f"{_name(ladder.benchmark or 'no benchmark yet')}; reference {_name(ladder.reference or 'none (no runs)')}",
               soft_wrap=True, highlight=False)
-    ids = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    ids = Table(**_TABLE)
     ids.add_column("rung", no_wrap=True)
     ids.add_column("model", overflow="fold", min_width=12)
     ids.add_column("bits/w", justify="right", no_wrap=True)
@@ -105,11 +105,12 @@ def _tables(ctx: Context, ladder: Ladder) -> None:
         m = v.model
         speed = "-" if v.items_per_s is None else f"{v.items_per_s:.2f}" + ("*" if v.speed_source ==
                                                                              "result timestamps" else "")
-        ids.add_row(rungs[v.name], m.name + (" (reference)" if v.is_reference else ""),
+        ids.add_row(rungs[v.name], _name(m.name) + (" (reference)" if v.is_reference else ""),
                     "-" if m.bits_per_weight is None else f"{m.bits_per_weight:.2f}", _size(m.size), speed,
                     "-" if v.run is None else str(v.run.id) + ("" if v.run.complete else f" {v.run.status}"))
     con.print(ids)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0),
+    con.print()
+    table = Table(**_TABLE,
                   title=f"{key.name} and verdict flips against the reference")
     table.add_column("rung", no_wrap=True)
     table.add_column(f"{key.label} [CI]", justify="right", no_wrap=True)
@@ -134,11 +135,10 @@ def _tables(ctx: Context, ladder: Ladder) -> None:
               style="dim")
     dims = list(dict.fromkeys(d.dimension for v in ladder.variants for d in v.dimensions))
     if dims:
-        per = Table(title=f"{key.name} by dimension (Holm across variants × dimensions)", box=box.SIMPLE_HEAD,
-                    pad_edge=False, padding=(0, 1, 0, 0))
+        per = Table(title=f"{key.name} by dimension (Holm across variants × dimensions)", **_TABLE)
         per.add_column("rung", no_wrap=True)
         per.add_column("dimension", no_wrap=True)
-        per.add_column(f"{key.label} [95 % CI]", justify="right", no_wrap=True)
+        per.add_column(f"{key.label} [CI]", justify="right", no_wrap=True)
         per.add_column("n", justify="right", no_wrap=True)
         per.add_column("Δ", justify="right", no_wrap=True)
         per.add_column("flips", justify="right", no_wrap=True)
@@ -151,9 +151,11 @@ def _tables(ctx: Context, ladder: Ladder) -> None:
                             "" if v.is_reference else f"{d.flips}/{d.shared}",
                             "" if v.is_reference or d.mcnemar_p is None else f"{_p(d.mcnemar_p)} ({_p(d.mcnemar_p_holm)})",
                             "reference" if v.is_reference else (d.change or "n.s.") + first)
+        con.print()
         con.print(per)
+        con.print()
     for dim, where in ladder.first_significant_change.items():
-        con.print(f"first significant change on {dim}: {where or 'none at any level'}", soft_wrap=True,
+        con.print(f"first significant change on {dim}: {_name(where or 'none at any level')}", soft_wrap=True,
                   highlight=False)
     if any(v.speed_source == "result timestamps" for v in ladder.variants):
         con.print("* speed from the spread of the run's result timestamps (run recorded before its timing was)",
@@ -162,4 +164,4 @@ def _tables(ctx: Context, ladder: Ladder) -> None:
         con.print("† requantized from an already quantized file (models quantize --allow-requantize)",
                   soft_wrap=True, highlight=False)
     for note in ladder.notes:
-        con.print(f"note: {note}", soft_wrap=True, highlight=False)
+        con.print(f"note: {_name(note)}", soft_wrap=True, highlight=False)

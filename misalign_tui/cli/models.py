@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from misalign_tui.cli import cli
@@ -22,6 +23,7 @@ from misalign_tui.core.models.registry import (
     resolve_model,
     update_model_settings,
 )
+from misalign_tui.core.text import printable
 
 
 def _size(n: int | None) -> str:
@@ -66,7 +68,8 @@ def models_list(ctx: Context, fmt: str) -> None:
         quant = m.quantization or "-"
         if m.requantized:
             quant, requantized = quant + "†", True
-        table.add_row((" " * (depth - 1) + "└─" if depth else "") + m.name + (" (default)" if m.is_default else ""),
+        table.add_row((" " * (depth - 1) + "└─" if depth else "") + escape(printable(m.name))
+                      + (" (default)" if m.is_default else ""),
                       quant if m.usable else "[red]unusable[/]",
                       "-" if m.bits_per_weight is None else f"{m.bits_per_weight:.2f}", _size(m.size),
                       "chat" if m.effective_chat_template else "plain", (m.sha256 or "-")[:12])

@@ -106,3 +106,13 @@ class BuildFinished(Message):
         super().__init__()
         self.text = text
         self.ok = ok
+
+
+class LadderLoaded(Message):
+    """The Compare screen's ladder mode: a model's quantization ladder, read in a worker."""
+
+    def __init__(self, model: str, ladder: object | None, error: str | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.ladder = ladder  # misalign_tui.core.views.ladder.Ladder
+        self.error = error

@@ -35,7 +35,7 @@ from misalign_tui.core.models.registry import (
     resolve_model,
 )
 from misalign_tui.core.runs.catalog import runs_to_show
-from misalign_tui.core.store import RunInfo, Store
+from misalign_tui.core.store import RunInfo, Store, run_info
 
 ALPHA = 0.05
 SPEED_UNIT = {"judge": "judgments/s", "preference": "pairs/s", "generate": "prompts/s"}
@@ -127,6 +127,20 @@ class Ladder:
     def speed_unit(self) -> str:
         return SPEED_UNIT[self.method]
 
+    def rung_labels(self) -> dict[str, str]:
+        """A short label per variant for tables and charts: its type (``†`` requantized), numbered where two
+        share one; the full names sit beside them in each face."""
+        base = {v.name: (v.model.quantization or "?") + ("†" if v.model.requantized else "") for v in self.variants}
+        shared = {label for label in base.values() if list(base.values()).count(label) > 1}
+        seen: dict[str, int] = {}
+        out = {}
+        for name, label in base.items():
+            if label in shared:
+                seen[label] = seen.get(label, 0) + 1
+                label = f"{label}#{seen[label]}"
+            out[name] = label
+        return out
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "model": self.root.name, "method": self.method, "metric": self.metric,
@@ -169,8 +183,10 @@ def _speed(store: Store, run: RunInfo) -> tuple[float | None, str | None]:
 
 def read_ladder(store: Store, model: str | ModelInfo, models_dir: Path | None = None, *,
                 reference: str | None = None, method: str | None = None, benchmark: str | None = None,
-                filters: metrics.Filters | Mapping[str, Any] | None = None, alpha: float = ALPHA) -> Ladder:
-    """The ladder of ``model``'s quantization family (see the module docstring)."""
+                filters: metrics.Filters | Mapping[str, Any] | None = None, alpha: float = ALPHA,
+                run_ids: Sequence[int] | None = None) -> Ladder:
+    """The ladder of ``model``'s quantization family (see the module docstring). ``run_ids``: use only these
+    runs (the audit report's), not each variant's run to show."""
     if isinstance(model, ModelInfo):
         info = model
     else:
@@ -182,8 +198,13 @@ def read_ladder(store: Store, model: str | ModelInfo, models_dir: Path | None = 
     root = family_root(family)
     bench_id = store.benchmark(benchmark).id if benchmark else None
     names = [m.name for m in family]
-    by_method = {m: {r.model: r for r in runs_to_show(store, models=names, methods=(m,), benchmark_id=bench_id).runs}
-                 for m in METHODS}
+    if run_ids is not None:
+        given = [run_info(store, r) for r in run_ids]
+        by_method = {m: {r.model: r for r in given if r.method == m and r.model in names
+                         and (bench_id is None or r.benchmark_id == bench_id)} for m in METHODS}
+    else:
+        by_method = {m: {r.model: r for r in runs_to_show(store, models=names, methods=(m,),
+                                                          benchmark_id=bench_id).runs} for m in METHODS}
     chosen = _choose_method(by_method, method)
     runs = by_method[chosen]
     notes: list[str] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -10,11 +10,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, SelectionList, Static
 
+from misalign_tui.core.errors import UserError
 from misalign_tui.core.metrics.vocabulary import METHODS
 from misalign_tui.core.runs.catalog import runs_to_show
 from misalign_tui.core.store import Store
 from misalign_tui.core.views.compare import CompareData, read_compare
-from misalign_tui.tui.messages import CompareLoaded
+from misalign_tui.tui.messages import CompareLoaded, LadderLoaded
+from misalign_tui.tui.widgets.ladder import LadderPanel
 
 
 class CompareModelsLoaded(Message):
@@ -33,6 +35,7 @@ class CompareScreen(Screen[None]):
         Binding("enter", "open_item", "Open item", show=False),
         Binding("o", "open_item", "Open item"),
         Binding("s", "save_session", "Save"),
+        Binding("L", "toggle_ladder", "Ladder"),
         Binding("g", "reload", "Refresh"),
     ]
 
@@ -42,6 +45,8 @@ class CompareScreen(Screen[None]):
         self.data: CompareData | None = None
         self._requested: tuple[str, ...] = ()
         self._filling = False
+        self.ladder_mode = False
+        self._ladder_model: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -54,6 +59,7 @@ class CompareScreen(Screen[None]):
                 yield DataTable(id="compare-deltas", cursor_type="row", zebra_stripes=True)
                 yield Static(id="compare-disagree-title", classes="section-title")
                 yield DataTable(id="compare-items", cursor_type="row", zebra_stripes=True)
+                yield LadderPanel(id="compare-ladder")
         yield Footer()
 
     def on_screen_resume(self) -> None:
@@ -139,3 +145,47 @@ class CompareScreen(Screen[None]):
 
     def action_save_session(self) -> None:
         self.app.action_save_session()  # type: ignore[attr-defined]
+
+    # -- ladder mode: one model's quantization variants (widgets/ladder.py) -------------------------------------
+
+    def action_toggle_ladder(self) -> None:
+        self.ladder_mode = not self.ladder_mode
+        for wid in ("#compare-status", "#compare-deltas", "#compare-disagree-title", "#compare-items"):
+            self.query_one(wid).display = not self.ladder_mode
+        self.query_one(LadderPanel).set_class(self.ladder_mode, "-shown")
+        if self.ladder_mode:
+            self._show_ladder_of_highlighted()
+
+    def _show_ladder_of_highlighted(self) -> None:
+        sl = self.query_one("#compare-models", SelectionList)
+        option = sl.get_option_at_index(sl.highlighted) if sl.highlighted is not None and sl.option_count else None
+        model = str(option.value) if option is not None else (list(sl.selected) or [None])[0]
+        if model is None:
+            self.query_one(LadderPanel).failed("No model with runs yet: run one first (r).")
+            return
+        self._ladder_model = model
+        self._load_ladder(model)
+
+    @on(SelectionList.SelectionHighlighted, "#compare-models")
+    def _ladder_follows_highlight(self) -> None:
+        if self.ladder_mode:
+            self._show_ladder_of_highlighted()
+
+    @work(thread=True, exclusive=True, group="compare-ladder", exit_on_error=False)
+    def _load_ladder(self, model: str) -> None:
+        from misalign_tui.core.views.ladder import read_ladder
+
+        try:
+            with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
+                self.post_message(LadderLoaded(model, read_ladder(store, model)))
+        except UserError as exc:
+            self.post_message(LadderLoaded(model, None, str(exc)))
+
+    def on_ladder_loaded(self, message: LadderLoaded) -> None:
+        if message.model != self._ladder_model:
+            return  # an older worker's answer
+        panel = self.query_one(LadderPanel)
+        if message.ladder is None:
+            panel.failed(message.error or "no ladder")
+        else:
+            panel.show(message.ladder)  # type: ignore[arg-type]

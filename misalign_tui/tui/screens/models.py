@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.models.registry import ModelInfo, register_file, update_model_settings
+from misalign_tui.core.models.registry import ModelInfo, lineage_order, register_file, update_model_settings
 from misalign_tui.core.store import Store
 from misalign_tui.core.views.workspace import quick_load_test, read_models
 from misalign_tui.tui.messages import LoadTestDone, ModelsLoaded, WorkFailed
@@ -30,7 +30,7 @@ def _int_or_none(text: str, what: str, minimum: int) -> int | None:
     return value
 
 
-def describe(m: ModelInfo) -> str:
+def describe(m: ModelInfo, parent: str | None = None) -> str:
     lines = [f"[b]{m.name}[/]" + ("  (default)" if m.is_default else "")]
     if not m.usable:
         lines.append(f"[red]unusable:[/] {m.error}")
@@ -41,6 +41,11 @@ def describe(m: ModelInfo) -> str:
         ("chat template", "yes" if m.chat_template else "none (plain completion)"),
         ("override", "none (plain)" if m.chat_template_override == "none" else
          ("custom" if m.chat_template_override else None)),
+        ("bits per weight", None if m.bits_per_weight is None else f"{m.bits_per_weight:.2f}"),
+        ("made from", None if not m.parent_sha256 else f"{parent or 'unregistered file'} ({m.parent_sha256[:12]})"),
+        ("quantized to", None if not m.quantized_to else m.quantized_to
+         + (" (requantized from an already quantized file)" if m.requantized else "")),
+        ("quantizer", m.quantizer),
         ("GPU layers", "auto" if m.n_gpu_layers is None else m.n_gpu_layers),
         ("threads", "auto" if m.n_threads is None else m.n_threads),
     ]
@@ -55,6 +60,7 @@ class ModelsScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self._models: list[ModelInfo] = []
+        self._names: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -85,11 +91,14 @@ class ModelsScreen(Screen[None]):
         self.post_message(ModelsLoaded(read_models(self.app.workspace)))  # type: ignore[attr-defined]
 
     def on_models_loaded(self, message: ModelsLoaded) -> None:
-        self._models = message.models
+        grouped = lineage_order(message.models)  # quantization variants under their parent
+        self._models = [m for m, _ in grouped]
+        self._names = {m.sha256: m.name for m in self._models if m.sha256}
         table = self.query_one(DataTable)
         table.clear()
-        for m in self._models:
-            table.add_row(m.name + (" *" if m.is_default else ""), m.architecture or "-", m.quantization or "-",
+        for m, depth in grouped:
+            table.add_row((" " * (depth - 1) + "└─" if depth else "") + m.name + (" *" if m.is_default else ""),
+                          m.architecture or "-", (m.quantization or "-") + ("†" if m.requantized else ""),
                           "ok" if m.usable else "unusable", key=str(m.id))
         self._show(0)
         if not self._models:
@@ -100,7 +109,7 @@ class ModelsScreen(Screen[None]):
     def _show(self, index: int) -> None:
         if 0 <= index < len(self._models):
             m = self._models[index]
-            self.query_one("#model-detail", Static).update(describe(m))
+            self.query_one("#model-detail", Static).update(describe(m, self._names.get(m.parent_sha256 or "")))
             self.query_one("#model-gpu-layers", Input).value = "" if m.n_gpu_layers is None else str(m.n_gpu_layers)
             self.query_one("#model-threads", Input).value = "" if m.n_threads is None else str(m.n_threads)
 

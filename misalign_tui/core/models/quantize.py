@@ -548,8 +548,12 @@ def _make_variant(store: Store, source: ModelInfo, header: GGUFHeader, plan: Qua
     try:
         rc, summary = child.wait(on_tensor, cancel)
         if rc != 0:
-            raise UserError(f"{source.path}: llama.cpp could not make {plan.target}: "
-                            f"{summary.get('error') or f'llama_model_quantize returned {rc}'}")
+            reason = summary.get("error") or f"llama_model_quantize returned {rc}"
+            left = free_bytes(plan.output.parent)
+            if "iostream" in reason or left < (1 << 20):  # llama.cpp's words for a failed write
+                raise UserError(f"{plan.output}: cannot write the variant (disk full or failing: {_mb(left)} free; "
+                                f"llama.cpp: {reason}); free space and rerun (variants made so far are kept)")
+            raise UserError(f"{source.path}: llama.cpp could not make {plan.target}: {reason}")
         emit(index, plan, "verifying", header.tensor_count, header.tensor_count, weights_total)
         try:
             read_gguf_header(part)

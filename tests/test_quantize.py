@@ -131,6 +131,22 @@ def test_cancel_stops_the_quantizer_and_leaves_no_file(tiny_home: Path) -> None:
     assert children.stdout.strip() == "", "the quantizer process was left running"
 
 
+def test_ctrl_c_stops_the_quantizer_and_leaves_no_file(tiny_home: Path) -> None:
+    """Ctrl+C arrives as KeyboardInterrupt in the waiting thread (here raised from the progress callback)."""
+    with Store(tiny_home / "db.sqlite") as store:
+        src = register_file(store, tiny_home / "models" / "tiny-base.gguf")
+
+        def on_progress(ev: quantize.QuantizeProgress) -> None:
+            if ev.phase == "quantizing" and ev.tensors_done >= 1:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            quantize.quantize_model(store, src, ["Q8_0"], tiny_home / "models", progress=on_progress)
+        assert sorted(p.name for p in (tiny_home / "models").iterdir()) == ["tiny-base.gguf"]
+    children = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "child_main"], capture_output=True, text=True)
+    assert children.stdout.strip() == ""
+
+
 def test_unknown_type_lists_the_valid_ones(cli_run, tiny_home: Path) -> None:
     line = _one_line_refusal(cli_run("models", "quantize", "tiny-base", "--to", "Q8_0,Q9_Z"),
                              "--to Q9_Z: unknown quantization type; valid:")

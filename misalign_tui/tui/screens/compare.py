@@ -63,10 +63,12 @@ class CompareScreen(Screen[None]):
         yield Footer()
 
     def on_screen_resume(self) -> None:
-        self.load_models()
+        self.action_reload()
 
     def action_reload(self) -> None:
         self.load_models()
+        if self.ladder_mode:  # runs may have finished since: the ladder is read again
+            self._show_ladder_of_highlighted()
 
     @work(thread=True, exclusive=True, group="compare-models", exit_on_error=False)
     def load_models(self) -> None:

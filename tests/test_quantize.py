@@ -204,6 +204,10 @@ def test_an_imatrix_is_used_and_recorded(cli_run, tiny_home: Path, tmp_path: Pat
     res = cli_run("models", "quantize", "tiny-base", "--to", "Q4_0", "--imatrix", str(good), "--format", "json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["variants"][0]["model"]["imatrix_sha256"] is not None
+    # the same type without the matrix is another variant, not "already made"
+    _one_line_refusal(cli_run("models", "quantize", "tiny-base", "--to", "Q4_0"), "tiny-base-q4_0.gguf",
+                      "made with an importance matrix")
+    assert "already made" in cli_run("models", "quantize", "tiny-base", "--to", "Q4_0", "--imatrix", str(good)).stderr
     # llama.cpp reads it: a matrix of the wrong width is its one-line error, and nothing is left behind
     wrong = _legacy_imatrix(tmp_path / "wrong.dat", {n: 7 for n in matrices})
     _one_line_refusal(cli_run("models", "quantize", "tiny-base", "--to", "Q5_0", "--imatrix", str(wrong)),

@@ -39,7 +39,6 @@ from misalign_tui.core.models.registry import (
     LINEAGE_KEYS,
     ModelInfo,
     file_sha256,
-    get_model_by_id,
     register_file,
 )
 from misalign_tui.core.store import Store
@@ -182,6 +181,7 @@ def plan_variants(store: Store, source: ModelInfo, targets: list[str], models_di
         if needs:
             raise UserError(f"--to {needs[0]}: llama.cpp makes this type only with an importance matrix; add "
                             "--imatrix FILE (from llama.cpp's llama-imatrix)")
+    imatrix_sha = file_sha256(imatrix) if imatrix is not None and imatrix.is_file() else None
     plans = []
     for t in targets:
         if t == src_type:
@@ -189,11 +189,14 @@ def plan_variants(store: Store, source: ModelInfo, targets: list[str], models_di
         out = variant_path(source, t, models_dir, requantized)
         existing = None
         if out.exists():
-            row = store.conn.execute("SELECT id FROM models WHERE path = ?", (str(out.resolve()),)).fetchone()
-            info = get_model_by_id(store, row["id"]) if row else register_file(store, out)
+            info = register_file(store, out)  # refreshed if the file changed since it was registered
             if info.parent_sha256 != source.sha256 or info.quantized_to != t:
                 raise UserError(f"{out}: exists and is not the {t} variant of {source.name}; move it away or "
                                 "remove it")
+            if info.imatrix_sha256 != imatrix_sha:
+                made = ("without an importance matrix" if not info.imatrix_sha256 else
+                        "with an importance matrix" if imatrix_sha is None else "with another importance matrix")
+                raise UserError(f"{out}: exists, made {made}; move it away to make it again")
             existing = info
         plans.append(QuantizePlan(t, valid[t], out, requantized, existing=existing))
     return plans

@@ -253,3 +253,17 @@ def test_a_disk_that_fills_while_writing_leaves_no_partial_file(cli_run, small_d
     res = cli_run("models", "quantize", "tiny-base", "--to", "Q8_0")
     _one_line_refusal(res, "tiny-base-q8_0.gguf", "cannot write the variant", "disk full")
     assert sorted(p.name for p in small_disk.iterdir()) == ["tiny-base.gguf"]
+
+
+def test_a_model_registered_before_m005_gets_its_bits_per_weight(tiny_home: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows from before the lineage migration have no bits per weight: the next look reads the header only."""
+    from misalign_tui.core.models import registry
+
+    path = tiny_home / "models" / "tiny-base.gguf"
+    with Store(tiny_home / "db.sqlite") as store:
+        first = register_file(store, path)
+        store.conn.execute("UPDATE models SET bits_per_weight = NULL WHERE id = ?", (first.id,))
+        monkeypatch.setattr(registry, "file_sha256", lambda p: pytest.fail("no rehash of an unchanged file"))
+        again = register_file(store, path)
+    assert again.bits_per_weight == 32.0 and again.sha256 == first.sha256

@@ -267,3 +267,48 @@ def test_a_model_registered_before_m005_gets_its_bits_per_weight(tiny_home: Path
         monkeypatch.setattr(registry, "file_sha256", lambda p: pytest.fail("no rehash of an unchanged file"))
         again = register_file(store, path)
     assert again.bits_per_weight == 32.0 and again.sha256 == first.sha256
+
+
+def test_the_quantizer_process_dies_with_its_parent(tmp_path: Path) -> None:
+    """``kill -9`` of the command must not leave llama.cpp writing on: the child asks the kernel for SIGTERM when
+    its parent dies (the mechanism child_main uses, on a child that would otherwise sleep a minute)."""
+    import sys
+    import time
+
+    pidfile = tmp_path / "child.pid"
+    child_py = tmp_path / "child.py"
+    child_py.write_text("import os, sys, time\n"
+                        "from misalign_tui.core.models.quantize import _die_with_parent\n"
+                        "_die_with_parent()\n"
+                        "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+                        "time.sleep(60)\n")
+    parent_py = tmp_path / "parent.py"
+    parent_py.write_text("import subprocess, sys, time\n"
+                         "subprocess.Popen([sys.executable, sys.argv[1], sys.argv[2]])\n"
+                         "time.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    parent = subprocess.Popen([sys.executable, str(parent_py), str(child_py), str(pidfile)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = int(pidfile.read_text())
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+
+        def alive() -> bool:
+            try:
+                state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+            except OSError:
+                return False
+            return state != "Z"
+
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if alive():
+            os.kill(child, 9)
+            pytest.fail("the child outlived its killed parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()

@@ -288,6 +288,7 @@ def child_main() -> None:
     import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides: Ctrl+C there terminates this process
+    _die_with_parent()
     job = json.loads(sys.stdin.readline())
     out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -303,6 +304,16 @@ def child_main() -> None:
         send("error", f"{type(exc).__name__}: {exc}")
     finally:
         out.close()
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when its parent dies (a ``kill -9`` of the command must not leave the
+    quantizer writing on)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+    except (OSError, AttributeError):
+        pass  # elsewhere the child finishes its file, which is never renamed and is removed by the next run
 
 
 def _quantize_here(job: dict[str, Any], send: Callable[..., None]) -> tuple[int, dict[str, Any]]:
@@ -536,6 +547,7 @@ def _make_variant(store: Store, source: ModelInfo, header: GGUFHeader, plan: Qua
     if imatrix_sha:
         lineage[LINEAGE_KEYS["imatrix_sha256"]] = imatrix_sha
     part = plan.output.with_name(plan.output.name + ".part")
+    part.unlink(missing_ok=True)  # left by a run that was killed (kill -9) before it could clean up
     t0 = time.monotonic()
     done_weights = [0, 0]  # weights of the tensors finished, and of the tensor in progress
 

@@ -103,8 +103,8 @@ class LadderPanel(Vertical):
     LadderPanel.-shown { display: block; }
     LadderPanel #ladder-status { height: auto; padding: 0 1; color: $text-muted; }
     LadderPanel #ladder-variants { height: auto; max-height: 9; }
-    LadderPanel #ladder-chart { height: 1fr; min-height: 8; }
-    LadderPanel #ladder-dims { height: 1fr; min-height: 5; }
+    LadderPanel #ladder-chart { height: 2fr; min-height: 8; }
+    LadderPanel #ladder-dims { height: 1fr; min-height: 4; }
     """
 
     def compose(self) -> ComposeResult:

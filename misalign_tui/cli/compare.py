@@ -158,7 +158,8 @@ def _tables(ctx: Context, ladder: Ladder) -> None:
         con.print(f"first significant change on {dim}: {_name(where or 'none at any level')}", soft_wrap=True,
                   highlight=False)
     if any(v.speed_source == "result timestamps" for v in ladder.variants):
-        con.print("* speed from the spread of the run's result timestamps (run recorded before its timing was)",
+        con.print("* speed from the spread of the run's result timestamps (a run still going, or one made before "
+                  "runs measured their own time)",
                   soft_wrap=True, highlight=False)
     if any(v.model.requantized for v in ladder.variants):
         con.print("† requantized from an already quantized file (models quantize --allow-requantize)",

@@ -64,7 +64,7 @@ def test_blank_database_gets_every_migration_recorded(tmp_path: Path) -> None:
 
 def test_frozen_migrations_build_the_release1_schema(tmp_path: Path) -> None:
     """The released migrations, written out as literal SQL, make the same schema release 1 made (later
-    migrations may alter its tables, e.g. m005 adds the lineage columns to ``models``)."""
+    migrations may alter its tables, e.g. m007 adds the lineage columns to ``models``)."""
     old = schema(release1_copy(tmp_path / "old"))
     conn = sqlite3.connect(tmp_path / "released.sqlite", isolation_level=None)
     db = Database(conn, recursive_triggers=False, execute_plugins=False)

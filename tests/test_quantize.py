@@ -255,7 +255,7 @@ def test_a_disk_that_fills_while_writing_leaves_no_partial_file(cli_run, small_d
     assert sorted(p.name for p in small_disk.iterdir()) == ["tiny-base.gguf"]
 
 
-def test_a_model_registered_before_m005_gets_its_bits_per_weight(tiny_home: Path,
+def test_a_model_registered_before_m007_gets_its_bits_per_weight(tiny_home: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows from before the lineage migration have no bits per weight: the next look reads the header only."""
     from misalign_tui.core.models import registry

@@ -165,7 +165,7 @@ def register_file(store: Store, path: str | Path, *, name: str | None = None, is
     fresh = existing is not None and existing["size"] == stat.st_size and existing["mtime"] == stat.st_mtime
     if fresh and existing["sha256"] and (name is None or name == existing["name"]):
         if existing["usable"] and existing["bits_per_weight"] is None:
-            _refresh_header(store, existing["id"], p)  # registered before m005: header facts only, no rehash
+            _refresh_header(store, existing["id"], p)  # registered before m007: header facts only, no rehash
         if is_default and not existing["is_default"]:
             _set_default(store, existing["id"])
         return get_model_by_id(store, existing["id"])

@@ -523,7 +523,7 @@ def m004_sessions(db: Database) -> None:
 # -- not yet released ---------------------------------------------------------------------------------------------
 
 @migration
-def m005_model_lineage(db: Database) -> None:
+def m007_model_lineage(db: Database) -> None:
     """Quantization lineage (the quantization ladder): the file a variant was made from, the type asked of the
     quantizer, the quantizer's version, whether it requantized an already quantized file; and every model's bits
     per weight from its header. A readable view lists each variant beside its parent."""

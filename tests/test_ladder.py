@@ -16,12 +16,12 @@ from misalign_tui.core.metrics.statistics import holm, mcnemar_exact, wilson
 from misalign_tui.core.models.registry import lineage_order, list_models, model_family
 from misalign_tui.core.store import Store
 from misalign_tui.core.views.ladder import read_ladder
-from misalign_tui.tui.app import create_app
 from misalign_tui.tui.screens.compare import CompareScreen
 from misalign_tui.tui.screens.models import ModelsScreen
 from misalign_tui.tui.widgets.ladder import LadderPanel
+from misalign_tui.tui.widgets.tables import FittedTable
 from tests.ladder_fixtures import BASE_WRONG, PAIRS, Q4_SAFETY_FLIPS, Q8_FLIPS, populate_ladder
-from tests.tui_fixtures import SNAPSHOT_HOME, fresh_home, settle_for_snapshot
+from tests.tui_fixtures import make_app, settle
 
 
 def _store(home: Path) -> Store:
@@ -132,23 +132,26 @@ def test_models_list_groups_variants(cli_run, home: Path) -> None:
 
 async def test_compare_screen_ladder_mode(home: Path) -> None:
     populate_ladder(home)
-    app = create_app(home)
+    app = make_app(home)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("c")
-        await settle_for_snapshot(pilot)
+        await settle(pilot)
         screen = app.screen
         assert isinstance(screen, CompareScreen)
         await pilot.press("L")
-        await settle_for_snapshot(pilot)
+        await settle(pilot)
         panel = screen.query_one(LadderPanel)
         assert panel.display and not screen.query_one("#compare-items").display
-        rows = [[str(c) for c in panel.query_one("#ladder-variants", DataTable).get_row_at(i)] for i in range(3)]
+        rows = panel.query_one("#ladder-variants", FittedTable).shown_rows
         assert [r[0] for r in rows] == ["F16", "Q8_0", "Q4_K_M"]
-        assert rows[2][1] == "70.0 [57.5, 80.1]" and rows[2][4] == "20.0 [11.8, 31.8]" and rows[2][6] == "worse"
+        assert rows[2][1:] == ["70.0 [57.5–80.1]", "60", "-20.0", "20.0 [11.8–31.8]", "9.8e-4", "worse"]
+        files = panel.query_one("#ladder-files", FittedTable).shown_rows
+        assert files[2] == ["Q4_K_M", "4.80", "170 MB", "1.00", "3", "fam-q4_k_m"]  # 60 pairs in 60 s
+        assert "judge AUROC" not in str(panel.query_one("#ladder-files", FittedTable).columns)  # preference: none
         status = str(panel.query_one("#ladder-status", Static).render())
         assert "first significant change: safety at fam-q4_k_m" in status
         await pilot.press("end")  # highlight "other": its own ladder, with no variants
-        await settle_for_snapshot(pilot)
+        await settle(pilot)
         assert "no variants yet" in str(panel.query_one("#ladder-status", Static).render())
         await pilot.press("L")
         await pilot.pause()
@@ -157,10 +160,10 @@ async def test_compare_screen_ladder_mode(home: Path) -> None:
 
 async def test_models_screen_lists_variants_under_their_parent(home: Path) -> None:
     populate_ladder(home)
-    app = create_app(home)
+    app = make_app(home)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("m")
-        await settle_for_snapshot(pilot)
+        await settle(pilot)
         assert isinstance(app.screen, ModelsScreen)
         table = app.screen.query_one("#models-table", DataTable)
         names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
@@ -169,28 +172,6 @@ async def test_models_screen_lists_variants_under_their_parent(home: Path) -> No
         await pilot.pause()
         detail = str(app.screen.query_one("#model-detail", Static).render())
         assert "made from: fam-f16" in detail and "quantized to: Q8_0" in detail
-
-
-def _ladder_app():
-    home = fresh_home(SNAPSHOT_HOME)
-    populate_ladder(home)
-    return create_app(home)
-
-
-async def _open_ladder(pilot) -> None:
-    for key in ("c", "L"):
-        await pilot.press(key)
-        await settle_for_snapshot(pilot)
-
-
-def test_snapshot_compare_ladder_80x24(snap_compare) -> None:
-    """The ladder mode at 80×24: variants table, the chart of the metric against bits per weight."""
-    assert snap_compare(_ladder_app(), terminal_size=(80, 24), run_before=_open_ladder)
-
-
-def test_snapshot_compare_ladder_120x40(snap_compare) -> None:
-    """The ladder mode at 120×40: variants table, chart and per-dimension table."""
-    assert snap_compare(_ladder_app(), terminal_size=(120, 40), run_before=_open_ladder)
 
 
 # -- run: several models, or a whole ladder, on the tiny model for real -------------------------------------

@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import click
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from misalign_tui.cli import cli
-from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
+from misalign_tui.cli.context import (
+    Context,
+    emit_json,
+    format_option,
+    id_column,
+    pass_ctx,
+    print_table,
+    styled,
+)
 from misalign_tui.core import metrics
 from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
 from misalign_tui.core.metrics.vocabulary import METHODS
 from misalign_tui.core.text import printable
-from misalign_tui.core.views.ladder import Ladder, LadderVariant, read_ladder
+from misalign_tui.core.views.figures import p_short
+from misalign_tui.core.views.ladder import Ladder, LadderVariant, judge_auroc_text, read_ladder
 
 # one space between columns: the ladder's tables fit 80 columns without cutting a figure
 _TABLE = dict(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0)
@@ -29,18 +37,12 @@ def _ci(ci: tuple[float, float] | list[float] | None) -> str:
 
 
 def _name(text: str) -> str:
-    """A stored name or note as inert text for rich (no markup, no terminal control characters)."""
-    return escape(printable(text))
+    """A stored name or note with its control characters shown (the console reads no markup)."""
+    return printable(text)
 
 
 def _p(p: float | None) -> str:
-    """Two significant digits; below 0.001 as 4.9e-4 (short enough for an 80-column table)."""
-    if p is None:
-        return "—"
-    if p >= 1e-3:
-        return f"{p:.2g}"
-    mantissa, exponent = f"{p:.1e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
+    return "—" if p is None else p_short(p)
 
 
 def _size(n: int | None) -> str:
@@ -91,24 +93,28 @@ def _tables(ctx: Context, ladder: Ladder) -> None:
     con = ctx.console
     key = metrics.METRICS[ladder.metric]
     rungs = ladder.rung_labels()
-    con.print(f"[bold]Quantization ladder of {_name(ladder.root.name)}[/] — {ladder.method} on "
-              f"{_name(ladder.benchmark or 'no benchmark yet')}; reference {_name(ladder.reference or 'none (no runs)')}",
-              soft_wrap=True, highlight=False)
+    con.print(styled(f"Quantization ladder of {ladder.root.name}", "bold"),
+              f"— {ladder.method} on {_name(ladder.benchmark or 'no benchmark yet')}; reference "
+              f"{_name(ladder.reference or 'none (no runs)')}", soft_wrap=True, highlight=False)
+    judge = ladder.method == "judge"  # a judge AUROC exists only for judge runs
     ids = Table(**_TABLE)
-    ids.add_column("rung", no_wrap=True)
-    ids.add_column("model", overflow="fold", min_width=12)
+    id_column(ids, "rung")
+    id_column(ids, "model")
     ids.add_column("bits/w", justify="right", no_wrap=True)
     ids.add_column("size", justify="right", no_wrap=True)
     ids.add_column(ladder.speed_unit, justify="right", no_wrap=True)
     ids.add_column("run", justify="right", no_wrap=True)
+    if judge:
+        ids.add_column("judge AUROC [CI]", justify="right", no_wrap=True)
     for v in ladder.variants:
         m = v.model
         speed = "-" if v.items_per_s is None else f"{v.items_per_s:.2f}" + ("*" if v.speed_source ==
                                                                              "result timestamps" else "")
         ids.add_row(rungs[v.name], _name(m.name) + (" (reference)" if v.is_reference else ""),
                     "-" if m.bits_per_weight is None else f"{m.bits_per_weight:.2f}", _size(m.size), speed,
-                    "-" if v.run is None else str(v.run.id) + ("" if v.run.complete else f" {v.run.status}"))
-    con.print(ids)
+                    "-" if v.run is None else str(v.run.id) + ("" if v.run.complete else f" {v.run.status}"),
+                    *((judge_auroc_text(v),) if judge else ()))
+    print_table(con, ids)
     con.print()
     table = Table(**_TABLE,
                   title=f"{key.name} and verdict flips against the reference")
@@ -128,7 +134,7 @@ def _tables(ctx: Context, ladder: Ladder) -> None:
                       _change(v))
         if v.run is not None and not v.is_reference and v.shared != v.n:
             differ.append(f"{rungs[v.name]} {v.shared:,}")
-    con.print(table)
+    print_table(con, table)
     con.print("95 % intervals; Δ (points), flip rate and McNemar's exact p on the items both scored"
               + (f" ({', '.join(differ)})" if differ else "") + f", Holm across the variants (α = {ladder.alpha}); "
               f"n.s.: no significant change; {metrics.chance_note(ladder.method)}", soft_wrap=True, highlight=False,
@@ -152,7 +158,7 @@ def _tables(ctx: Context, ladder: Ladder) -> None:
                             "" if v.is_reference or d.mcnemar_p is None else f"{_p(d.mcnemar_p)} ({_p(d.mcnemar_p_holm)})",
                             "reference" if v.is_reference else (d.change or "n.s.") + first)
         con.print()
-        con.print(per)
+        print_table(con, per)
         con.print()
     for dim, where in ladder.first_significant_change.items():
         con.print(f"first significant change on {dim}: {_name(where or 'none at any level')}", soft_wrap=True,
@@ -166,3 +172,6 @@ def _tables(ctx: Context, ladder: Ladder) -> None:
                   soft_wrap=True, highlight=False)
     for note in ladder.notes:
         con.print(f"note: {_name(note)}", soft_wrap=True, highlight=False)
+    if judge and all(v.judge_auroc is None for v in ladder.variants):
+        con.print("judge AUROC: n/a — this build computes no judge-quality figures yet (docs/measures.md, \"How good "
+                  "the judge is\")", soft_wrap=True, highlight=False, style="dim")

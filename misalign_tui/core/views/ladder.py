@@ -82,8 +82,10 @@ class LadderVariant:
     items_per_s: float | None = None
     speed_source: str | None = None     # "run timing" (provenance) | "result timestamps" | None
     first_changes: tuple[str, ...] = ()  # dimensions whose first significant change is at this level
-    # Judge quality (docs/measures.md §4b): the judge-quality metrics fill these for judge runs where they are
-    # computed; until then they stay None and every face shows "n/a".
+    # JUDGE_AUROC_PLACE: the judge's AUROC on this run with its bootstrap interval (docs/measures.md, "How good
+    # the judge is"). No module here computes it yet: the judge-quality branch (issue 14) adds it to core/metrics
+    # and fills these two fields in ``read_ladder`` for judge runs. Until then they stay None and every face says
+    # so (``judge_auroc_text``); no number is made up.
     judge_auroc: float | None = None
     judge_auroc_ci: tuple[float, float] | None = None
 
@@ -299,6 +301,7 @@ def read_ladder(store: Store, model: str | ModelInfo, models_dir: Path | None = 
         elif run is not None and m.name == ref_name:
             kwargs = dict(shared=e.get("n", 0), flips=0, flip_rate=0.0)
         speed, source = e.get("speed", (None, None))
+        # JUDGE_AUROC_PLACE: for a judge run, judge_auroc and judge_auroc_ci go into kwargs here (issue 14)
         variants.append(LadderVariant(m, m.name == ref_name, run, e.get("value"), e.get("ci"), e.get("n", 0),
                                       tuple(dims), items_per_s=speed, speed_source=source, **kwargs))
     # the first level, going down in bits per weight, whose adjusted test holds, per dimension
@@ -314,6 +317,17 @@ def read_ladder(store: Store, model: str | ModelInfo, models_dir: Path | None = 
         notes.append("preference on a base model measures the pretraining prior (length and register confound "
                      "it); read the flips beside the accuracy")
     return Ladder(root, chosen, key.key, bench_name, ref_name, tuple(marked), first, alpha, tuple(notes))
+
+
+JUDGE_AUROC_MISSING = "n/a"  # shown until core/metrics computes a judge AUROC (see JUDGE_AUROC_PLACE)
+
+
+def judge_auroc_text(v: LadderVariant) -> str:
+    """A variant's judge AUROC with its 95 % interval as every face shows it: a probability (0.5 = chance)."""
+    if v.judge_auroc is None:
+        return JUDGE_AUROC_MISSING
+    ci = f" [{v.judge_auroc_ci[0]:.2f}, {v.judge_auroc_ci[1]:.2f}]" if v.judge_auroc_ci else ""
+    return f"{v.judge_auroc:.2f}{ci}"
 
 
 def _with_first(v: LadderVariant, changes: tuple[str, ...]) -> LadderVariant:

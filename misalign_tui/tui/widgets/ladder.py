@@ -6,27 +6,21 @@ Data arrives from a worker message (``LadderLoaded``); nothing here queries the 
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
-from textual.widgets import DataTable, Static
+from textual.containers import VerticalScroll
+from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from misalign_tui.core import metrics
 from misalign_tui.core.text import printable
-from misalign_tui.core.views.ladder import Ladder, LadderVariant
+from misalign_tui.core.views.figures import interval, p_short, pct
+from misalign_tui.core.views.ladder import Ladder, LadderVariant, judge_auroc_text
+from misalign_tui.tui.widgets.tables import FittedTable, figure_col, name_col
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}"
-
-
-def _ci(ci: tuple[float, float] | None) -> str:
-    return "" if not ci else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-
-
-def _p(p: float | None) -> str:
-    return "" if p is None else f"{p:.2g}"
+def _fig(v: float | None, ci: tuple[float, float] | None) -> str:
+    """``90.0 [79.9–95.3]``: the app's spelling of a figure with its interval (core/views/figures.py)."""
+    return pct(v) + ("" if ci is None else f" [{interval(ci)}]")
 
 
 def _delta(v: float | None) -> str:
@@ -95,23 +89,25 @@ class LadderChart(PlotextPlot):
         self.refresh()
 
 
-class LadderPanel(Vertical):
-    """Status line, variants table, chart, per-dimension table; ``show(ladder)`` fills them."""
+class LadderPanel(VerticalScroll):
+    """Status line; each variant against the reference; each variant's file and speed; the chart; the
+    per-dimension table — ``show(ladder)`` fills them. Every figure keeps its interval and n at 80 columns: the
+    panel scrolls (at 80×24 the chart and the per-dimension table lie below the two tables)."""
 
     DEFAULT_CSS = """
-    LadderPanel { display: none; height: 1fr; }
+    LadderPanel { display: none; height: 1fr; scrollbar-size-vertical: 1; }
     LadderPanel.-shown { display: block; }
     LadderPanel #ladder-status { height: auto; padding: 0 1; color: $text-muted; }
-    LadderPanel #ladder-variants { height: auto; max-height: 9; }
-    LadderPanel #ladder-chart { height: 2fr; min-height: 8; }
-    LadderPanel #ladder-dims { height: 1fr; min-height: 4; }
+    LadderPanel FittedTable { height: auto; }
+    LadderPanel #ladder-chart { height: 14; }
     """
 
     def compose(self) -> ComposeResult:
         yield Static("Ladder: highlight a model on the left (L leaves the ladder)", id="ladder-status", markup=False)
-        yield DataTable(id="ladder-variants", cursor_type="row", zebra_stripes=True)
+        yield FittedTable(id="ladder-variants")
+        yield FittedTable(id="ladder-files")
         yield LadderChart(id="ladder-chart")
-        yield DataTable(id="ladder-dims", cursor_type="row", zebra_stripes=True)
+        yield FittedTable(id="ladder-dims")
 
     def show(self, ladder: Ladder) -> None:
         key = metrics.METRICS[ladder.metric]
@@ -126,35 +122,37 @@ class LadderPanel(Vertical):
         elif missing:
             status += f" · no run: {', '.join(missing)}"
         self.query_one("#ladder-status", Static).update(printable(status))
-        table = self.query_one("#ladder-variants", DataTable)
-        table.clear(columns=True)
-        for label in ("rung", f"{key.label} % [CI]", "n", "Δ", "flips % [CI]", "p (Holm)", "vs ref.", "bits/w",
-                      "size", ladder.speed_unit, "model"):
-            table.add_column(label)
-        for v in ladder.variants:
-            m = v.model
-            table.add_row(rungs[v.name], "no run" if v.run is None else _pct(v.value) + _ci(v.ci),
-                          f"{v.n:,}" if v.run else "", _delta(v.delta),
-                          "" if v.is_reference or v.flip_rate is None else _pct(v.flip_rate) + _ci(v.flip_rate_ci),
-                          "" if v.is_reference or v.mcnemar_p is None else f"{_p(v.mcnemar_p)} ({_p(v.mcnemar_p_holm)})",
-                          verdict(v), "-" if m.bits_per_weight is None else f"{m.bits_per_weight:.2f}", _size(m.size),
-                          "-" if v.items_per_s is None else f"{v.items_per_s:.2f}", Text(printable(m.name)), key=v.name)
+        # against the reference: Δ, flip rate and McNemar on the items both scored, Holm across the variants
+        self.query_one("#ladder-variants", FittedTable).show(
+            (figure_col("rung", right=False), figure_col(f"{key.label} % [CI]"), figure_col("n"), figure_col("Δ"),
+             figure_col("flips % [CI]"), figure_col("Holm p"), figure_col("vs ref.", right=False)),
+            [(rungs[v.name], "no run" if v.run is None else _fig(v.value, v.ci), f"{v.n:,}" if v.run else "",
+              _delta(v.delta), "" if v.is_reference or v.flip_rate is None else _fig(v.flip_rate, v.flip_rate_ci),
+              "" if v.is_reference or v.mcnemar_p_holm is None else p_short(v.mcnemar_p_holm), verdict(v))
+             for v in ladder.variants], keys=[v.name for v in ladder.variants])
+        judge = ladder.method == "judge"  # a judge AUROC exists only for judge runs (JUDGE_AUROC_PLACE)
+        self.query_one("#ladder-files", FittedTable).show(
+            (figure_col("rung", right=False), figure_col("bits/w"), figure_col("size"), figure_col(ladder.speed_unit),
+             *((figure_col("judge AUROC"),) if judge else ()), figure_col("run"), name_col("model")),
+            [(rungs[v.name], "-" if v.model.bits_per_weight is None else f"{v.model.bits_per_weight:.2f}",
+              _size(v.model.size), "-" if v.items_per_s is None else f"{v.items_per_s:.2f}",
+              *((judge_auroc_text(v),) if judge else ()),
+              "-" if v.run is None else str(v.run.id) + ("" if v.run.complete else f" {v.run.status}"),
+              v.model.name + ("†" if v.model.requantized else ""))
+             for v in ladder.variants], keys=[v.name for v in ladder.variants])
         self.query_one(LadderChart).replot(ladder)
-        dims = self.query_one("#ladder-dims", DataTable)
-        dims.clear(columns=True)
-        for label in ("rung", "dimension", f"{key.label} % [CI]", "n", "Δ", "flips", "p (Holm)", "change"):
-            dims.add_column(label)
-        for v in ladder.variants:
-            for d in v.dimensions:
-                change = "reference" if v.is_reference else (d.change or "n.s.") + (
-                    " (first)" if d.dimension in v.first_changes else "")
-                dims.add_row(rungs[v.name], d.dimension, _pct(d.value) + _ci(d.ci), f"{d.n:,}", _delta(d.delta),
-                             "" if v.is_reference else f"{d.flips}/{d.shared}",
-                             "" if v.is_reference or d.mcnemar_p is None else
-                             f"{_p(d.mcnemar_p)} ({_p(d.mcnemar_p_holm)})", change)
+        self.query_one("#ladder-dims", FittedTable).show(
+            (figure_col("rung", right=False), name_col("dimension"), figure_col(f"{key.label} % [CI]"), figure_col("n"),
+             figure_col("Δ"), figure_col("flips"), figure_col("Holm p"), figure_col("change", right=False)),
+            [(rungs[v.name], d.dimension, _fig(d.value, d.ci), f"{d.n:,}", _delta(d.delta),
+              "" if v.is_reference else f"{d.flips}/{d.shared}",
+              "" if v.is_reference or d.mcnemar_p_holm is None else p_short(d.mcnemar_p_holm),
+              "reference" if v.is_reference else (d.change or "n.s.") + (
+                  " (first)" if d.dimension in v.first_changes else ""))
+             for v in ladder.variants for d in v.dimensions])
 
     def failed(self, text: str) -> None:
         self.query_one("#ladder-status", Static).update(printable(text))
-        self.query_one("#ladder-variants", DataTable).clear(columns=True)
-        self.query_one("#ladder-dims", DataTable).clear(columns=True)
+        for table in self.query(FittedTable):
+            table.show((), [])
         self.query_one(LadderChart).replot(None)

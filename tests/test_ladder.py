@@ -199,3 +199,44 @@ def test_run_queues_several_models_and_a_ladder(cli_run, home: Path, tiny_model:
     again = json.loads(cli_run("run", "-m", "tiny-base", "-m", "tiny-base-q8_0", "--limit", "3",
                                "--format", "json").stdout)
     assert [r["id"] for r in again["runs"]] == [r["id"] for r in doc["runs"]]
+
+
+# -- the judge AUROC's place, and names that are not plain text ---------------------------------------------
+
+def test_a_judge_ladder_has_a_judge_auroc_column_that_never_makes_a_number_up(home: Path) -> None:
+    """Only a judge ladder has the column; without a judge AUROC from core/metrics it reads "n/a" (JSON null),
+    and once one is set it is shown as a probability with its interval."""
+    from dataclasses import replace
+
+    from misalign_tui.core.report.content import ladder_rows
+    from misalign_tui.core.views.ladder import judge_auroc_text
+
+    populate_ladder(home)
+    with _store(home) as store:
+        ladder = read_ladder(store, "fam-f16")
+    headers, _ = ladder_rows(ladder)
+    assert not any("AUROC" in h for h in headers)  # a preference ladder: no judge to rate
+    judge = replace(ladder, method="judge")
+    headers, rows = ladder_rows(judge)
+    col = headers.index("judge AUROC (95 % interval)")
+    assert [r[col] for r in rows] == ["n/a", "n/a", "n/a"]
+    assert all(v["judge_auroc"] is None for v in judge.as_dict()["variants"])
+    rated = replace(ladder.variants[1], judge_auroc=0.8125, judge_auroc_ci=(0.75, 0.86))
+    assert judge_auroc_text(rated) == "0.81 [0.75, 0.86]"
+    _, rows = ladder_rows(replace(judge, variants=(ladder.variants[0], rated, ladder.variants[2])))
+    assert rows[1][col] == "0.81 [0.75, 0.86]"
+
+
+def test_names_with_markup_and_escapes_are_printed_inert(cli_run, home: Path) -> None:
+    """A model name holding Rich markup and a terminal escape (a file name can) is shown as text: the markup
+    literally, the ESC as ␛, in ``compare ladder`` and ``models list``."""
+    populate_ladder(home)
+    hostile = "fam-[bold]q8[/]-\x1b[31mred"
+    with _store(home) as store, store.transaction() as c:
+        c.execute("UPDATE models SET name = ? WHERE name = 'fam-q8_0'", (hostile,))
+    for args in (("compare", "ladder", "fam-f16"), ("models", "list")):
+        res = cli_run(*args)
+        assert res.exit_code == 0, res.output
+        assert "\x1b" not in res.stdout and "fam-[bold]q8[/]-␛[31mred" in res.stdout
+    doc = json.loads(cli_run("compare", "ladder", "fam-f16", "--format", "json").stdout)
+    assert hostile in [v["name"] for v in doc["variants"]]  # JSON keeps the exact text

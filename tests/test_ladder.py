@@ -240,3 +240,21 @@ def test_names_with_markup_and_escapes_are_printed_inert(cli_run, home: Path) ->
         assert "\x1b" not in res.stdout and "fam-[bold]q8[/]-␛[31mred" in res.stdout
     doc = json.loads(cli_run("compare", "ladder", "fam-f16", "--format", "json").stdout)
     assert hostile in [v["name"] for v in doc["variants"]]  # JSON keeps the exact text
+
+
+def test_a_run_whose_process_died_reads_interrupted_in_the_ladder(cli_run, home: Path) -> None:
+    """kill -9 (or a machine restart) leaves a run 'running' in the database; the ladder says 'interrupted', as
+    ``runs list`` does, so the user knows the same command resumes it."""
+    import socket
+    import subprocess
+    import sys
+
+    runs = populate_ladder(home)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with _store(home) as store, store.transaction() as c:
+        c.execute("UPDATE runs SET status = 'running', finished_at = NULL, lease_pid = ?, lease_host = ? WHERE id = ?",
+                  (dead.pid, socket.gethostname(), runs["fam-q8_0"]))
+    doc = json.loads(cli_run("compare", "ladder", "fam-f16", "--format", "json").stdout)
+    assert {v["name"]: v["run_status"] for v in doc["variants"]}["fam-q8_0"] == "interrupted"
+    assert f"{runs['fam-q8_0']} interrupted" in cli_run("compare", "ladder", "fam-f16").stdout

@@ -34,7 +34,7 @@ from misalign_tui.core.models.registry import (
     model_family,
     resolve_model,
 )
-from misalign_tui.core.runs.catalog import runs_to_show
+from misalign_tui.core.runs.catalog import runs_to_show, shown_status
 from misalign_tui.core.store import RunInfo, Store, run_info
 
 ALPHA = 0.05
@@ -208,7 +208,8 @@ def read_ladder(store: Store, model: str | ModelInfo, models_dir: Path | None = 
         by_method = {m: {r.model: r for r in runs_to_show(store, models=names, methods=(m,),
                                                           benchmark_id=bench_id).runs} for m in METHODS}
     chosen = _choose_method(by_method, method)
-    runs = by_method[chosen]
+    # a run whose process died reads 'interrupted', as in ``runs list``
+    runs = {k: replace(r, status=shown_status(store, r)) for k, r in by_method[chosen].items()}
     notes: list[str] = []
     if len(family) < 2:
         notes.append(f"{info.name} has no quantization variants yet: misalign-tui models quantize {info.name} "

@@ -17,6 +17,7 @@ from misalign_tui.core.sessions import SessionState, save_session
 from misalign_tui.core.store import Store
 from misalign_tui.core.views.workspace import prepare_workspace
 from misalign_tui.tui.run_control import QueuedRun, RunStatus
+from tests.ladder_fixtures import populate_ladder
 from tests.review_fixtures import decide, gold_sample, seed_workspace
 from tests.test_model_registry import write_small_gguf
 from tests.tui_fixtures import SIZES, add_preference_run, make_app, populate_results, settle
@@ -131,6 +132,13 @@ class TestModels:
 
         assert snap_compare(make_app(home), terminal_size=size, run_before=keys("m", "c", then=no_blink))
 
+    def test_variants_under_their_parent(self, snap_compare, home: Path, size) -> None:
+        """A quantization family: ``fam-q8_0`` and ``fam-q4_k_m`` listed under ``fam-f16`` (``└─``), ``other`` on
+        its own; the highlighted variant's details give its lineage (made from, quantized to, quantizer, bits per
+        weight)."""
+        populate_ladder(home)
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("m", "down"))
+
 
 class TestRun:
     def test_progress_failure_and_interrupted(self, snap_compare, home: Path, size) -> None:
@@ -189,6 +197,14 @@ class TestCompare:
         Holm's p — all whole at 80 columns; the items where they disagree, right/WRONG per model."""
         populate_results(home, models=LONG)
         assert snap_compare(make_app(home), terminal_size=size, run_before=keys("c"))
+
+    def test_ladder(self, snap_compare, home: Path, size) -> None:
+        """``L`` on a quantization family: per variant (highest bits per weight first) the metric with its
+        interval and n, Δ, flip rate with its interval, McNemar's p and Holm's p, size and speed, whole at 80
+        columns; the status names the first significant change; below, the metric against bits per weight (and at
+        120×40 the per-dimension table)."""
+        populate_ladder(home)
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("c", "L"))
 
 
 class TestItem:

@@ -20,6 +20,7 @@ from misalign_tui.core.views.compare import CompareData
 from misalign_tui.core.views.explain import JudgeExplanation
 from misalign_tui.core.views.explore import ExploreData, ExploreOptions
 from misalign_tui.core.views.item import ItemView
+from misalign_tui.core.views.ladder import Ladder
 from misalign_tui.core.views.workspace import WorkspaceSummary
 from misalign_tui.tui.run_control import RunStatus
 
@@ -146,3 +147,12 @@ class BuildFinished(Message):
 
     text: str
     severity: Literal["information", "warning", "error"]
+
+
+@dataclass
+class LadderLoaded(Message):
+    """The Compare screen's ladder mode: a model's quantization ladder (None with ``error`` when it has none)."""
+
+    model: str
+    ladder: Ladder | None
+    error: str | None = None

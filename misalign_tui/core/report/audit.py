@@ -31,6 +31,7 @@ from misalign_tui.core.runs.catalog import list_runs
 from misalign_tui.core.store import RunInfo, Store, run_info
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 from misalign_tui.core.views.explain import Explanation, explain_judge, open_run_backend, stored_preference
+from misalign_tui.core.views.ladder import Ladder, ladder_families, read_ladder
 
 ALPHA = 0.05
 WORST_GROUPS = 5          # worst domains / semantic types listed per model
@@ -134,6 +135,7 @@ class AuditReport:
     comparisons: tuple[ComparisonSection, ...]
     comparisons_skipped: tuple[str, ...] = field(default=())   # why a pair of runs was not compared
     reviews: tuple[ReviewFigures, ...] = field(default=())      # gold-label and judge-verdict reviews
+    ladders: tuple[Ladder, ...] = field(default=())             # quantization families with two or more runs in the report
 
 
 # -- gathering ----------------------------------------------------------------------------------------------
@@ -167,7 +169,20 @@ def build_report(store: Store, run_ids: Sequence[int], *, group_by: str = "dimen
     return AuditReport(
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), tool_version=__version__,
         filters=flt, group_by=group_by, bootstrap=bootstrap, seed=seed, benchmarks=benchmarks, runs=tuple(runs),
-        comparisons=comparisons, comparisons_skipped=skipped, reviews=tuple(reviews))
+        comparisons=comparisons, comparisons_skipped=skipped, reviews=tuple(reviews),
+        ladders=_ladders(store, infos, flt))
+
+
+def _ladders(store: Store, infos: list[RunInfo], flt: metrics.Filters) -> tuple[Ladder, ...]:
+    """A quantization ladder for each family with runs of two or more of its members in the report (the
+    report's own runs, not each variant's latest)."""
+    ids = [i.id for i in infos]
+    out = []
+    for root in ladder_families(store, [i.model for i in infos]):
+        ladder = read_ladder(store, root, filters=flt, alpha=ALPHA, run_ids=ids)
+        if sum(v.run is not None for v in ladder.variants) >= 2:
+            out.append(ladder)
+    return tuple(out)
 
 
 def _json_or_none(raw: str | None) -> dict[str, Any] | None:

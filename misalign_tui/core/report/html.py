@@ -20,6 +20,11 @@ from misalign_tui.core.report.content import (
     filters_text,
     headline_text,
     how_to_read,
+    ladder_chart,
+    ladder_dimension_rows,
+    ladder_rows,
+    ladder_sentences,
+    ladder_title,
     metric_columns,
     overview_charts,
     p_value,
@@ -326,6 +331,12 @@ def render_html(report: AuditReport) -> str:
                         p_value(r.p_value), p_value(r.p_holm), verdict(c.a, c.b, r.verdict)] for r in c.groups]))
     if report.comparisons_skipped:
         w("<ul>" + "".join(f"<li>not compared: {h(x)}</li>" for x in report.comparisons_skipped) + "</ul>")
+    for ladder in report.ladders:
+        w(f"<h3>{h(ladder_title(ladder))}</h3>")
+        w(_html_table(*ladder_rows(ladder)))
+        w(_html_table(*ladder_dimension_rows(ladder)))
+        w("<ul>" + "".join(f"<li>{h(x)}</li>" for x in ladder_sentences(ladder)) + "</ul>")
+        w(svg_chart(ladder_chart(ladder)))
     w("</section>")
 
     w('<section id="examples"><h2>7. Items each model got most wrong</h2>')

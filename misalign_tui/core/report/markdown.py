@@ -19,6 +19,11 @@ from misalign_tui.core.report.content import (
     filters_text,
     headline_text,
     how_to_read,
+    ladder_chart,
+    ladder_dimension_rows,
+    ladder_rows,
+    ladder_sentences,
+    ladder_title,
     metric_columns,
     overview_charts,
     p_value,
@@ -250,6 +255,18 @@ def render_markdown(report: AuditReport) -> str:
     for line in report.comparisons_skipped:
         w(f"- not compared: {md(line)}")
     if report.comparisons_skipped:
+        w("")
+    for ladder in report.ladders:
+        w(f"### {md(ladder_title(ladder))}")
+        w("")
+        w(_md_table(*ladder_rows(ladder)))
+        w("")
+        w(_md_table(*ladder_dimension_rows(ladder)))
+        w("")
+        for line in ladder_sentences(ladder):
+            w(f"- {md(line)}")
+        w("")
+        w(md_code(text_chart(ladder_chart(ladder))))
         w("")
     w("## 7. Items each model got most wrong")
     w("")

@@ -98,9 +98,11 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
             _run_generate(store, engine, judge_engine, prompt_ids, req, k, done_prompts, writer, cancel)
         writer.commit()
         sync_done(store, run_id, method)
+        writer.record_timing()
     except (Cancelled, KeyboardInterrupt):
         writer.commit_quietly()
         sync_done(store, run_id, method)
+        writer.record_timing()
         finish_run(store, run_id, "interrupted")
         raise
     except BaseException as exc:
@@ -162,9 +164,10 @@ def _record_provenance(store: Store, run_id: int, req: RunRequest, method: str, 
     with store.transaction() as c:
         old = c.execute("SELECT provenance_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
         if old:
-            kept = json.loads(old).get("judge_model_judge_run_id")
-            if kept is not None:
-                prov["judge_model_judge_run_id"] = kept
+            earlier = json.loads(old)
+            for key in ("judge_model_judge_run_id", "timing"):  # kept across resumed sessions
+                if earlier.get(key) is not None:
+                    prov[key] = earlier[key]
         c.execute("UPDATE runs SET provenance_json = ? WHERE id = ?", (json.dumps(prov), run_id))
 
 

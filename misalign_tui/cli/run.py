@@ -11,15 +11,28 @@ from rich.table import Table
 from misalign_tui.cli import cli
 from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
 from misalign_tui.core.inference.engine import EngineSettings
+from misalign_tui.core.inference.judge_templates import POLARITIES
 from misalign_tui.core.inference.remote import RemoteSettings
 from misalign_tui.core.io.native import SEED_BENCHMARK
 from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
+from misalign_tui.core.metrics.judge_quality import run_judge_quality
 from misalign_tui.core.metrics.vocabulary import METHODS
 from misalign_tui.core.runs.catalog import RUN_FIELDS, get_run, list_runs
 from misalign_tui.core.runs.evaluate import run_evaluation
 from misalign_tui.core.runs.identity import resume_request
-from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, RunRequest, RunSpec, Sampling, resolve_request
+from misalign_tui.core.runs.request import (
+    DEFAULT_TEMPLATES,
+    MAX_SHOTS,
+    NORMALIZATIONS,
+    Protocol,
+    RunRequest,
+    RunSpec,
+    Sampling,
+    resolve_request,
+)
 from misalign_tui.core.runs.writer import RunProgress
+
+BOOTSTRAP_RESAMPLES = 1000
 
 
 def engine_options(f):
@@ -70,6 +83,15 @@ class ProgressView:
 @click.option("--limit", type=click.IntRange(1, None), help="Only the first N prompts (all their responses).")
 @click.option("--templates", type=click.IntRange(1, None), default=DEFAULT_TEMPLATES, show_default=True,
               help="Paraphrased judge templates per item (the paper averaged 3 runs).")
+@click.option("--shots", type=click.IntRange(0, MAX_SHOTS), default=0, show_default=True,
+              help="judge: K demonstrations from the benchmark's calibration split (held out of scoring).")
+@click.option("--calibrate", is_flag=True, help="judge: contextual calibration — divide out P(Yes) on a "
+              "content-free response (\"N/A\") under the same template and shots.")
+@click.option("--polarity", type=click.Choice(POLARITIES), default="harm", show_default=True,
+              help="judge: harm (\"is it harmful?\"), inverted (its twin: Yes means aligned) or balanced (both, "
+                   "averaged).")
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="none", show_default=True,
+              help="preference: pmi subtracts each response's mean log-likelihood under a neutral context.")
 @click.option("--temperature", type=float, default=0.7, show_default=True, help="generate: sampling temperature.")
 @click.option("--top-p", type=float, default=0.9, show_default=True, help="generate: nucleus sampling.")
 @click.option("--max-tokens", type=click.IntRange(1, None), default=512, show_default=True,
@@ -81,12 +103,13 @@ class ProgressView:
 @format_option
 @pass_ctx
 def run_cmd(ctx: Context, model_spec: str, method: str | None, judge_model: str | None, benchmark: str,
-            filters: tuple[str, ...], limit: int | None, templates: int, temperature: float, top_p: float,
-            max_tokens: int, seed: int, n_ctx: int, gpu_layers: int | None, threads: int | None,
-            concurrency: int | None, fmt: str) -> None:
+            filters: tuple[str, ...], limit: int | None, templates: int, shots: int, calibrate: bool,
+            polarity: str, normalize: str, temperature: float, top_p: float, max_tokens: int, seed: int, n_ctx: int,
+            gpu_layers: int | None, threads: int | None, concurrency: int | None, fmt: str) -> None:
     """Evaluate a model on a benchmark; the same command again resumes an unfinished run."""
     spec = RunSpec(model_spec, method, judge_model, benchmark, Filters.parse(filters), limit, templates, n_ctx,
-                   gpu_layers, threads, Sampling(temperature, top_p, max_tokens, seed), concurrency)
+                   gpu_layers, threads, Sampling(temperature, top_p, max_tokens, seed), concurrency,
+                   Protocol(shots, calibrate, polarity, normalize))
     _run_and_report(ctx, resolve_request(ctx.store, ctx.workspace.models_dir, spec), fmt)
 
 
@@ -95,14 +118,23 @@ def _run_and_report(ctx: Context, req: RunRequest, fmt: str) -> None:
     with ProgressView(ctx) as view:
         result = run_evaluation(store, req, progress=view)
     run = get_run(store, result.run_id)
+    quality = run_judge_quality(store, result.run_id, bootstrap=BOOTSTRAP_RESAMPLES)
     if fmt == "json":
         emit_json({**{f: run[f] for f in RUN_FIELDS}, "resumed": result.resumed,
                    "judge_run_id": result.judge_run_id, "device": (run["provenance"] or {}).get("engine", {})
-                   .get("device")})
+                   .get("device"), "judge_verdict": quality.verdict if quality else None})
         return
     verb = "resumed" if result.resumed else "finished"
+    prov = run["provenance"] or {}
     ctx.err.print(f"run {result.run_id} {verb}: {run['status']}, {run['items_done']}/{run['items_total']} items "
-                  f"({run['method']}, {run['model']} on {run['benchmark']})")
+                  f"({run['method']}, {prov.get('protocol') or 'zero-shot'}, {run['model']} on {run['benchmark']})",
+                  markup=False, highlight=False)
+    split = prov.get("calibration_split")
+    if split:
+        ctx.err.print(f"calibration split: {split['prompts_held_out']} of {split['prompts_total']} prompts held out "
+                      f"of scoring, {len(split['demonstrations'])} shown as demonstrations", highlight=False)
+    if quality is not None:
+        ctx.err.print(f"judge: {quality.verdict}", markup=False, highlight=False)
     if result.judge_run_id:
         ctx.err.print(f"the judge model's own judge run: {result.judge_run_id}")
     ctx.err.print(f"next: misalign-tui report --run {result.run_id}")

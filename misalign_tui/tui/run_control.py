@@ -45,6 +45,7 @@ class RunStatus:
     headline: float | None = None       # the method's headline figure so far (metrics.vocabulary.HEADLINE)
     headline_label: str = ""
     error: str | None = None
+    verdict: str | None = None          # judge runs, once finished: how good the judge is (metrics/judge_quality.py)
 
     @property
     def finished(self) -> bool:
@@ -69,6 +70,7 @@ def execute(workspace: Workspace, request: QueuedRun, signals: RunSignals,
             report: Callable[[RunStatus], None]) -> RunStatus:
     """Run one request to the end (or until cancelled); returns its final status. Runs in a worker thread."""
     from misalign_tui.core import metrics
+    from misalign_tui.core.metrics.judge_quality import run_judge_quality
     from misalign_tui.core.metrics.vocabulary import headline
     from misalign_tui.core.runs.evaluate import run_evaluation
     from misalign_tui.core.runs.identity import resume_request
@@ -112,6 +114,7 @@ def execute(workspace: Workspace, request: QueuedRun, signals: RunSignals,
 
             result = run_evaluation(store, req, progress=on_progress, cancel=signals.cancel)
             final = figure(result.run_id)
+            quality = run_judge_quality(reader, result.run_id) if method == "judge" else None
     except Cancelled:
         return replace(status, state="interrupted")
     except UserError as exc:
@@ -120,4 +123,4 @@ def execute(workspace: Workspace, request: QueuedRun, signals: RunSignals,
         return replace(status, state="failed", error=f"{type(exc).__name__}: {exc}")
     return replace(status, state="complete" if result.status == "complete" else result.status,
                    run_id=result.run_id, done=result.items_done, total=result.items_total, headline=final,
-                   eta_s=None)
+                   eta_s=None, verdict=quality.verdict if quality else None)

@@ -35,6 +35,7 @@ class Metric:
     unit: str                     # what n counts
     reference: float | None = None  # the level to read it against (chance, a coin-flip judge)
     reference_label: str = ""
+    source: str = "profile"       # what computes it: profile (metrics/profile.py) or judge_quality
 
     def row_value(self, row: Any) -> float | None:
         return getattr(row, self.value) if self.value else None
@@ -59,10 +60,22 @@ _ALL = (
            "prompt_dimensions", "prompt × dimension units"),
     Metric("trade_off_rate", "Trade-off rate", "Trade-off rate", METHODS, True, None, None, None,
            "prompts with pairs for two or more dimensions"),
+    # how good the judge is (metrics/judge_quality.py); shown ×100 like the others
+    Metric("auroc", "AUROC of P(misaligned)", "AUROC", ("judge",), False, "auroc", "auroc_ci", "items",
+           "responses", 0.5, "chance 50", "judge_quality"),
+    Metric("pairwise_accuracy", "Pairwise accuracy (misaligned response scored higher)", "Pairwise acc.",
+           ("judge",), False, "pairwise_accuracy", "pairwise_accuracy_ci", "pairs", "pairs", 0.5, "chance 50 %",
+           "judge_quality"),
+    Metric("ece", "Expected calibration error", "ECE", ("judge",), True, "ece", "ece_ci", "items", "responses",
+           source="judge_quality"),
+    Metric("polarity_consistency", "Polarity consistency (question and twin agree)", "Polarity cons.",
+           ("judge",), False, "polarity_consistency", "polarity_consistency_ci", "polarity_n", "responses",
+           source="judge_quality"),
 )
 METRICS: dict[str, Metric] = {m.key: m for m in _ALL}
 # What the explorer and saved sessions can show, in the order the metric switch cycles through them.
-EXPLORER_METRICS = ("alignment_score", "coverage", "ffr", "preference_accuracy", "satisfaction", "trade_off_rate")
+EXPLORER_METRICS = ("alignment_score", "coverage", "ffr", "preference_accuracy", "satisfaction", "trade_off_rate",
+                    "auroc", "pairwise_accuracy", "ece", "polarity_consistency")
 # The one figure that stands for a run of each method (dashboard, Run screen, report headline, charts).
 HEADLINE = {"judge": "alignment_score", "preference": "preference_accuracy", "generate": "satisfaction"}
 

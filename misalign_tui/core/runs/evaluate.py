@@ -173,7 +173,7 @@ def _record_provenance(store: Store, run_id: int, req: RunRequest, method: str, 
         "architecture": req.model.architecture, "method": method, "template_version": req.template_version,
         "benchmark": req.benchmark.name, "benchmark_version": req.benchmark.version,
         "benchmark_hash": req.benchmark.content_hash, "engine": engine.provenance(),
-        "host": socket.gethostname(), "protocol": req.protocol.describe(), "scored_prompts": scored_prompts,
+        "host": socket.gethostname(), "protocol": req.protocol.describe(method), "scored_prompts": scored_prompts,
     }
     if split is not None:  # how many prompts were held out, and the demonstrations shown
         prov["calibration_split"] = split.record()

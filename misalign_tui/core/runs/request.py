@@ -71,15 +71,19 @@ class Protocol:
     def uses_split(self) -> bool:
         return self.shots > 0 or self.split == "calibration"
 
-    def describe(self) -> str:
-        """Short words for the protocol ("zero-shot", "4-shot, calibrated, balanced")."""
+    def describe(self, method: str = "judge") -> str:
+        """Short words for the protocol ("zero-shot", "4-shot, calibrated, balanced"; preference: "mean
+        log-likelihood" or "PMI")."""
+        if method == "preference":
+            parts = ["PMI" if self.normalize == "pmi" else "mean log-likelihood"]
+            if self.split == "calibration":
+                parts.append("on the calibration split")
+            return ", ".join(parts)
         parts = [f"{self.shots}-shot" if self.shots else "zero-shot"]
         if self.calibrate:
             parts.append("calibrated")
         if self.polarity != "harm":
             parts.append(self.polarity)
-        if self.normalize != "none":
-            parts.append(self.normalize.upper())
         if self.split == "calibration":
             parts.append("on the calibration split")
         return ", ".join(parts)

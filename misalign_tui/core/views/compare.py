@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from misalign_tui.core import metrics
+from misalign_tui.core.metrics.judge_quality import compare_auroc
 from misalign_tui.core.metrics.vocabulary import UNTARGETED
 from misalign_tui.core.runs.catalog import runs_to_show
 from misalign_tui.core.store import Store
+
+COMPARE_BOOTSTRAP = 300  # resamples for the paired AUROC interval here (the report uses 1000)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,14 @@ def _compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit
     base = models[0]
     rows = []
     for other in models[1:]:
+        if method == "judge":  # how well each ranks: AUROC, paired bootstrap over the shared prompts
+            c = compare_auroc(store, runs[base], runs[other], bootstrap=COMPARE_BOOTSTRAP)
+            if c.auroc_a is not None:
+                test = ("ΔAUROC " + (f"[{100 * c.delta_ci[0]:+.1f}, {100 * c.delta_ci[1]:+.1f}]" if c.delta_ci
+                                     else "no interval") + (f" p={c.p_value:.2g}" if c.p_value is not None else ""))
+                if c.verdict:
+                    test += f" → {base if c.verdict == 'a' else other}"
+                rows.append(("AUROC", "all", other, [c.auroc_a, c.auroc_b], c.delta, test, c.items))
         for grouping, kind in (("dimension", "dimension"), ("semantic_type", "type")):
             for r in metrics.compare(store, runs[base], runs[other], group_by=grouping):
                 test = f"p={r.p_value:.2g} holm={r.p_holm:.2g}"

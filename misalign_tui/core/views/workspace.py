@@ -26,6 +26,7 @@ class RunRow:
     headline_label: str = ""
     trade_off_rate: float | None = None
     trade_off_note: str | None = None
+    judge_verdict: str | None = None  # judge runs: how good the judge is, in words (metrics/judge_quality.py)
 
 
 @dataclass
@@ -57,11 +58,16 @@ def read_summary(workspace: Workspace, recent_runs: int = 20, headline_runs: int
         return WorkspaceSummary(str(workspace.home), store.benchmarks(), list_models(store), runs)
 
 
+DASHBOARD_BOOTSTRAP = 300  # resamples for the judge verdict's AUROC interval here (the report uses 1000)
+
+
 def headline(store: Store, run: RunRow) -> RunRow:
-    """The run's headline figure (the method's, from the metric vocabulary) and its trade-off rate."""
+    """The run's headline figure (the method's, from the metric vocabulary), its trade-off rate and, for a judge
+    run, the judge's quality in words."""
     from dataclasses import replace
 
     from misalign_tui.core import metrics
+    from misalign_tui.core.metrics.judge_quality import run_judge_quality
     from misalign_tui.core.metrics.vocabulary import headline as headline_metric
 
     if run.items_done == 0:
@@ -69,8 +75,10 @@ def headline(store: Store, run: RunRow) -> RunRow:
     key = headline_metric(run.method)
     overall = metrics.profile(store, run.id)
     rep = metrics.trade_offs(store, run.id)
+    quality = run_judge_quality(store, run.id, bootstrap=DASHBOARD_BOOTSTRAP) if run.method == "judge" else None
     return replace(run, headline=key.row_value(overall[0]) if overall else None, headline_label=key.label,
-                   trade_off_rate=rep.rate, trade_off_note=rep.reason)
+                   trade_off_rate=rep.rate, trade_off_note=rep.reason,
+                   judge_verdict=quality.verdict if quality else None)
 
 
 def read_models(workspace: Workspace, rescan: bool = True) -> list:

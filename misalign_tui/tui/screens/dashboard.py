@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -52,6 +53,7 @@ class DashboardScreen(Screen[None]):
             yield DataTable(id="models", cursor_type="row", zebra_stripes=True)
             yield Static("Recent runs", classes="section-title")
             yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+            yield Static(id="judge-verdicts", classes="verdicts")
         yield Footer()
 
     def on_screen_resume(self) -> None:
@@ -82,6 +84,8 @@ class DashboardScreen(Screen[None]):
                    [(str(r.id), r.model, r.benchmark, r.method, r.status, f"{r.items_done}/{r.items_total}",
                      f"{r.headline_label} {_pct(r.headline)}" if r.headline_label else "-", "n/a" if r.trade_off_rate is None else _pct(r.trade_off_rate))
                     for r in s.runs])
+        verdicts = [f"run {r.id} ({r.model}) judge: {r.judge_verdict}" for r in s.runs if r.judge_verdict]
+        self.query_one("#judge-verdicts", Static).update(Text("\n".join(verdicts)))  # names are not markup
 
 
 def fill_table(table: DataTable, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

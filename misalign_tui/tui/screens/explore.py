@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -34,6 +35,7 @@ from misalign_tui.tui.widgets.charts import (
     SemanticTypeBars,
     TradeOffHeatmap,
 )
+from misalign_tui.tui.widgets.reliability import ReliabilityChart
 
 TABLE_ROWS = 120
 GROUP_LABELS = {"dimension": "by dimension", "domain": "by domain", "semantic_type": "by type", "model": "by model"}
@@ -59,6 +61,7 @@ class ExploreScreen(Screen[None]):
         Binding("2", "tab('domains')", "Domains", show=False),
         Binding("3", "tab('tradeoffs')", "Trade-offs", show=False),
         Binding("4", "tab('types')", "Types", show=False),
+        Binding("5", "tab('reliability')", "Reliability", show=False),
         Binding("f", "focus_filters", "Filters"),
         Binding("s", "save_session", "Save"),
         Binding("g", "reload", "Refresh"),
@@ -99,6 +102,11 @@ class ExploreScreen(Screen[None]):
             with TabPane("4 Types", id="types"), Horizontal(classes="chart-row"):
                 yield SemanticTypeBars(id="chart-types")
                 yield DataTable(id="table-types", cursor_type="row", zebra_stripes=True)
+            with TabPane("5 Reliability", id="reliability"):
+                yield Static(id="reliability-verdicts", classes="verdicts")
+                with Horizontal(classes="chart-row"):
+                    yield ReliabilityChart(id="chart-reliability")
+                    yield DataTable(id="table-reliability", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_screen_resume(self) -> None:
@@ -212,6 +220,9 @@ class ExploreScreen(Screen[None]):
         elif tab == "types":
             self.query_one("#chart-types", SemanticTypeBars).replot(data)
             self._fill_table("#table-types", data.by_type, "semantic_type")
+        elif tab == "reliability":
+            self.query_one("#chart-reliability", ReliabilityChart).replot(data)
+            self._fill_reliability(data)
 
     @on(TabbedContent.TabActivated)
     def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
@@ -230,6 +241,18 @@ class ExploreScreen(Screen[None]):
             ci = "-" if c.low is None else f"{_pct(c.low)}–{_pct(c.high)}"
             group = c.group if len(c.group) <= 24 else c.group[:23] + "…"
             table.add_row(group, c.series, _pct(c.value), ci, f"{c.n:,}")
+
+    def _fill_reliability(self, data: ExploreData) -> None:
+        table = self.query_one("#table-reliability", DataTable)
+        table.clear(columns=True)
+        table.add_columns("model", "P bin", "mean P", "% misal.", "95% CI", "n")
+        verdicts = "\n".join(f"{m}: {v}" for m, v in data.verdicts.items()) or "no judge run with results yet"
+        self.query_one("#reliability-verdicts", Static).update(Text(verdicts))  # model names are not markup
+        for model, bins in data.reliability.items():
+            for b in bins:
+                ci = "-" if b.observed_ci is None else f"{_pct(b.observed_ci[0])}–{_pct(b.observed_ci[1])}"
+                table.add_row(model, f"{100 * b.lo:.0f}–{100 * b.hi:.0f}", _pct(b.mean_p), _pct(b.observed), ci,
+                              f"{b.n:,}")
 
     def _fill_tradeoffs(self, data: ExploreData) -> None:
         table = self.query_one("#table-tradeoffs", DataTable)

@@ -5,6 +5,7 @@ The queue lives on the app, so runs go on while you browse other screens.
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,6 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
     Button,
+    Checkbox,
     DataTable,
     Footer,
     Header,
@@ -26,11 +28,12 @@ from textual.widgets import (
 )
 
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.inference.judge_templates import POLARITIES
 from misalign_tui.core.io.native import SEED_BENCHMARK
 from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.models.registry import list_models
 from misalign_tui.core.runs.catalog import resumable_runs
-from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, RunSpec
+from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, NORMALIZATIONS, Protocol, RunSpec
 from misalign_tui.core.store import RunInfo, Store
 from misalign_tui.tui.run_control import QueuedRun, RunStatus
 
@@ -80,10 +83,20 @@ class RunScreen(Screen[None]):
                 yield Input(placeholder="all", id="run-limit", type="integer", compact=True)
                 yield Label("Judge templates", classes="field")
                 yield Input(placeholder="3", id="run-templates", type="integer", compact=True)
+                yield Label("Judge: demonstrations (shots)", classes="field")
+                yield Input(placeholder="0", id="run-shots", type="integer", compact=True)
+                yield Label("Judge: question polarity", classes="field")
+                yield Select([(p, p) for p in POLARITIES], value="harm", allow_blank=False, id="run-polarity",
+                             compact=True)
+                yield Checkbox("Judge: contextual calibration", id="run-calibrate", compact=True)
+                yield Label("Preference: normalisation", classes="field")
+                yield Select([(n, n) for n in NORMALIZATIONS], value="none", allow_blank=False, id="run-normalize",
+                             compact=True)
                 yield Button("Start (Enter in a field, or ctrl+r)", id="run-start", variant="primary", compact=True)
             with Vertical(id="run-side"):
                 yield Static("Progress", classes="section-title")
                 yield DataTable(id="run-progress", cursor_type="row", zebra_stripes=True)
+                yield Static(id="run-verdict", classes="verdicts")
                 yield Static("Interrupted runs (u resumes the highlighted one)", classes="section-title")
                 yield DataTable(id="run-interrupted", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -130,6 +143,7 @@ class RunScreen(Screen[None]):
         table.clear()
         for st in self.app.run_statuses.values():  # type: ignore[attr-defined]
             self._row(table, st, add=True)
+        self.show_verdicts()
 
     def update_status(self, status: RunStatus) -> None:
         """Called by the app on the UI thread for each (coalesced) progress message."""
@@ -140,6 +154,13 @@ class RunScreen(Screen[None]):
             self._row(table, status, add=True)
         if status.finished:
             self.load_choices()
+            self.show_verdicts()
+
+    def show_verdicts(self) -> None:
+        """The finished judge runs' quality in words, under the progress (the run's final line)."""
+        lines = [f"run {st.run_id} ({st.request.model}) judge: {st.verdict}"
+                 for st in self.app.run_statuses.values() if st.verdict]  # type: ignore[attr-defined]
+        self.query_one("#run-verdict", Static).update(Text("\n".join(lines)))
 
     @staticmethod
     def _row(table: DataTable, st: RunStatus, add: bool) -> None:
@@ -169,9 +190,15 @@ class RunScreen(Screen[None]):
         limit_text = self.query_one("#run-limit", Input).value.strip()
         templates_text = self.query_one("#run-templates", Input).value.strip()
         filters = Filters.parse(self.query_one("#run-filters", Input).value)
+        shots_text = self.query_one("#run-shots", Input).value.strip()
+        protocol = Protocol(shots=int(shots_text) if shots_text else 0,
+                            calibrate=self.query_one("#run-calibrate", Checkbox).value,
+                            polarity=str(self.query_one("#run-polarity", Select).value),
+                            normalize=str(self.query_one("#run-normalize", Select).value))
         return [QueuedRun(m, method, RunSpec(m, method, judge_model, SEED_BENCHMARK if bench is Select.NULL
                                              else str(bench), filters, int(limit_text) if limit_text else None,
-                                             int(templates_text) if templates_text else DEFAULT_TEMPLATES))
+                                             int(templates_text) if templates_text else DEFAULT_TEMPLATES,
+                                             protocol=protocol))
                 for m in models]
 
     @on(Input.Submitted, "#run-form Input")

@@ -72,6 +72,9 @@ def benchmark_stats(ctx: Context, name: str, fmt: str) -> None:
     con.print(table)
     if stats.get("built"):
         _print_build_table(ctx, stats)
+        from misalign_tui.core.build.checker import measurement_line
+
+        con.print(measurement_line(stats.get("checker")), markup=False, highlight=False)
 
 
 _PAPER_COLUMNS = (("classified", "Cls"), ("expanded", "Exp."), ("dedup_removed", "Dedup."), ("generated", "Gen."),

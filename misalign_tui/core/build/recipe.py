@@ -24,7 +24,8 @@ source = "embedded"                    # required: embedded | file | benchmark
 [generate]   temperature = 0.7   top_p = 0.9   max_tokens = 512   seed = 0   stop = ["\\n\\n"]   few_shot = 2
 [filter]     max_perplexity = 80.0   min_words = 3   max_words = 200   max_repetition = 0.3
              max_perplexity_ratio = 3.0   require_sentence_end = true
-[resample]   iterations = 2   calibrate = false
+[resample]   iterations = 2   calibrate = false   shots = 0   polarity = "harm"   rule = "threshold"   margin = 0.0
+             checker_pairs = 16
 [harm]       model_screen = true
 ```
 """
@@ -115,10 +116,25 @@ class FilterSettings:
     require_sentence_end: bool = True  # cut at max_tokens: keep its complete sentences, reject it without one
 
 
+RULES = ("threshold", "pairwise")
+
+
 @dataclass(frozen=True)
 class ResampleSettings:
     iterations: int = 2
-    calibrate: bool = False  # checker thresholds from a content-free response instead of 0.5 (see pairs.py)
+    calibrate: bool = False  # contextual calibration of the checker: its P(Yes) on "N/A" divided out (checker.py)
+    # the checker's protocol and rule (core/build/checker.py); recipes that leave them at these defaults keep
+    # the hash they always had
+    shots: int = 0  # demonstrations on the targeted dimension from the seed benchmark's calibration split
+    polarity: str = "harm"  # harm | inverted | balanced: the checker question, its twin, or both averaged
+    rule: str = "threshold"  # threshold: each candidate on its side of 0.5; pairwise: the misaligned one higher
+    margin: float = 0.0  # pairwise: P(misaligned) of the misaligned candidate − the aligned one's, at least
+    checker_pairs: int = 16  # seed pairs per dimension the checker is measured on before stage 2 (0: not measured)
+
+
+# Fields added after release; omitted from the canonical recipe (and so from its hash) at their defaults.
+_LATER_FIELDS = {"resample": {"shots": 0, "polarity": "harm", "rule": "threshold", "margin": 0.0,
+                              "checker_pairs": 16}}
 
 
 @dataclass(frozen=True)
@@ -144,6 +160,10 @@ class Recipe:
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("source_label")
+        for section, defaults in _LATER_FIELDS.items():
+            for key, default in defaults.items():
+                if data[section].get(key) == default:
+                    del data[section][key]
         return data
 
     def canonical(self) -> str:
@@ -331,6 +351,16 @@ def _validate(r: Recipe, loc: _Located) -> None:
         raise loc.error("filter", "max_perplexity_ratio", "must be ≥ 1")
     if not 0 <= r.resample.iterations <= 10:
         raise loc.error("resample", "iterations", "must lie between 0 and 10")
+    if not 0 <= r.resample.shots <= 16:
+        raise loc.error("resample", "shots", "must lie between 0 and 16")
+    if r.resample.polarity not in ("harm", "inverted", "balanced"):
+        raise loc.error("resample", "polarity", "must be one of harm, inverted, balanced")
+    if r.resample.rule not in RULES:
+        raise loc.error("resample", "rule", f"must be one of {', '.join(RULES)}")
+    if not 0.0 <= r.resample.margin < 1.0:
+        raise loc.error("resample", "margin", "must lie in [0, 1)")
+    if not 0 <= r.resample.checker_pairs <= 500:
+        raise loc.error("resample", "checker_pairs", "must lie between 0 and 500")
 
 
 def read_recipe(path: str | Path) -> Recipe:

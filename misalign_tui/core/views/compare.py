@@ -59,6 +59,12 @@ def _compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit
     base = models[0]
     rows = []
     for other in models[1:]:
+        for grouping, kind in (("dimension", "dimension"), ("semantic_type", "type")):
+            for r in metrics.compare(store, runs[base], runs[other], group_by=grouping):
+                test = f"p={r.p_value:.2g} holm={r.p_holm:.2g}"
+                if r.verdict:
+                    test += f" → {base if r.verdict == 'a' else other}"
+                rows.append((kind, r.group or "-", other, [r.value_a, r.value_b], r.delta, test, r.n_items))
         if method == "judge":  # how well each ranks: AUROC, paired bootstrap over the shared prompts
             c = compare_auroc(store, runs[base], runs[other], bootstrap=COMPARE_BOOTSTRAP)
             if c.auroc_a is not None:
@@ -67,12 +73,6 @@ def _compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit
                 if c.verdict:
                     test += f" → {base if c.verdict == 'a' else other}"
                 rows.append(("AUROC", "all", other, [c.auroc_a, c.auroc_b], c.delta, test, c.items))
-        for grouping, kind in (("dimension", "dimension"), ("semantic_type", "type")):
-            for r in metrics.compare(store, runs[base], runs[other], group_by=grouping):
-                test = f"p={r.p_value:.2g} holm={r.p_holm:.2g}"
-                if r.verdict:
-                    test += f" → {base if r.verdict == 'a' else other}"
-                rows.append((kind, r.group or "-", other, [r.value_a, r.value_b], r.delta, test, r.n_items))
     ids = list(runs.values())
     if method == "preference":
         table, item, label = "rollup_pair_outcomes", "pair_id", "'pair'"

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from rich.markup import escape
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,6 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from misalign_tui.core.build.checker import measurement_line
 from misalign_tui.core.errors import Cancelled, UserError
 from misalign_tui.core.store import Store
 from misalign_tui.tui.messages import BuildFinished, BuildLoaded, BuildProgressed
@@ -28,8 +30,9 @@ def _counts(counts: dict[str, int] | None) -> str:
 def read_build_state(store: Store, build_id: int | None = None, limit: int = 300) -> tuple[list, list, list]:
     """(builds, steps of the chosen build (latest by default), its rejected candidates)."""
     c = store.conn
-    builds = [tuple(r) for r in c.execute("SELECT id, name, status, started_at FROM build_runs ORDER BY id DESC "
-                                          "LIMIT 20")] if _has(c, "build_runs") else []
+    builds = [(*tuple(r)[:4], measurement_line(json.loads(r[4]) if r[4] else None)) for r in c.execute(
+        "SELECT id, name, status, started_at, checker_json FROM build_runs ORDER BY id DESC LIMIT 20")
+    ] if _has(c, "build_runs") else []
     if not builds:
         return [], [], []
     bid = build_id or builds[0][0]
@@ -68,6 +71,7 @@ class BuildScreen(Screen[None]):
         with Horizontal(id="build-body"):
             with Vertical(id="build-left"):
                 yield Static(id="build-status", classes="section-title")
+                yield Static(id="build-checker", classes="verdicts")
                 yield DataTable(id="build-steps", cursor_type="row", zebra_stripes=True)
                 yield Static("Rejected candidates", classes="section-title")
                 yield DataTable(id="build-rejected", cursor_type="row", zebra_stripes=True)
@@ -92,8 +96,9 @@ class BuildScreen(Screen[None]):
 
     def on_build_loaded(self, message: BuildLoaded) -> None:
         if message.builds:
-            bid, name, status, created = message.builds[0]
+            bid, name, status, created, checker = message.builds[0]
             self.query_one("#build-status", Static).update(f"Build {bid}: {name} — {status}")
+            self.query_one("#build-checker", Static).update(Text(checker))  # the model's name is not markup
         else:
             self.query_one("#build-status", Static).update(
                 "No builds yet. Type a recipe path above, or press D for the demo recipe (needs the default model).")

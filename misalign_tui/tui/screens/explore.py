@@ -249,7 +249,7 @@ class ExploreScreen(Screen[None]):
         verdicts = "\n".join(f"{m}: {v}" for m, v in data.verdicts.items()) or "no judge run with results yet"
         self.query_one("#reliability-verdicts", Static).update(Text(verdicts))  # model names are not markup
         for model, bins in data.reliability.items():
-            for b in bins:
+            for b in (b for b in bins if b.n):  # empty bins say nothing
                 ci = "-" if b.observed_ci is None else f"{_pct(b.observed_ci[0])}–{_pct(b.observed_ci[1])}"
                 table.add_row(model, f"{100 * b.lo:.0f}–{100 * b.hi:.0f}", _pct(b.mean_p), _pct(b.observed), ci,
                               f"{b.n:,}")

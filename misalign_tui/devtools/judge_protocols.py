@@ -38,13 +38,13 @@ class ProtocolRow:
     view: ScoreView
 
 
-def protocol_rows(chosen_k: int) -> list[ProtocolRow]:
+def protocol_rows(chosen_k: int, shots: tuple[int, ...] = SHOTS) -> list[ProtocolRow]:
     rows = [ProtocolRow("zero-shot", "0", ScoreView("harm", calibrated=False)),
             ProtocolRow("inverted", "0", ScoreView("inverted", calibrated=False)),
             ProtocolRow("balanced", "0", ScoreView(None, calibrated=False)),
             ProtocolRow("calibrated", "0", ScoreView("harm", calibrated=True)),
             ProtocolRow("calibrated + balanced", "0", ScoreView(None, calibrated=True))]
-    rows += [ProtocolRow(f"few-shot K={k}", str(k), ScoreView("harm", calibrated=False)) for k in SHOTS]
+    rows += [ProtocolRow(f"few-shot K={k}", str(k), ScoreView("harm", calibrated=False)) for k in shots]
     rows.append(ProtocolRow(f"few-shot K={chosen_k} + calibrated + balanced", str(chosen_k),
                             ScoreView(None, calibrated=True)))
     return rows
@@ -125,6 +125,7 @@ def _prefix_tokens(store: Store, model: ModelInfo, runs: dict[str, int]) -> dict
 
 def run_protocol_bench(store: Store, model: ModelInfo, bench: BenchmarkInfo, *, templates: int = 1,
                        bootstrap: int = 1000, seed: int = 0, settings: EngineSettings | None = None,
+                       shots: tuple[int, ...] = SHOTS,
                        say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Make (or resume) the runs, choose settings on the calibration split, and return the whole table.
     ``settings``: the engine's (threads, GPU layers, context size); the context size is part of the runs'
@@ -133,11 +134,11 @@ def run_protocol_bench(store: Store, model: ModelInfo, bench: BenchmarkInfo, *, 
     state = BenchState()
     state.runs["0"] = _run(store, model, bench, templates, Protocol(calibrate=True, polarity="balanced"), say,
                            "zero-shot, both polarities, calibrated (whole benchmark)", settings)
-    for k in SHOTS:
+    for k in shots:
         state.dev_runs[str(k)] = _run(store, model, bench, templates, Protocol(
             shots=k, calibrate=True, polarity="balanced", split="calibration"), say,
             f"{k}-shot on the calibration split", settings)
-    held = calibration_split(store, bench.id, max(SHOTS))
+    held = calibration_split(store, bench.id, max(shots))
     dev_prompts = held.dev_prompts  # the calibration prompts no demonstration of any K comes from
     scored_prompts = {r[0] for r in store.conn.execute("SELECT id FROM prompts WHERE benchmark_id = ?",
                                                        (bench.id,))} - set(held.held_out)
@@ -148,12 +149,12 @@ def run_protocol_bench(store: Store, model: ModelInfo, bench: BenchmarkInfo, *, 
                                       seed=seed)[0])
 
     say("choosing settings on the calibration split")
-    k_scores = {k: _selection_score(dev(str(k), ScoreView(None, calibrated=True))) for k in SHOTS}
-    chosen_k = max(SHOTS, key=lambda k: (k_scores[k], -k))
-    rows = protocol_rows(chosen_k)
+    k_scores = {k: _selection_score(dev(str(k), ScoreView(None, calibrated=True))) for k in shots}
+    chosen_k = max(shots, key=lambda k: (k_scores[k], -k))
+    rows = protocol_rows(chosen_k, shots)
     dev_table = {r.name: dev(r.run_key, r.view) for r in rows}
     best = max(rows, key=lambda r: _selection_score(dev_table[r.name]))
-    for k in SHOTS:  # the scored runs, after the choice (which never looks at them)
+    for k in shots:  # the scored runs, after the choice (which never looks at them)
         state.runs[str(k)] = _run(store, model, bench, templates, Protocol(
             shots=k, calibrate=True, polarity="balanced"), say, f"{k}-shot (scored items)", settings)
     say("computing the table")

@@ -42,11 +42,13 @@ def protocol_table(title: str, rows: list[dict]) -> Table:
 @click.option("--bootstrap", type=click.IntRange(0), default=1000, show_default=True,
               help="Resamples over prompts for the intervals.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--shots", "shots_text", default="2,4,8", show_default=True,
+              help="The K of the few-shot protocols, comma-separated.")
 @engine_options
 @format_option
 @pass_ctx
 def bench_judge_protocols(ctx: Context, model_spec: str, benchmark: str, templates: int, bootstrap: int, seed: int,
-                          n_ctx: int, gpu_layers: int | None, threads: int | None, fmt: str) -> None:
+                          shots_text: str, n_ctx: int, gpu_layers: int | None, threads: int | None, fmt: str) -> None:
     """AUROC, pairwise accuracy, ECE and polarity consistency (each with its interval) for zero-shot, inverted,
     balanced, calibrated and few-shot judging (K = 2, 4, 8), on the same items, settings chosen on the
     calibration split. The runs are stored and resumable: the same command again continues, then prints."""
@@ -58,11 +60,19 @@ def bench_judge_protocols(ctx: Context, model_spec: str, benchmark: str, templat
     if benchmark == SEED_BENCHMARK:
         load_seed_benchmark(store)
     model = require_usable(resolve_model(store, model_spec, ctx.workspace.models_dir))
+    from misalign_tui.core.errors import UserError
     from misalign_tui.core.inference.engine import EngineSettings
+    from misalign_tui.core.runs.request import MAX_SHOTS
 
+    try:
+        shots = tuple(sorted({int(x) for x in shots_text.split(",") if x.strip()}))
+    except ValueError:
+        raise UserError(f"--shots {shots_text}: write whole numbers separated by commas (2,4,8)") from None
+    if not shots or not all(1 <= k <= MAX_SHOTS for k in shots):
+        raise UserError(f"--shots {shots_text}: each K must be between 1 and {MAX_SHOTS}")
     settings = EngineSettings(n_ctx=n_ctx, n_gpu_layers=gpu_layers, n_threads=threads)
     result = run_protocol_bench(store, model, store.benchmark(benchmark), templates=templates, bootstrap=bootstrap,
-                                seed=seed, settings=settings, say=lambda s: ctx.err.print(s, highlight=False, markup=False))
+                                seed=seed, settings=settings, shots=shots, say=lambda s: ctx.err.print(s, highlight=False, markup=False))
     if fmt == "json":
         emit_json(result)
         return

@@ -112,11 +112,11 @@ def score_candidates(ctx: BuildContext, items: Sequence[CheckItem]) -> dict[Any,
             priors[(prompt, dim, t)] = (score.p_yes, score.p_no)
             continue
         _, key, t = score.key
-        tmpl: JudgeTemplate = templates[t]
+        question: JudgeTemplate = templates[t]
         item = dims[key]
         p_yes = (calibrated_p_yes(score.p_yes, score.p_no, *priors[(item.prompt, item.dimension, t)])
                  if r.calibrate else score.p_misaligned)
-        got.setdefault(key, {})[tmpl.polarity] = (tmpl.p_misaligned(p_yes), score.p_yes + score.p_no)
+        got.setdefault(key, {})[question.polarity] = (question.p_misaligned(p_yes), score.p_yes + score.p_no)
     out = {}
     for key, parts in got.items():
         ps = [v[0] for v in parts.values()]

@@ -5,6 +5,7 @@ server sees exactly the text the engine would score."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from misalign_tui.core.errors import UserError
 
@@ -28,7 +29,7 @@ def format_user_turn(chat_template: str | None, text: str, *, bos: str = "", eos
         return PLAIN_TURN_SEPARATOR.join([*turns, PLAIN_FORMAT.replace("{text}", text)])
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    messages = []
+    messages: list[Any] = []  # chat messages as llama-cpp-python's formatter takes them
     for u, a in history:
         messages += [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
     messages.append({"role": "user", "content": text})

@@ -1,8 +1,8 @@
 """``bench judge-protocols``: how well a model judges under each protocol, on the same items, with intervals.
 
-Four stored, resumable judge runs do the work (one template, both polarities, contextual calibration on, so
-every run also holds its raw scores): zero-shot on the whole benchmark, and K-shot for each K in ``SHOTS`` on the
-items outside the calibration split. Each protocol of the table is a view of one of them — its harm questions,
+Stored, resumable judge runs do the work (one template, both polarities; every run holds its raw scores):
+zero-shot with contextual calibration on the whole benchmark, and K-shot for each K in ``SHOTS`` on the items
+outside the calibration split (calibrated for the K chosen for the combined protocol). Each protocol of the table is a view of one of them — its harm questions,
 its inverted twins or both, raw or calibrated — so the zero-shot, inverted, balanced and calibrated rows are the
 same texts a separate run would score. Every row is computed on the same prompts: those outside the calibration
 split (where the demonstrations come from).
@@ -154,9 +154,10 @@ def run_protocol_bench(store: Store, model: ModelInfo, bench: BenchmarkInfo, *, 
     rows = protocol_rows(chosen_k, shots)
     dev_table = {r.name: dev(r.run_key, r.view) for r in rows}
     best = max(rows, key=lambda r: _selection_score(dev_table[r.name]))
-    for k in shots:  # the scored runs, after the choice (which never looks at them)
+    for k in shots:  # the scored runs, after the choice (which never looks at them); only the chosen K needs
+        # calibration priors (the few-shot rows read raw scores)
         state.runs[str(k)] = _run(store, model, bench, templates, Protocol(
-            shots=k, calibrate=True, polarity="balanced"), say, f"{k}-shot (scored items)", settings)
+            shots=k, calibrate=k == chosen_k, polarity="balanced"), say, f"{k}-shot (scored items)", settings)
     say("computing the table")
     table = []
     for r in rows:

@@ -107,7 +107,9 @@ async def test_compare_lists_disagreements_and_opens_item(home: Path) -> None:
         # AS of alpha and beta on the 48 shared safety responses, the delta and McNemar's test (metrics.compare)
         assert deltas[0] == ["dim safety", "beta", "72.4", "78.9", "-6.6", "48", "p=0.63 holm=1"]
         assert [r[0] for r in deltas] == ["dim safety", "dim value", "dim cultural", "type object",
-                                          "type attribute", "type relation"]
+                                          "type attribute", "type relation", "AUROC all"]
+        # the two judges' AUROC on the 112 shared responses, with the paired bootstrap's interval of Δ
+        assert deltas[-1][1] == "beta" and deltas[-1][5] == "112" and deltas[-1][6].startswith("ΔAUROC [")
         items = screen.query_one("#compare-items", DataTable)
         only = items.row_count
         assert only > 0 and all(len(set(r[3:])) == 2 for r in table_rows(items))

@@ -381,7 +381,7 @@ def test_results_from_before_answer_mass_read_not_measured(cli_run, home: Path) 
 def test_explore_compare_and_dashboard_show_judge_quality(home: Path, tiny_chat_model: Path) -> None:
     from misalign_tui.core.views.compare import read_compare
     from misalign_tui.core.views.explore import ExploreQuery, read_explore
-    from misalign_tui.core.views.workspace import read_summary
+    from misalign_tui.core.views.workspace import read_summary, with_verdicts
     from misalign_tui.core.workspace import open_workspace
     from misalign_tui.devtools.synthetic_model import SIMPLE_CHAT_TEMPLATE, write_random_gguf
 
@@ -400,6 +400,8 @@ def test_explore_compare_and_dashboard_show_judge_quality(home: Path, tiny_chat_
         auroc_rows = [r for r in comp.rows if r[0] == "AUROC"]
         assert auroc_rows and auroc_rows[0][6] == 24 and "ΔAUROC" in auroc_rows[0][5]
     summary = read_summary(open_workspace(home))
+    assert not any(r.judge_verdict for r in summary.runs)  # the headlines come first, the verdicts after them
+    summary = with_verdicts(open_workspace(home), summary)
     assert all(r.judge_verdict for r in summary.runs if r.method == "judge")
 
 

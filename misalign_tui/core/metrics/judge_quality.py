@@ -307,40 +307,49 @@ class _Ranking:
         self.order = np.argsort(scores, kind="stable")
         s = scores[self.order]
         self.starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if len(s) else np.zeros(0, np.int64)
+        self.ties = len(self.starts) < len(s)
         self.y = y[self.order]
+        self.a = 1.0 - self.y
         self.prompt_pos = prompt_pos[self.order]
         self.n = len(s)
 
     def __call__(self, counts: np.ndarray) -> np.ndarray:
-        """AUROC per row of prompt ``counts`` (resamples x prompts); NaN where a label has no weight."""
+        """AUROC per row of prompt ``counts`` (resamples x prompts); NaN where a label has no weight. The rows'
+        dtype is kept (the bootstrap passes float32: half the memory traffic, ample for a percentile)."""
         if self.n == 0:
             return np.full(counts.shape[0], np.nan)
         w = counts[:, self.prompt_pos]
-        wm, wa = w * self.y, w * (1.0 - self.y)
-        mg = np.add.reduceat(wm, self.starts, axis=1)
-        ag = np.add.reduceat(wa, self.starts, axis=1)
-        below = np.cumsum(ag, axis=1) - ag
-        num = (mg * (below + 0.5 * ag)).sum(1)
-        den = wm.sum(1) * wa.sum(1)
+        wa = w * self.a.astype(w.dtype)
+        wm = w - wa
+        mg, ag = (np.add.reduceat(wm, self.starts, axis=1), np.add.reduceat(wa, self.starts, axis=1)) \
+            if self.ties else (wm, wa)
+        below = np.cumsum(ag, axis=1)  # weights are whole counts: exact in float32 up to 2**24
+        below -= 0.5 * ag
+        num = np.einsum("ij,ij->i", mg, below, dtype=np.float64, casting="same_kind")
+        den = wm.sum(1, dtype=np.float64) * wa.sum(1, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
 class _Calibration:
-    """ECE over ``ECE_BINS`` equal-width bins of P under item weights."""
+    """ECE over ``ECE_BINS`` equal-width bins of P under item weights (items sorted by bin once)."""
 
     def __init__(self, p: np.ndarray, y: np.ndarray, prompt_pos: np.ndarray) -> None:
         self.bins = np.minimum((np.clip(p, 0.0, 1.0) * ECE_BINS).astype(np.int64), ECE_BINS - 1)
-        self.onehot = np.zeros((len(p), ECE_BINS))
-        self.onehot[np.arange(len(p)), self.bins] = 1.0
         self.p, self.y, self.prompt_pos = p, y, prompt_pos
+        order = np.argsort(self.bins, kind="stable")
+        b = self.bins[order]
+        self._order = order
+        self._starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]]) if len(b) else np.zeros(0, np.int64)
+        self._gap_weight = (self.y - self.p)[order]  # share misaligned − P, per item, in bin order
 
     def __call__(self, counts: np.ndarray) -> np.ndarray:
         if not len(self.p):
             return np.full(counts.shape[0], np.nan)
-        w = counts[:, self.prompt_pos]
-        total = w.sum(1)
-        gap = np.abs((w * self.y) @ self.onehot - (w * self.p) @ self.onehot).sum(1)
+        w = counts[:, self.prompt_pos[self._order]]
+        total = w.sum(1, dtype=np.float64)
+        gaps = np.add.reduceat(w * self._gap_weight.astype(w.dtype), self._starts, axis=1)
+        gap = np.abs(gaps).sum(1, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(total > 0, gap / np.where(total > 0, total, 1.0), np.nan)
 
@@ -388,7 +397,7 @@ def _bootstrap(n_prompts: int, stats: Sequence[Callable[[np.ndarray], np.ndarray
     for start in range(0, resamples, step):
         b = min(step, resamples - start)
         idx = rng.integers(0, n_prompts, size=(b, n_prompts)) + (np.arange(b) * n_prompts)[:, None]
-        counts = np.bincount(idx.ravel(), minlength=b * n_prompts).reshape(b, n_prompts).astype(np.float64)
+        counts = np.bincount(idx.ravel(), minlength=b * n_prompts).reshape(b, n_prompts).astype(np.float32)
         for j, stat in enumerate(stats):
             values[j].append(stat(counts))
     return [percentile_interval(np.concatenate(v)) for v in values]
@@ -401,8 +410,10 @@ def _pair_stats(items: _Items, p: np.ndarray) -> tuple[float, int]:
     return float(((m > a) + 0.5 * (m == a)).sum()), len(m)
 
 
-def _one(items: _Items, run_id: int, group: str | None, resamples: int, seed: int) -> JudgeQuality:
-    """Every figure for one set of items."""
+def _one(items: _Items, run_id: int, group: str | None, resamples: int, seed: int,
+         detail: bool = True) -> JudgeQuality:
+    """Every figure for one set of items; without ``detail`` the secondary figures (certain-only, raw, per
+    template) get no interval, which keeps a dashboard over a large store quick."""
     n = len(items.p)
     if n == 0:
         q = JudgeQuality(run_id, group)
@@ -426,7 +437,10 @@ def _one(items: _Items, run_id: int, group: str | None, resamples: int, seed: in
     ones = np.ones((1, len(prompts)))
     point = {name: float(s(ones)[0]) for name, s in zip(names, stats, strict=True)}
     rng = np.random.default_rng([seed, zlib.crc32(str(group).encode())])
-    cis = dict(zip(names, _bootstrap(len(prompts), stats, resamples, rng, n * 2), strict=True))
+    primary = {"auroc", "ece", "auroc_harm", "auroc_inverted"}
+    boot = [(nm, st) for nm, st in zip(names, stats, strict=True) if detail or nm in primary]
+    cis = dict(zip([nm for nm, _ in boot], _bootstrap(len(prompts), [st for _, st in boot], resamples, rng, n * 2),
+                   strict=True))
 
     def val(name: str) -> float | None:
         v = point.get(name)
@@ -524,7 +538,8 @@ def _groups(store: Store, items: _Items, group_by: str | None, f: Filters) -> li
 
 def judge_quality(store: Store, run_id: int, *, group_by: str | None = None,
                   filters: Filters | Mapping[str, Any] | None = None, bootstrap: int = 1000, seed: int = 0,
-                  view: ScoreView = ScoreView(), prompt_ids: Collection[int] | None = None) -> list[JudgeQuality]:
+                  view: ScoreView = ScoreView(), prompt_ids: Collection[int] | None = None,
+                  detail: bool = True) -> list[JudgeQuality]:
     """The judge run's quality overall (one row) or per ``group_by`` group; ``prompt_ids`` restricts the items
     (the bench compares protocols on the same prompts). Runs of other methods have no judge quality: []."""
     run = run_info(store, run_id)
@@ -532,7 +547,7 @@ def judge_quality(store: Store, run_id: int, *, group_by: str | None = None,
         return []
     f = Filters.parse(filters)
     items = _load(store, run, f, view, prompt_ids)
-    return [_one(_subset(items, mask), run_id, name, bootstrap, seed)
+    return [_one(_subset(items, mask), run_id, name, bootstrap, seed, detail)
             for name, mask in _groups(store, items, group_by, f)]
 
 
@@ -556,9 +571,9 @@ def quality_from_scores(prompt_ids: Sequence[int], labels: Sequence[int], p: Seq
 
 
 def run_judge_quality(store: Store, run_id: int, *, bootstrap: int = 1000, seed: int = 0,
-                      filters: Filters | Mapping[str, Any] | None = None) -> JudgeQuality | None:
+                      filters: Filters | Mapping[str, Any] | None = None, detail: bool = True) -> JudgeQuality | None:
     """The overall row, or None for a run that is not a judge run."""
-    rows = judge_quality(store, run_id, bootstrap=bootstrap, seed=seed, filters=filters)
+    rows = judge_quality(store, run_id, bootstrap=bootstrap, seed=seed, filters=filters, detail=detail)
     return rows[0] if rows else None
 
 

@@ -177,7 +177,8 @@ def _fill(store: Store, runs: dict[str, int], query: ExploreQuery, data: Explore
     else:
         def rows(run_id: int, grouping: str | None) -> list:
             if METRICS[metric].source == "judge_quality":
-                return judge_quality(store, run_id, group_by=grouping, filters=filters, bootstrap=EXPLORE_BOOTSTRAP)
+                return judge_quality(store, run_id, group_by=grouping, filters=filters, bootstrap=EXPLORE_BOOTSTRAP,
+                                     detail=False)
             return metrics.profile(store, run_id, group_by=grouping, filters=filters)
 
         for model, run_id in runs.items():
@@ -193,7 +194,7 @@ def _fill(store: Store, runs: dict[str, int], query: ExploreQuery, data: Explore
         judge_runs = runs_to_show(store, models=query.models or None, methods=("judge",),
                                   benchmark_id=query.benchmark_id).by_model()
         for model, run_id in judge_runs.items():
-            quality = judge_quality(store, run_id, filters=filters, bootstrap=EXPLORE_BOOTSTRAP)
+            quality = judge_quality(store, run_id, filters=filters, bootstrap=EXPLORE_BOOTSTRAP, detail=False)
             if quality:
                 data.reliability[model] = quality[0].reliability
                 data.verdicts[model] = quality[0].verdict

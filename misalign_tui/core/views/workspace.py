@@ -59,15 +59,15 @@ def read_summary(workspace: Workspace, recent_runs: int = 20, headline_runs: int
 
 
 DASHBOARD_BOOTSTRAP = 300  # resamples for the judge verdict's AUROC interval here (the report uses 1000)
+DASHBOARD_BOOTSTRAP_CELLS = 30_000_000  # fewer resamples (not under 100) for runs with very many items
+DASHBOARD_VERDICTS = 4  # the most recent judge runs whose verdict the dashboard shows
 
 
 def headline(store: Store, run: RunRow) -> RunRow:
-    """The run's headline figure (the method's, from the metric vocabulary), its trade-off rate and, for a judge
-    run, the judge's quality in words."""
+    """The run's headline figure (the method's, from the metric vocabulary) and its trade-off rate."""
     from dataclasses import replace
 
     from misalign_tui.core import metrics
-    from misalign_tui.core.metrics.judge_quality import run_judge_quality
     from misalign_tui.core.metrics.vocabulary import headline as headline_metric
 
     if run.items_done == 0:
@@ -75,10 +75,25 @@ def headline(store: Store, run: RunRow) -> RunRow:
     key = headline_metric(run.method)
     overall = metrics.profile(store, run.id)
     rep = metrics.trade_offs(store, run.id)
-    quality = run_judge_quality(store, run.id, bootstrap=DASHBOARD_BOOTSTRAP) if run.method == "judge" else None
     return replace(run, headline=key.row_value(overall[0]) if overall else None, headline_label=key.label,
-                   trade_off_rate=rep.rate, trade_off_note=rep.reason,
-                   judge_verdict=quality.verdict if quality else None)
+                   trade_off_rate=rep.rate, trade_off_note=rep.reason)
+
+
+def with_verdicts(workspace: Workspace, summary: WorkspaceSummary) -> WorkspaceSummary:
+    """The summary with the judge's quality in words for its most recent judge runs (metrics/judge_quality.py):
+    read after the headlines, as a bootstrap over a large run takes seconds."""
+    from dataclasses import replace
+
+    from misalign_tui.core.metrics.judge_quality import run_judge_quality
+
+    runs = list(summary.runs)
+    wanted = [i for i, r in enumerate(runs) if r.method == "judge" and r.items_done][:DASHBOARD_VERDICTS]
+    with Store(workspace.db_path) as store:
+        for i in wanted:
+            resamples = max(100, min(DASHBOARD_BOOTSTRAP, DASHBOARD_BOOTSTRAP_CELLS // max(1, runs[i].items_done)))
+            quality = run_judge_quality(store, runs[i].id, bootstrap=resamples, detail=False)
+            runs[i] = replace(runs[i], judge_verdict=quality.verdict if quality else None)
+    return replace(summary, runs=runs)
 
 
 def read_models(workspace: Workspace, rescan: bool = True) -> list:

@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from misalign_tui.core.views.workspace import WorkspaceSummary, read_summary
+from misalign_tui.core.views.workspace import WorkspaceSummary, read_summary, with_verdicts
 from misalign_tui.tui.messages import WorkspaceLoaded
 
 
@@ -64,9 +64,12 @@ class DashboardScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
     def load_summary(self) -> None:
-        # first the lists (fast), then the same with each recent run's headline figures from core.metrics
-        self.post_message(WorkspaceLoaded(read_summary(self.app.workspace, headline_runs=0)))  # type: ignore[attr-defined]
-        self.post_message(WorkspaceLoaded(read_summary(self.app.workspace)))  # type: ignore[attr-defined]
+        # first the lists (fast), then the same with each recent run's headline figures from core.metrics,
+        ws = self.app.workspace  # type: ignore[attr-defined]
+        self.post_message(WorkspaceLoaded(read_summary(ws, headline_runs=0)))
+        summary = read_summary(ws)
+        self.post_message(WorkspaceLoaded(summary))
+        self.post_message(WorkspaceLoaded(with_verdicts(ws, summary)))  # then how good each judge is
 
     def on_workspace_loaded(self, message: WorkspaceLoaded) -> None:
         s = message.summary

@@ -131,6 +131,9 @@ def test_the_verdict_says_below_chance_chance_and_yes_regardless() -> None:
     # a checker below chance stops a build; one at chance does not
     assert checker_verdict(_q(auroc=0.39, auroc_ci=(0.29, 0.49)))[0]
     assert not checker_verdict(_q(auroc=0.45, auroc_ci=(0.30, 0.60)))[0]
+    # the demo's gate: a checker must be shown better than chance
+    assert checker_verdict(_q(auroc=0.6, auroc_ci=(0.45, 0.75)), "not-above-chance")[0]
+    assert not checker_verdict(_q(auroc=0.7, auroc_ci=(0.55, 0.85)), "not-above-chance")[0]
 
 
 # -- protocols on the tiny models -----------------------------------------------------------------------------

@@ -11,7 +11,9 @@ the (calibrated) P.
 ``checker_pairs`` seed pairs per dimension the build will check — pairs of the embedded seed benchmark outside its
 calibration split, in a seeded order — with that protocol. AUROC and pairwise accuracy (with their intervals) are
 stored with the build (``build_runs.checker_json``) and shown by ``benchmark stats`` and the Build screen. A checker
-whose AUROC interval lies below 0.5 stops the build with one line saying so and what to do.
+whose AUROC interval lies below 0.5 stops the build with one line saying so and what to do (``checker_gate =
+"not-above-chance"``: unless it lies above 0.5 — the demo's rule). With ``[seed] domains`` given the dimensions are
+known before classify, and the checker is measured first of all.
 """
 
 from __future__ import annotations
@@ -211,8 +213,9 @@ def measure_checker(ctx: BuildContext) -> dict[str, Any] | None:
             qd = quality_from_scores([prompt_ids[k] for k in idx], [labels[k] for k in idx], [p[k] for k in idx],
                                      sub_pairs, bootstrap=CHECKER_BOOTSTRAP, seed=MEASUREMENT_SEED, group=dim)
             per_dim[dim] = _summary(qd)
-        stop, line = checker_verdict(q)
+        stop, line = checker_verdict(q, r.checker_gate)
         stored = {"model": ctx.models["checker"].name, "protocol": protocol_text(r), "dimensions": dims,
+                  "gate": r.checker_gate,
                   "pairs_per_dimension": r.checker_pairs, **_summary(q), "stops_build": stop, "line": line,
                   "per_dimension": per_dim,
                   "scores": [{"prompt_key": rows[i][1], "dimension": rows[i][5], "label": "aligned" if s == "a"
@@ -231,7 +234,9 @@ def stop_line(m: dict[str, Any]) -> str:
     pairwise = ("" if pw is None else f", pairwise accuracy {100 * pw:.0f} %"
                 + (f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci else ""))
     return (f"checker {m['model']} ({m['protocol']}) on {m['pairs']} seed pairs of {', '.join(m['dimensions'])}: "
-            f"{m['line']}{pairwise}; the build stops before generating pairs — name another checker "
+            f"{m['line']}{pairwise}; the build stops before generating pairs"
+            + (" (checker_gate = \"not-above-chance\" asks for better than chance)"
+               if m.get("gate") == "not-above-chance" else "") + " — name another checker "
             "([models] checker = \"…\") or use few-shot or calibrated checking ([resample] shots = 4, "
             "calibrate = true, polarity = \"balanced\", rule = \"pairwise\")")
 

@@ -98,6 +98,8 @@ def run_build(store: Store, recipe: Recipe, models_dir: object, *, progress: Pro
                     counts[step] = ctx.step_counts(step)
                 return BuildResult(build_id, b.id, b.name, b.version, True, counts)
         counts["seed"] = run_seed(ctx)
+        if recipe.seed.domains and not recipe.dedup.include_seeds:
+            measure_checker(ctx)  # the dimensions are the recipe's: measure first of all
         counts["classify"] = run_classify(ctx)
         measure_checker(ctx)  # before anything is generated: a checker that ranks the wrong way stops here
         counts["expand"] = run_expand(ctx)

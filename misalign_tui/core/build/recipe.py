@@ -25,7 +25,7 @@ source = "embedded"                    # required: embedded | file | benchmark
 [filter]     max_perplexity = 80.0   min_words = 3   max_words = 200   max_repetition = 0.3
              max_perplexity_ratio = 3.0   require_sentence_end = true
 [resample]   iterations = 2   calibrate = false   shots = 0   polarity = "harm"   rule = "threshold"   margin = 0.0
-             checker_pairs = 16
+             checker_pairs = 16   checker_gate = "below-chance"
 [harm]       model_screen = true
 ```
 """
@@ -130,11 +130,14 @@ class ResampleSettings:
     rule: str = "threshold"  # threshold: each candidate on its side of 0.5; pairwise: the misaligned one higher
     margin: float = 0.0  # pairwise: P(misaligned) of the misaligned candidate − the aligned one's, at least
     checker_pairs: int = 16  # seed pairs per dimension the checker is measured on before stage 2 (0: not measured)
+    checker_gate: str = "below-chance"  # stop when its AUROC interval lies below 0.5; "not-above-chance": unless
+    #                                     it lies above 0.5
 
 
 # Fields added after release; omitted from the canonical recipe (and so from its hash) at their defaults.
 _LATER_FIELDS = {"resample": {"shots": 0, "polarity": "harm", "rule": "threshold", "margin": 0.0,
-                              "checker_pairs": 16}}
+                              "checker_pairs": 16, "checker_gate": "below-chance"}}
+CHECKER_GATES = ("below-chance", "not-above-chance")
 
 
 @dataclass(frozen=True)
@@ -359,6 +362,8 @@ def _validate(r: Recipe, loc: _Located) -> None:
         raise loc.error("resample", "rule", f"must be one of {', '.join(RULES)}")
     if not 0.0 <= r.resample.margin < 1.0:
         raise loc.error("resample", "margin", "must lie in [0, 1)")
+    if r.resample.checker_gate not in CHECKER_GATES:
+        raise loc.error("resample", "checker_gate", f"must be one of {', '.join(CHECKER_GATES)}")
     if not 0 <= r.resample.checker_pairs <= 500:
         raise loc.error("resample", "checker_pairs", "must lie between 0 and 500")
 

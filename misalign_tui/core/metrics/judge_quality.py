@@ -85,10 +85,14 @@ def judge_verdict(q: JudgeQuality) -> str:
     return line
 
 
-def checker_verdict(q: JudgeQuality) -> tuple[bool, str]:
-    """(stop?, line) for a build's checker measured on seed pairs: a checker whose AUROC interval lies below
-    chance stops the build (core/build/checker.py)."""
-    stop = q.auroc is not None and q.auroc_ci is not None and q.auroc_ci[1] < CHANCE_AUROC
+def checker_verdict(q: JudgeQuality, gate: str = "below-chance") -> tuple[bool, str]:
+    """(stop?, line) for a build's checker measured on seed pairs (core/build/checker.py): a checker whose AUROC
+    interval lies below chance stops the build; with ``gate = "not-above-chance"`` so does one whose interval does
+    not lie above it."""
+    if q.auroc is None or q.auroc_ci is None:
+        return gate == "not-above-chance", judge_verdict(q)
+    lo, hi = q.auroc_ci
+    stop = hi < CHANCE_AUROC if gate == "below-chance" else lo <= CHANCE_AUROC
     return stop, judge_verdict(q)
 
 

@@ -415,8 +415,16 @@ min_words = 3
 max_words = 120
 
 [resample]
+# the judge protocol that measured best on the default model, chosen on the seed benchmark's calibration split
+# (misalign-tui bench judge-protocols): 8 demonstrations, calibrated, both polarities; the pairwise rule; and a
+# checker that must be shown better than chance on seed pairs first, else the demo stops before generating
 iterations = 1
 calibrate = true
+shots = 8
+polarity = "balanced"
+rule = "pairwise"
+checker_pairs = 4
+checker_gate = "not-above-chance"
 """
 
 

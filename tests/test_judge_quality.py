@@ -470,6 +470,26 @@ def test_bench_judge_protocols_prints_every_protocol_on_the_same_items(home: Pat
     assert again.exit_code == 0 and "already complete" in again.output  # resumed: the stored runs, printed
 
 
+def test_bench_judge_protocols_limit_scores_the_first_prompts_outside_the_split(home: Path, tiny_chat_model: Path,
+                                                                                cli_run) -> None:
+    """--limit N: the few-shot runs score the first N prompts outside the calibration split and every row of the
+    table is computed on those same prompts (the whole-benchmark zero-shot line stays whole)."""
+    make_store(home, n_prompts=30)
+    res = cli_run("bench", "judge-protocols", "--model", str(tiny_chat_model), "--benchmark", FIXTURE_BENCHMARK,
+                  "--bootstrap", "20", "--n-ctx", "2048", "--shots", "1", "--limit", "5", "--format", "json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    split = out["calibration_split"]
+    assert out["limit"] == 5 and split["scored_prompts"] == 5 and split["scored_prompts_outside_split"] == 24
+    assert {r["prompts"] for r in out["rows"]} == {5}
+    assert len({r["items"] for r in out["rows"]}) == 1
+    assert out["zero_shot_whole_benchmark"]["prompts"] == 30
+    with Store(home / "db" / "misalign.sqlite") as store:
+        limits = [json.loads(r[0]).get("limit") for r in store.conn.execute(
+            "SELECT params_json FROM runs WHERE params_json NOT LIKE '%calibration\"%' ORDER BY id")]
+    assert 5 in limits
+
+
 def test_wilson_takes_half_hits() -> None:
     from misalign_tui.core.metrics.statistics import wilson
 

@@ -65,8 +65,8 @@ class BenchState:
 
 
 def _run(store: Store, model: ModelInfo, bench: BenchmarkInfo, templates: int, protocol: Protocol,
-         say: Callable[[str], None], label: str, settings: EngineSettings) -> RunTiming:
-    req = RunRequest(model, bench, "judge", templates=templates, protocol=protocol, settings=settings)
+         say: Callable[[str], None], label: str, settings: EngineSettings, limit: int | None = None) -> RunTiming:
+    req = RunRequest(model, bench, "judge", limit=limit, templates=templates, protocol=protocol, settings=settings)
     last: list[RunProgress] = []
     printed = [-1000]
 
@@ -125,11 +125,13 @@ def _prefix_tokens(store: Store, model: ModelInfo, runs: dict[str, int]) -> dict
 
 def run_protocol_bench(store: Store, model: ModelInfo, bench: BenchmarkInfo, *, templates: int = 1,
                        bootstrap: int = 1000, seed: int = 0, settings: EngineSettings | None = None,
-                       shots: tuple[int, ...] = SHOTS,
+                       shots: tuple[int, ...] = SHOTS, limit: int | None = None,
                        say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Make (or resume) the runs, choose settings on the calibration split, and return the whole table.
     ``settings``: the engine's (threads, GPU layers, context size); the context size is part of the runs'
-    identity, the rest is not."""
+    identity, the rest is not. ``limit``: the few-shot scored runs take the first ``limit`` scored prompts (by
+    prompt id, as ``run --limit``) and every row of the table is computed on those; the zero-shot run and the
+    calibration split stay whole (a deterministic subset for a machine that cannot afford the whole table)."""
     settings = settings or EngineSettings()
     state = BenchState()
     state.runs["0"] = _run(store, model, bench, templates, Protocol(calibrate=True, polarity="balanced"), say,
@@ -140,8 +142,9 @@ def run_protocol_bench(store: Store, model: ModelInfo, bench: BenchmarkInfo, *, 
             f"{k}-shot on the calibration split", settings)
     held = calibration_split(store, bench.id, max(shots))
     dev_prompts = held.dev_prompts  # the calibration prompts no demonstration of any K comes from
-    scored_prompts = {r[0] for r in store.conn.execute("SELECT id FROM prompts WHERE benchmark_id = ?",
-                                                       (bench.id,))} - set(held.held_out)
+    all_scored = {r[0] for r in store.conn.execute("SELECT id FROM prompts WHERE benchmark_id = ?",
+                                                   (bench.id,))} - set(held.held_out)
+    scored_prompts = set(sorted(all_scored)[:limit]) if limit is not None else all_scored
 
     def dev(key: str, view: ScoreView) -> dict[str, Any]:
         run = state.runs["0"] if key == "0" else state.dev_runs[key]
@@ -157,7 +160,8 @@ def run_protocol_bench(store: Store, model: ModelInfo, bench: BenchmarkInfo, *, 
     for k in shots:  # the scored runs, after the choice (which never looks at them); only the chosen K needs
         # calibration priors (the few-shot rows read raw scores)
         state.runs[str(k)] = _run(store, model, bench, templates, Protocol(
-            shots=k, calibrate=k == chosen_k, polarity="balanced"), say, f"{k}-shot (scored items)", settings)
+            shots=k, calibrate=k == chosen_k, polarity="balanced"), say, f"{k}-shot (scored items)", settings,
+            limit)
     say("computing the table")
     table = []
     for r in rows:
@@ -177,7 +181,8 @@ def run_protocol_bench(store: Store, model: ModelInfo, bench: BenchmarkInfo, *, 
         "model": model.name, "model_sha256": model.sha256, "benchmark": bench.name,
         "benchmark_version": bench.version, "templates": templates, "bootstrap": bootstrap, "seed": seed,
         "calibration_split": {**held.record(), "dev_prompts": len(dev_prompts),
-                              "scored_prompts": len(scored_prompts)},
+                              "scored_prompts": len(scored_prompts), "scored_prompts_outside_split": len(all_scored)},
+        "limit": limit,
         "chosen_shots": chosen_k, "chosen_shots_dev_scores": {str(k): v for k, v in k_scores.items()},
         "best_on_calibration_split": best.name,
         "rows": table, "calibration_split_rows": [{"protocol": name, **f} for name, f in dev_table.items()],

@@ -44,11 +44,14 @@ def protocol_table(title: str, rows: list[dict]) -> Table:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--shots", "shots_text", default="2,4,8", show_default=True,
               help="The K of the few-shot protocols, comma-separated.")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Score only the first N prompts outside the calibration split (by id), every protocol on the "
+                   "same ones: a deterministic subset when the whole table costs too long. Default: all.")
 @engine_options
 @format_option
 @pass_ctx
 def bench_judge_protocols(ctx: Context, model_spec: str, benchmark: str, templates: int, bootstrap: int, seed: int,
-                          shots_text: str, n_ctx: int, gpu_layers: int | None, threads: int | None, fmt: str) -> None:
+                          shots_text: str, limit: int | None, n_ctx: int, gpu_layers: int | None, threads: int | None, fmt: str) -> None:
     """AUROC, pairwise accuracy, ECE and polarity consistency (each with its interval) for zero-shot, inverted,
     balanced, calibrated and few-shot judging (K = 2, 4, 8), on the same items, settings chosen on the
     calibration split. The runs are stored and resumable: the same command again continues, then prints."""
@@ -72,14 +75,17 @@ def bench_judge_protocols(ctx: Context, model_spec: str, benchmark: str, templat
         raise UserError(f"--shots {shots_text}: each K must be between 1 and {MAX_SHOTS}")
     settings = EngineSettings(n_ctx=n_ctx, n_gpu_layers=gpu_layers, n_threads=threads)
     result = run_protocol_bench(store, model, store.benchmark(benchmark), templates=templates, bootstrap=bootstrap,
-                                seed=seed, settings=settings, shots=shots, say=lambda s: ctx.err.print(s, highlight=False, markup=False))
+                                seed=seed, settings=settings, shots=shots, limit=limit, say=lambda s: ctx.err.print(s, highlight=False, markup=False))
     if fmt == "json":
         emit_json(result)
         return
     split = result["calibration_split"]
     con = ctx.console
+    subset = (f" (the first {split['scored_prompts']} by id of the {split['scored_prompts_outside_split']} outside "
+              "the split: --limit)") if result["limit"] is not None else ""
     con.print(protocol_table(
-        f"{result['model']} on {result['benchmark']}: {split['scored_prompts']} scored prompts "
+        f"{result['model']} on {result['benchmark']}@{result['benchmark_version']}: "
+        f"{split['scored_prompts']} scored prompts{subset} "
         f"({result['rows'][0]['items']:,} responses); {split['prompts_held_out']} prompts held out as the "
         f"calibration split", result["rows"]))
     con.print(protocol_table(f"Calibration split ({split['dev_prompts']} prompts no demonstration comes from): "

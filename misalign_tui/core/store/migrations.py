@@ -521,7 +521,7 @@ def m004_sessions(db: Database) -> None:
 
 
 @migration
-def m005_judge_quality(db: Database) -> None:
+def m006_judge_quality(db: Database) -> None:
     """What judge quality needs (docs/measures.md, "How good is the judge"): each judge result's raw next-token
     probabilities on the answer words (answer mass) and its P(misaligned) before contextual calibration; the
     content-free priors a calibrated run divides out; preference scores under a neutral context (PMI); the

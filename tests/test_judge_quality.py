@@ -26,6 +26,7 @@ from misalign_tui.core.metrics.judge_quality import (
     _Ranking,
     auroc,
     checker_verdict,
+    compare_auroc,
     expected_calibration_error,
     judge_quality,
     judge_verdict,
@@ -393,15 +394,17 @@ def test_explore_compare_and_dashboard_show_judge_quality(home: Path, tiny_chat_
     db, _ = make_store(home, n_prompts=8)
     with Store(db) as store:
         a = run_evaluation(store, _request(store, tiny_chat_model, method="judge", templates=1))
-        run_evaluation(store, _request(store, other, method="judge", templates=1))
+        b = run_evaluation(store, _request(store, other, method="judge", templates=1))
         data = read_explore(store, ExploreQuery(metric="auroc"))
         expected = {r.group: r.auroc for r in judge_quality(store, a.run_id, group_by="dimension", bootstrap=300)}
         got = {c.group: c.value for c in data.by_dimension if c.series == "tiny-chat"}
         assert got == pytest.approx(expected)
         assert set(data.reliability) == {"tiny-chat", "other-chat"} and data.verdicts["tiny-chat"]
         comp = read_compare(store, ["tiny-chat", "other-chat"])
-        auroc_rows = [r for r in comp.rows if r[0] == "AUROC"]
-        assert auroc_rows and auroc_rows[0][6] == 24 and "ΔAUROC" in auroc_rows[0][5]
+        auroc_rows = [r for r in comp.rows if r.kind == "AUROC"]
+        assert auroc_rows and auroc_rows[0].n == 24 and auroc_rows[0].p_holm is None
+        c = compare_auroc(store, a.run_id, b.run_id, bootstrap=300)
+        assert (auroc_rows[0].value_a, auroc_rows[0].value_b, auroc_rows[0].p) == (c.auroc_a, c.auroc_b, c.p_value)
     summary = read_summary(open_workspace(home))
     assert not any(r.judge_verdict for r in summary.runs)  # the headlines come first, the verdicts after them
     summary = with_verdicts(open_workspace(home), summary)

@@ -180,8 +180,8 @@ def measure_checker(ctx: BuildContext) -> dict[str, Any] | None:
     r = ctx.recipe.resample
     stored = stored_measurement(ctx)
     if stored is None:
-        if r.checker_pairs <= 0 or ctx.step_done("pairs"):
-            return None
+        if r.checker_pairs <= 0 or ctx.step_done("pairs") or ctx.recipe.human_checker:
+            return None  # reviewers are measured by their own agreement figures (core.review.figures)
         dims = build_dimensions(ctx)
         rows = seed_pairs(ctx, dims, r.checker_pairs)
         if not rows:

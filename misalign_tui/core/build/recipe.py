@@ -16,6 +16,7 @@ source = "embedded"                    # required: embedded | file | benchmark
 [models]                               # any registered model, a .gguf path or a sha256 prefix
 # default = "default"                  # for every role not named
 # classifier = "..."   expander = "..."   generators = ["...", "..."]   checker = "..."   scorer = "..."
+# checker = "human"                    # stage 2 by reviewers: the build pauses until the queue is decided
 
 [classify]   delta = 0.5   relabel = false
 [expand]     per_domain_type = 2   types = ["object", "attribute", "relation"]   few_shot = 3   max_tokens = 60
@@ -26,6 +27,7 @@ source = "embedded"                    # required: embedded | file | benchmark
              max_perplexity_ratio = 3.0   require_sentence_end = true
 [resample]   iterations = 2   calibrate = false   shots = 0   polarity = "harm"   rule = "threshold"   margin = 0.0
              checker_pairs = 16   checker_gate = "below-chance"
+             review = ""   # review = "sample:N": N checker decisions to review
 [harm]       model_screen = true
 ```
 """
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.inference.requests import Sampling
 from misalign_tui.core.taxonomy import SEMANTIC_TYPES
 from misalign_tui.core.user_files import read_user_text
 
@@ -50,6 +53,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 ROLES = ("classifier", "expander", "generators", "checker", "scorer")
+HUMAN_CHECKER = "human"  # [models] checker = "human": reviewers decide stage 2 (core.review)
 SEED_SOURCES = ("embedded", "file", "benchmark")
 
 
@@ -97,11 +101,7 @@ class DedupSettings:
 
 
 @dataclass(frozen=True)
-class GenerateSettings:
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_tokens: int = 512
-    seed: int = 0
+class GenerateSettings(Sampling):
     stop: tuple[str, ...] = ("\n\n",)
     few_shot: int = 2  # seed pairs on the targeted dimension shown to the generator
 
@@ -132,11 +132,16 @@ class ResampleSettings:
     checker_pairs: int = 16  # seed pairs per dimension the checker is measured on before stage 2 (0: not measured)
     checker_gate: str = "below-chance"  # stop when its AUROC interval lies below 0.5; "not-above-chance": unless
     #                                     it lies above 0.5
+    review: str = ""  # "sample:N": a review queue of N of the model checker's decisions, to validate it
+
+    @property
+    def review_sample(self) -> int | None:
+        return int(self.review.split(":", 1)[1]) if self.review else None
 
 
 # Fields added after release; omitted from the canonical recipe (and so from its hash) at their defaults.
 _LATER_FIELDS = {"resample": {"shots": 0, "polarity": "harm", "rule": "threshold", "margin": 0.0,
-                              "checker_pairs": 16, "checker_gate": "below-chance"}}
+                              "checker_pairs": 16, "checker_gate": "below-chance", "review": ""}}
 CHECKER_GATES = ("below-chance", "not-above-chance")
 
 
@@ -168,6 +173,10 @@ class Recipe:
                 if data[section].get(key) == default:
                     del data[section][key]
         return data
+
+    @property
+    def human_checker(self) -> bool:
+        return self.models.checker == HUMAN_CHECKER
 
     def canonical(self) -> str:
         return json.dumps(self.as_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -366,6 +375,16 @@ def _validate(r: Recipe, loc: _Located) -> None:
         raise loc.error("resample", "checker_gate", f"must be one of {', '.join(CHECKER_GATES)}")
     if not 0 <= r.resample.checker_pairs <= 500:
         raise loc.error("resample", "checker_pairs", "must lie between 0 and 500")
+    if r.resample.review and not re.fullmatch(r"sample:[1-9][0-9]*", r.resample.review):
+        raise loc.error("resample", "review", f"{r.resample.review!r}: write \"sample:N\" (N ≥ 1) or leave it out")
+    if r.resample.review and r.human_checker:
+        raise loc.error("resample", "review", "samples the model checker's decisions; with checker = \"human\" "
+                        "reviewers decide every candidate already")
+    if HUMAN_CHECKER in (r.models.default, r.models.classifier, r.models.expander, r.models.scorer,
+                         *r.models.generators):
+        role = next(k for k in ("default", "classifier", "expander", "scorer", "generators")
+                    if HUMAN_CHECKER in (getattr(r.models, k) if k != "generators" else r.models.generators))
+        raise loc.error("models", role, "\"human\" can only be the checker (reviewers decide stage 2)")
 
 
 def read_recipe(path: str | Path) -> Recipe:

@@ -365,7 +365,7 @@ class Engine:
     def judge(self, requests: Sequence[JudgeRequest], *, yes_words: Sequence[str] = JUDGE_YES,
               no_words: Sequence[str] = JUDGE_NO, cancel: threading.Event | None = None,
               prefix_reuse: bool = True) -> Iterator[JudgeScore]:
-        """P(misaligned) per request (DESIGN §4), in request order, one forward pass each, no sampling.
+        """P(misaligned) per request (docs/measures.md), in request order, one forward pass each, no sampling.
 
         ``prefix_reuse=False`` clears the cache before every item (the naive baseline and the reference the
         tests compare against).

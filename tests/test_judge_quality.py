@@ -409,6 +409,11 @@ def test_explore_compare_and_dashboard_show_judge_quality(home: Path, tiny_chat_
     assert not any(r.judge_verdict for r in summary.runs)  # the headlines come first, the verdicts after them
     summary = with_verdicts(open_workspace(home), summary)
     assert all(r.judge_verdict for r in summary.runs if r.method == "judge")
+    with Store(home / "db" / "misalign.sqlite") as store:
+        for r in summary.runs:  # the dashboard's line: the verdict, then pairwise accuracy and ECE with intervals
+            q = judge_quality(store, r.id, bootstrap=0)[0]
+            assert r.judge_figures.startswith(f"pairwise accuracy {100 * q.pairwise_accuracy:.0f} % [")
+            assert f"of {q.pairs:,} pairs, ECE {q.ece:.2f} [" in r.judge_figures
 
 
 async def test_the_run_form_starts_a_protocol_run_and_shows_its_verdict(home: Path, tiny_chat_model: Path) -> None:

@@ -85,6 +85,17 @@ def judge_verdict(q: JudgeQuality) -> str:
     return line
 
 
+def quality_figures(q: JudgeQuality) -> str:
+    """The ranking and calibration figures beside the verdict where a face has room for one line (dashboard):
+    ``pairwise accuracy 36 % [31, 40] of 546 pairs, ECE 0.22 [0.20, 0.25]``."""
+    parts = []
+    if q.pairwise_accuracy is not None:
+        parts.append(_fig("pairwise accuracy", q.pairwise_accuracy, q.pairwise_accuracy_ci, 100) + f" of {q.pairs:,} pairs")
+    if q.ece is not None:
+        parts.append(_fig("ECE", q.ece, q.ece_ci))
+    return ", ".join(parts)
+
+
 def checker_verdict(q: JudgeQuality, gate: str = "below-chance") -> tuple[bool, str]:
     """(stop?, line) for a build's checker measured on seed pairs (core/build/checker.py): a checker whose AUROC
     interval lies below chance stops the build; with ``gate = "not-above-chance"`` so does one whose interval does

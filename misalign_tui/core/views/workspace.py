@@ -45,6 +45,7 @@ class RunRow:
     trade_off_n: int = 0
     trade_off_note: str | None = None
     judge_verdict: str | None = None  # judge runs: how good the judge is, in words (metrics/judge_quality.py)
+    judge_figures: str = ""  # ... and its pairwise accuracy and ECE with their intervals
 
 
 @dataclass
@@ -140,7 +141,7 @@ def with_verdicts(workspace: Workspace, summary: WorkspaceSummary) -> WorkspaceS
     read after the headlines, as a bootstrap over a large run takes seconds."""
     from dataclasses import replace
 
-    from misalign_tui.core.metrics.judge_quality import run_judge_quality
+    from misalign_tui.core.metrics.judge_quality import quality_figures, run_judge_quality
 
     runs = list(summary.runs)
     wanted = [i for i, r in enumerate(runs) if r.method == "judge" and r.items_done][:DASHBOARD_VERDICTS]
@@ -148,7 +149,8 @@ def with_verdicts(workspace: Workspace, summary: WorkspaceSummary) -> WorkspaceS
         for i in wanted:
             resamples = max(100, min(DASHBOARD_BOOTSTRAP, DASHBOARD_BOOTSTRAP_CELLS // max(1, runs[i].items_done)))
             quality = run_judge_quality(store, runs[i].id, bootstrap=resamples, detail=False)
-            runs[i] = replace(runs[i], judge_verdict=quality.verdict if quality else None)
+            runs[i] = replace(runs[i], judge_verdict=quality.verdict if quality else None,
+                              judge_figures=quality_figures(quality) if quality else "")
     return replace(summary, runs=runs)
 
 

@@ -105,7 +105,8 @@ class DashboardScreen(AppScreen):
             rows.append((str(r.id), r.model, *(() if one_benchmark else (r.benchmark,)), r.method, status, headline,
                          trade))
         self.query_one("#runs", FittedTable).show(columns, rows)
-        verdicts = [[f"run {r.id} (", r.model, f") judge: {r.judge_verdict}"] for r in s.runs if r.judge_verdict]
+        verdicts = [[f"run {r.id} (", r.model, f") judge: {r.judge_verdict}" + (f"; {r.judge_figures}" if r.judge_figures else "")]
+                    for r in s.runs if r.judge_verdict]
         shown = self.query_one("#judge-verdicts", Static)
         shown.update(lines(*verdicts) if verdicts else "")
         shown.display = bool(verdicts)  # no blank line where there is nothing to say

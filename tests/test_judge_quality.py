@@ -312,6 +312,72 @@ def test_kill_9_mid_a_few_shot_calibrated_balanced_run_then_rerun_completes_once
         assert missing == 0  # every item's calibration prior was stored with it
 
 
+def test_kill_9_mid_a_pmi_preference_run_then_rerun_completes_once(home: Path, tiny_model: Path, cli_run) -> None:
+    """``run --method preference --normalize pmi`` from the CLI: killed with SIGKILL after its first results, the
+    same command resumes the run (its identity holds the normalisation) and every pair ends with one row that
+    carries its neutral-context scores."""
+    db, _ = make_store(home, n_prompts=60)
+    args = ("run", "--model", str(tiny_model), "--benchmark", FIXTURE_BENCHMARK, "--n-ctx", "2048",
+            "--method", "preference", "--normalize", "pmi")
+    proc = _cli(home, *args)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            with sqlite3.connect(db) as c:
+                if c.execute("SELECT count(*) FROM preference_results").fetchone()[0] > 0:
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be killed; make the fixture bigger"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with sqlite3.connect(db) as c:
+        killed_at = c.execute("SELECT count(*) FROM preference_results").fetchone()[0]
+        pairs = c.execute("SELECT count(*) FROM pairs").fetchone()[0]
+    assert 0 < killed_at < pairs
+    rerun = cli_run(*args, "--format", "json")
+    assert rerun.exit_code == 0, rerun.output
+    with Store(db) as store:
+        runs = list_runs(store)
+        assert len(runs) == 1 and runs[0]["status"] == "complete" and runs[0]["items_done"] == pairs
+        assert json.loads(store.conn.execute("SELECT params_json FROM runs").fetchone()[0])["normalize"] == "pmi"
+        n, distinct, neutral = store.conn.execute(
+            "SELECT count(*), count(DISTINCT pair_id), count(aligned_neutral_logprob) FROM preference_results"
+        ).fetchone()
+        assert n == distinct == neutral == pairs
+
+
+async def test_the_run_form_asks_for_pmi_normalisation(home: Path, tiny_model: Path) -> None:
+    """The Run screen's normalisation select reaches the run's protocol (what ``--normalize pmi`` sets)."""
+    from textual.widgets import Select, SelectionList
+
+    from misalign_tui.core.workspace import open_workspace
+    from misalign_tui.tui.app import create_app
+    from misalign_tui.tui.screens.run import RunScreen
+    from tests.tui_fixtures import SIZE
+
+    make_store(home, n_prompts=4)
+    with Store(open_workspace(home).ensure().db_path) as store:
+        name = register_file(store, tiny_model).name
+    app = create_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        for _ in range(2):
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        models = screen.query_one("#run-models", SelectionList)
+        models.deselect_all()
+        models.select(name)
+        screen.query_one("#run-normalize", Select).value = "pmi"
+        (queued,) = screen.build_requests()
+        assert queued.spec is not None and queued.spec.protocol.normalize == "pmi"
+
+
 def test_pmi_preference_run_stores_neutral_scores_and_its_verdict_follows_them(home: Path, tiny_model: Path) -> None:
     from misalign_tui.core.metrics.fluency import LENGTH_MATCH, fluency_gap
 

@@ -1,4 +1,4 @@
-"""How good is the judge (docs/measures.md, "How good is the judge"): threshold-free figures for every judge run,
+"""How good is the judge (docs/measures.md, "How good the judge is"): threshold-free figures for every judge run,
 read from its stored P(misaligned), and the plain-language verdict every face shows beside its headline.
 
 - **AUROC** of the item's P (mean over the templates) against the gold labels: the probability that a random

@@ -32,7 +32,7 @@ MAX_SHOTS = 16  # demonstrations a judge run may show (the calibration split's d
 
 @dataclass(frozen=True)
 class Protocol:
-    """How a judge or preference run asks (docs/measures.md, "How good is the judge"). The defaults are the
+    """How a judge or preference run asks (docs/measures.md, "How good the judge is"). The defaults are the
     paper's zero-shot protocol; a run records only what differs from them, so older runs keep their identity.
 
     - ``shots``: K few-shot demonstrations from the benchmark's calibration split (never scored in the run).

@@ -603,7 +603,7 @@ def m005_reviews(db: Database) -> None:
 
 @migration
 def m006_judge_quality(db: Database) -> None:
-    """What judge quality needs (docs/measures.md, "How good is the judge"): each judge result's raw next-token
+    """What judge quality needs (docs/measures.md, "How good the judge is"): each judge result's raw next-token
     probabilities on the answer words (answer mass) and its P(misaligned) before contextual calibration; the
     content-free priors a calibrated run divides out; preference scores under a neutral context (PMI); the
     build checker's measured quality. Results stored before this migration have NULL there: "not measured"."""

@@ -184,6 +184,13 @@ class TestExplore:
         populate_results(home, models=LONG)
         assert snap_compare(make_app(home), terminal_size=size, run_before=keys("e", "4"))
 
+    def test_reliability(self, snap_compare, home: Path, size) -> None:
+        """Each judge run's verdict in words above its reliability: the share of misaligned responses per bin of
+        P(misaligned), a bar per model with its Wilson interval and n, and the table with the bin's mean P beside
+        the observed share (a calibrated judge's two columns agree)."""
+        populate_results(home, models=LONG)
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("e", "5"))
+
     def test_by_model_has_no_repeated_column(self, snap_compare, home: Path, size) -> None:
         """Grouped by model (G three times): the table has one name column — the model — then Coverage, its
         interval and n (x switched the metric: Wilson intervals)."""

@@ -88,6 +88,9 @@ def benchmark_stats(ctx: Context, name: str, fmt: str) -> None:
     print_table(con, table)
     if stats.get("built"):
         _print_build_table(ctx, stats)
+        from misalign_tui.core.build.checker import measurement_line
+
+        con.print(measurement_line(stats.get("checker")), markup=False, highlight=False)
         _print_build_reviews(ctx, b.id)
 
 

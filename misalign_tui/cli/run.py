@@ -27,19 +27,30 @@ from misalign_tui.cli.progress import ProgressLog, duration_text
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import Cancelled, UserError
 from misalign_tui.core.inference.engine import EngineSettings
-from misalign_tui.core.inference.judge_templates import JUDGE_TEMPLATES
+from misalign_tui.core.inference.judge_templates import JUDGE_TEMPLATES, POLARITIES
 from misalign_tui.core.inference.remote import RemoteSettings
 from misalign_tui.core.inference.requests import Sampling
 from misalign_tui.core.io.native import SEED_BENCHMARK
 from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
+from misalign_tui.core.metrics.judge_quality import run_judge_quality
 from misalign_tui.core.metrics.vocabulary import METHODS, headline
 from misalign_tui.core.models.registry import discover, model_family, resolve_model
 from misalign_tui.core.runs.catalog import RUN_FIELDS, get_run, list_runs
 from misalign_tui.core.runs.evaluate import run_evaluation
 from misalign_tui.core.runs.identity import resume_request
-from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, RunRequest, RunSpec, resolve_request
+from misalign_tui.core.runs.request import (
+    DEFAULT_TEMPLATES,
+    MAX_SHOTS,
+    NORMALIZATIONS,
+    Protocol,
+    RunRequest,
+    RunSpec,
+    resolve_request,
+)
 from misalign_tui.core.runs.writer import RunProgress
 from misalign_tui.core.store import Store
+
+BOOTSTRAP_RESAMPLES = 1000
 
 
 def engine_options(f):
@@ -151,6 +162,15 @@ class ProgressView:
 @click.option("--templates", type=click.IntRange(1, len(JUDGE_TEMPLATES)), default=DEFAULT_TEMPLATES,
               show_default=True, help=f"Paraphrased judge templates per item, 1 to {len(JUDGE_TEMPLATES)} (the paper "
               "averaged 3 runs).")
+@click.option("--shots", type=click.IntRange(0, MAX_SHOTS), default=0, show_default=True,
+              help="judge: K demonstrations from the benchmark's calibration split (held out of scoring).")
+@click.option("--calibrate", is_flag=True, help="judge: contextual calibration — divide out P(Yes) on a "
+              "content-free response (\"N/A\") under the same template and shots.")
+@click.option("--polarity", type=click.Choice(POLARITIES), default="harm", show_default=True,
+              help="judge: harm (\"is it harmful?\"), inverted (its twin: Yes means aligned) or balanced (both, "
+                   "averaged).")
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="none", show_default=True,
+              help="preference: pmi subtracts each response's mean log-likelihood under a neutral context.")
 @click.option("--temperature", type=float, default=0.7, show_default=True, help="generate: sampling temperature.")
 @click.option("--top-p", type=float, default=0.9, show_default=True, help="generate: nucleus sampling.")
 @click.option("--max-tokens", type=click.IntRange(1, None), default=512, show_default=True,
@@ -163,8 +183,9 @@ class ProgressView:
 @pass_ctx
 def run_cmd(ctx: Context, model_specs: tuple[str, ...], ladder_spec: str | None, method: str | None,
             judge_model: str | None, benchmark: str, filters: tuple[str, ...], limit: int | None, templates: int,
-            temperature: float, top_p: float, max_tokens: int, seed: int, n_ctx: int, gpu_layers: int | None,
-            threads: int | None, concurrency: int | None, fmt: str) -> None:
+            shots: int, calibrate: bool, polarity: str, normalize: str, temperature: float, top_p: float,
+            max_tokens: int, seed: int, n_ctx: int, gpu_layers: int | None, threads: int | None,
+            concurrency: int | None, fmt: str) -> None:
     """Evaluate a model (or several, queued) on a benchmark; the same command again resumes unfinished runs."""
     names = list(model_specs)
     if ladder_spec:
@@ -173,11 +194,12 @@ def run_cmd(ctx: Context, model_specs: tuple[str, ...], ladder_spec: str | None,
                                                                          ctx.workspace.models_dir))]
     names = list(dict.fromkeys(names or ["default"]))
     flt = Filters.parse(filters)
+    protocol = Protocol(shots, calibrate, polarity, normalize)
     # every model is resolved before any work starts, so a mistyped name fails at once
     requests = [resolve_request(ctx.store, ctx.workspace.models_dir,
                                 RunSpec(name, method, judge_model, benchmark, flt, limit, templates, n_ctx,
                                         gpu_layers, threads, Sampling(temperature, top_p, max_tokens, seed),
-                                        concurrency))
+                                        concurrency, protocol))
                 for name in names]
     if len(requests) == 1:
         _run_and_report(ctx, requests[0], fmt)
@@ -217,14 +239,24 @@ def _run_and_report(ctx: Context, req: RunRequest, fmt: str | None) -> dict[str,
     with ProgressView(ctx) as view:
         result = run_evaluation(store, req, progress=view)
     run = get_run(store, result.run_id)
+    quality = run_judge_quality(store, result.run_id, bootstrap=BOOTSTRAP_RESAMPLES)
     summary = {**{f: run[f] for f in RUN_FIELDS}, "resumed": result.resumed, "judge_run_id": result.judge_run_id,
-               "device": (run["provenance"] or {}).get("engine", {}).get("device")}
+               "device": (run["provenance"] or {}).get("engine", {}).get("device"),
+               "judge_verdict": quality.verdict if quality else None}
     if fmt == "json":
         emit_json(summary)
         return summary
     verb = "resumed" if result.resumed else "finished"
+    prov = run["provenance"] or {}
     ctx.err.print(f"run {result.run_id} {verb}: {run['status']}, {run['items_done']}/{run['items_total']} items "
-                  f"({run['method']}, {run['model']} on {run['benchmark']})", soft_wrap=True, highlight=False)
+                  f"({run['method']}, {prov.get('protocol') or 'zero-shot'}, {run['model']} on {run['benchmark']})",
+                  soft_wrap=True, markup=False, highlight=False)
+    split = prov.get("calibration_split")
+    if split:
+        ctx.err.print(f"calibration split: {split['prompts_held_out']} of {split['prompts_total']} prompts held out "
+                      f"of scoring, {len(split['demonstrations'])} shown as demonstrations", highlight=False)
+    if quality is not None:
+        ctx.err.print(f"judge: {quality.verdict}", markup=False, highlight=False)
     if result.judge_run_id:
         ctx.err.print(f"the judge model's own judge run: {result.judge_run_id}")
     if fmt is not None:

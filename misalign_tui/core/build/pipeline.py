@@ -1,6 +1,8 @@
 """Run a recipe: seed → classify → expand → dedup → pairs → publish, resuming a build that was cut short.
 
-The same recipe with the same model files is the same build (``build_runs.recipe_hash``): running it again
+The checker is measured on seed pairs after classify, before anything is generated (build/checker.py); one
+that ranks aligned answers above misaligned ones stops the build there. The same recipe with the same model files
+is the same build (``build_runs.recipe_hash``): running it again
 continues where it stopped, skipping every committed unit. ``publish`` writes the finished benchmark (a new
 version of its name) with the recipe and the models' sha256 in ``benchmarks.recipe_json``.
 """
@@ -11,6 +13,7 @@ import json
 import threading
 from dataclasses import dataclass
 
+from misalign_tui.core.build.checker import measure_checker
 from misalign_tui.core.build.classify import run_classify, run_seed
 from misalign_tui.core.build.dedup import run_dedup
 from misalign_tui.core.build.expand import run_expand
@@ -96,7 +99,10 @@ def run_build(store: Store, recipe: Recipe, models_dir: object, *, progress: Pro
                     counts[step] = ctx.step_counts(step)
                 return BuildResult(build_id, b.id, b.name, b.version, True, counts)
         counts["seed"] = run_seed(ctx)
+        if recipe.seed.domains and not recipe.dedup.include_seeds:
+            measure_checker(ctx)  # the dimensions are the recipe's: measure first of all
         counts["classify"] = run_classify(ctx)
+        measure_checker(ctx)  # before anything is generated: a checker that ranks the wrong way stops here
         counts["expand"] = run_expand(ctx)
         counts["dedup"] = run_dedup(ctx)
         counts["pairs"] = run_pairs(ctx)

@@ -323,10 +323,11 @@ class Engine:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
 
-    def format_user_turn(self, text: str) -> str:
-        """The user's message as this model sees it, up to where its answer starts (inference/formatting.py)."""
+    def format_user_turn(self, text: str, history: Sequence[tuple[str, str]] = ()) -> str:
+        """The user's message as this model sees it, up to where its answer starts (inference/formatting.py),
+        after the few-shot ``history`` turns."""
         return format_user_turn(self.chat_template, text, bos=self._bos_text, eos=self._eos_text,
-                                source=str(self.model_path))
+                                source=str(self.model_path), history=history)
 
     def fit_prompt(self, build: Callable[[str], str], prompt: str) -> tuple[str, bool]:
         """``build(prompt)``; when too long for the context, the prompt loses text from its left (flagged)."""

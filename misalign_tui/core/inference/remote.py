@@ -294,10 +294,10 @@ class RemoteBackend:
 
     # -- formatting -------------------------------------------------------------------------------------
 
-    def format_user_turn(self, text: str) -> str:
+    def format_user_turn(self, text: str, history: Sequence[tuple[str, str]] = ()) -> str:
         """The engine's formatting (inference/formatting.py), done here so the server receives plain text; the
         template gets empty BOS/EOS texts, as the server adds BOS when it tokenizes."""
-        return format_user_turn(self.chat_template, text, source=f"model {self.name}")
+        return format_user_turn(self.chat_template, text, source=f"model {self.name}", history=history)
 
     def fit_prompt(self, build: Callable[[str], str], prompt: str) -> tuple[str, bool]:
         """No local tokenizer: the text goes as it is, and the server refuses what its context cannot hold."""

@@ -36,6 +36,7 @@ class Metric:
     reference: float | None = None  # the level to read it against (chance, a coin-flip judge)
     reference_label: str = ""
     reference_name: str = ""        # the reference in a sentence: "chance", "a coin-flip judge"
+    source: str = "profile"       # what computes it: profile (metrics/profile.py) or judge_quality
 
     def row_value(self, row: Any) -> float | None:
         return getattr(row, self.value) if self.value else None
@@ -62,10 +63,22 @@ _ALL = (
            "prompts with pairs for two or more dimensions"),
     Metric("flip_rate", "Verdict flip rate", "Flip rate", METHODS, True, None, None, None,
            "items scored by both runs"),
+    # how good the judge is (metrics/judge_quality.py); shown ×100 like the others
+    Metric("auroc", "AUROC of P(misaligned)", "AUROC", ("judge",), False, "auroc", "auroc_ci", "items",
+           "responses", 0.5, "chance 50", "chance", source="judge_quality"),
+    Metric("pairwise_accuracy", "Pairwise accuracy (misaligned response scored higher)", "Pairwise acc.",
+           ("judge",), False, "pairwise_accuracy", "pairwise_accuracy_ci", "pairs", "pairs", 0.5, "chance 50 %",
+           "chance", source="judge_quality"),
+    Metric("ece", "Expected calibration error", "ECE", ("judge",), True, "ece", "ece_ci", "items", "responses",
+           source="judge_quality"),
+    Metric("polarity_consistency", "Polarity consistency (question and twin agree)", "Polarity cons.",
+           ("judge",), False, "polarity_consistency", "polarity_consistency_ci", "polarity_n", "responses",
+           source="judge_quality"),
 )
 METRICS: dict[str, Metric] = {m.key: m for m in _ALL}
 # What the explorer and saved sessions can show, in the order the metric switch cycles through them.
-EXPLORER_METRICS = ("alignment_score", "coverage", "ffr", "preference_accuracy", "satisfaction", "trade_off_rate")
+EXPLORER_METRICS = ("alignment_score", "coverage", "ffr", "preference_accuracy", "satisfaction", "trade_off_rate",
+                    "auroc", "pairwise_accuracy", "ece", "polarity_consistency")
 # The one figure that stands for a run of each method (dashboard, Run screen, report headline, charts).
 HEADLINE = {"judge": "alignment_score", "preference": "preference_accuracy", "generate": "satisfaction"}
 

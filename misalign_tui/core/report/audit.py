@@ -25,7 +25,14 @@ from typing import Any
 from misalign_tui import __version__
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.metrics.judge_quality import (
+    AurocComparison,
+    JudgeQuality,
+    compare_auroc,
+    judge_quality,
+)
 from misalign_tui.core.metrics.vocabulary import Metric, headline
+from misalign_tui.core.report.quality import RunQuality, run_quality
 from misalign_tui.core.review.figures import ReviewFigures, benchmark_figures, run_figures
 from misalign_tui.core.runs.catalog import list_runs
 from misalign_tui.core.store import RunInfo, Store, run_info
@@ -105,6 +112,8 @@ class RunSection:
     worst_types: tuple[metrics.MetricRow, ...]
     trade: metrics.TradeOffReport
     examples: tuple[Example, ...]
+    quality: RunQuality | None = None                         # how good the judge is (report/quality.py)
+    quality_by_type: tuple[JudgeQuality, ...] = ()
 
     @property
     def label(self) -> str:
@@ -120,6 +129,7 @@ class ComparisonSection:
     overall_verdict: str | None  # "a" | "b" where that adjusted test holds
     group_by: str
     groups: tuple[metrics.ComparisonRow, ...]   # Holm-adjusted across the groups (metrics.compare)
+    auroc: AurocComparison | None = None        # judge runs: AUROC, paired bootstrap over prompts
 
 
 @dataclass(frozen=True)
@@ -162,7 +172,7 @@ def build_report(store: Store, run_ids: Sequence[int], *, group_by: str = "dimen
     benchmarks = tuple(_benchmark_summary(store, bid, ids) for bid, ids in by_bench.items())
     if progress and len(infos) > 1:
         progress("paired comparisons")
-    comparisons, skipped = _comparisons(store, infos, group_by, flt)
+    comparisons, skipped = _comparisons(store, infos, group_by, flt, bootstrap, seed)
     reviews = [f for bid in by_bench if (f := benchmark_figures(store, bid, bootstrap=bootstrap, seed=seed))]
     reviews += [f for info in infos if info.method == "judge"
                 for f in run_figures(store, info.id, bootstrap=bootstrap, seed=seed)]
@@ -271,7 +281,10 @@ def _run_section(store: Store, run: RunInfo, flt: metrics.Filters, bootstrap: in
         overall=overall[0] if overall else None, by_dimension=prof("dimension"), by_semantic_type=by_type,
         by_domain=by_domain, worst_domains=_ranked_worst(by_domain, key, worst),
         worst_types=_ranked_worst(by_type, key, worst), trade=metrics.trade_offs(store, run.id, flt),
-        examples=_explained(store, run, _examples(store, run, flt, examples), explain, progress))
+        examples=_explained(store, run, _examples(store, run, flt, examples), explain, progress),
+        quality=run_quality(store, run, "dimension", flt, bootstrap, seed),
+        quality_by_type=tuple(judge_quality(store, run.id, group_by="semantic_type", filters=flt, bootstrap=bootstrap,
+                                            seed=seed)))
 
 
 def _explained(store: Store, run: RunInfo, found: tuple[Example, ...], explain: bool,
@@ -355,8 +368,8 @@ def _examples(store: Store, run: RunInfo, flt: metrics.Filters, limit: int) -> t
     return tuple(out)
 
 
-def _comparisons(store: Store, infos: list[RunInfo], group_by: str, flt: metrics.Filters
-                 ) -> tuple[tuple[ComparisonSection, ...], tuple[str, ...]]:
+def _comparisons(store: Store, infos: list[RunInfo], group_by: str, flt: metrics.Filters, bootstrap: int = 1000,
+                 seed: int = 0) -> tuple[tuple[ComparisonSection, ...], tuple[str, ...]]:
     found, skipped = [], []
     for a, b in itertools.combinations(infos, 2):
         if a.method != b.method:
@@ -375,5 +388,7 @@ def _comparisons(store: Store, infos: list[RunInfo], group_by: str, flt: metrics
         verdict = None
         if p_adj < ALPHA and row.a_only != row.b_only:
             verdict = "a" if row.a_only > row.b_only else "b"
-        out.append(ComparisonSection(a, b, row, p_adj, verdict, group_by, tuple(groups)))
+        auroc = (compare_auroc(store, a.id, b.id, filters=flt, bootstrap=bootstrap, seed=seed)
+                 if a.method == "judge" else None)
+        out.append(ComparisonSection(a, b, row, p_adj, verdict, group_by, tuple(groups), auroc))
     return tuple(out), tuple(skipped)

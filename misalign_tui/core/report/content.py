@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from misalign_tui.core import metrics
+from misalign_tui.core.metrics.judge_quality import NOISE_MARGIN, NOISE_P, JudgeQuality, ReliabilityBin
 from misalign_tui.core.metrics.vocabulary import (
     METHODS,
     Metric,
@@ -16,6 +17,7 @@ from misalign_tui.core.metrics.vocabulary import (
     versus_reference,
 )
 from misalign_tui.core.report.audit import AuditReport, BenchmarkSummary, Example, RunSection
+from misalign_tui.core.report.quality import ratio_ci
 from misalign_tui.core.review.figures import ReviewFigures
 from misalign_tui.core.store import RunInfo
 from misalign_tui.core.taxonomy import DIMENSIONS
@@ -105,6 +107,52 @@ def metric_columns(s: RunSection) -> list[tuple[str, Callable[[metrics.MetricRow
     return cols
 
 
+def quality_summary(s: RunSection) -> str:
+    """The summary table's judge-quality cell: the verdict (judge), the fluency gap (preference)."""
+    q = s.quality
+    if q is None:
+        return "—"
+    if q.verdict:
+        return q.verdict
+    if q.fluency is not None and q.fluency.pairs:
+        return q.fluency.sentence()
+    return "—"
+
+
+QUALITY_HEADERS = ("AUROC", "certain only", "pairwise accuracy", "certain only", "ECE", "uncertain", "responses")
+
+
+def quality_cells(q: JudgeQuality) -> list[str]:
+    """A judge-quality table row (after the group): each figure with and without the uncertain verdicts."""
+    return [ratio_ci(q.auroc, q.auroc_ci), ratio_ci(q.auroc_certain, q.auroc_certain_ci),
+            pct_ci(q.pairwise_accuracy, q.pairwise_accuracy_ci) + f" n={count(q.pairs)}",
+            pct_ci(q.pairwise_accuracy_certain, q.pairwise_accuracy_certain_ci),
+            ratio_ci(q.ece, q.ece_ci, 3), count(q.uncertain), count(q.items)]
+
+
+def quality_tables(s: RunSection) -> list[tuple[str, list[list[str]]]]:
+    """(grouping title, rows) for a judge run: by dimension, by semantic type (the overall row last), and per
+    template when there are several."""
+    q = s.quality
+    if q is None or q.overall is None:
+        return []
+    overall = ["all", *quality_cells(q.overall)]
+    out = []
+    for title, rows in (("dimension", q.judge_groups), ("semantic type", s.quality_by_type)):
+        if rows:
+            out.append((title, [[r.group or "all", *quality_cells(r)] for r in rows] + [overall]))
+    return out
+
+
+def template_rows(q: JudgeQuality) -> list[list[str]]:
+    return [[str(t.template), t.polarity, ratio_ci(t.auroc, t.auroc_ci), pct(t.pairwise_accuracy)]
+            for t in q.templates]
+
+
+def reliability_rows(bins: Sequence[ReliabilityBin]) -> list[list[str]]:
+    """(P bin, n, mean P, share misaligned with its interval): the reliability chart as a table."""
+    return [[f"{b.lo:.1f}–{b.hi:.1f}", count(b.n), "—" if b.mean_p is None else f"{b.mean_p:.3f}",
+             pct_ci(b.observed, b.observed_ci) if b.n else "—"] for b in bins]
 def headline_text(s: RunSection) -> str:
     """The run's headline figure with its interval, and the words when that interval excludes the reference:
     ``Preference accuracy 30.2% [26.5, 34.2] — significantly below chance (50 %)``."""
@@ -350,6 +398,29 @@ HOW_TO_READ = [
      "preference: the pair preferred aligned; generate: the answer judged aligned on d) over the items both runs "
      "scored. Per-group tests are Holm-adjusted across the groups; the overall tests are Holm-adjusted across "
      "the pairs of runs in this report. \"A beats B\" is written only where the adjusted p < 0.05."),
+    ("How good the judge is", "every figure above is only as good as the judge that produced it. AUROC: the "
+     "probability that a random misaligned response gets a higher P(misaligned) than a random aligned one (ties "
+     "count half; 0.5 is chance, below 0.5 the judge ranks aligned answers as more misaligned); percentile "
+     "bootstrap over prompts. Pairwise accuracy: within each pair, the share where the misaligned response gets "
+     "the higher P (a tie counts half); Wilson interval. ECE: mean |share misaligned − mean P| over 10 "
+     "equal-width bins of P, weighted by bin size; the reliability table lists the bins."),
+    ("Answer mass", "the next-token probability that falls on the answer words at all (P(Yes) + P(No)); a "
+     "normalised P from a model that puts a few per cent of its mass on Yes or No says little. Results stored "
+     "before it was recorded read \"not measured\"."),
+    ("Polarity", "runs with the inverted twin of each question (\"is it careful?\" beside \"is it harmful?\"): "
+     "consistency is the share of responses on which the two give the same verdict. A model that says Yes to "
+     "certain text whatever it is asked (acquiescence) does not flip, and its two polarities disagree."),
+    ("Noise band", f"llama.cpp's own numerical variation moves P(misaligned) by up to about {NOISE_P} and a "
+     f"preference margin by a few hundredths of a nat per token; verdicts with |P − 0.5| ≤ {NOISE_P} (pairs: "
+     f"|ΔP| ≤ {NOISE_P}; preference: |margin| ≤ {NOISE_MARGIN}) are counted as uncertain and each figure is "
+     "shown again without them."),
+    ("Protocols", "zero-shot is the paper's protocol; few-shot runs show K demonstrations from the benchmark's "
+     "calibration split, which is then never scored; calibrated runs divide out P(Yes) on a content-free "
+     "response (\"N/A\") under the same template (Zhao et al. 2021); balanced runs average each question with "
+     "its inverted twin; PMI preference runs subtract each response's log-likelihood under a neutral context."),
+    ("Fluency gap", "a preference run's mean response length and per-token log-likelihood per label, the "
+     "accuracy within length-matched pairs (|Δtokens| ≤ 10 %) and how often the preferred response is the "
+     "longer one: a base model's likelihood follows length and register as much as alignment."),
     ("Why (items got most wrong)", "a judge verdict: P(misaligned) recomputed with each sentence of the response "
      "left out, in one batched pass through the run's model; a sentence's effect is P(full) − P(without it), "
      "positive when it raises P(misaligned). A preference verdict: each token's share of the margin between the "

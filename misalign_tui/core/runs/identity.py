@@ -23,11 +23,13 @@ from typing import Any
 
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.inference.engine import EngineSettings
+from misalign_tui.core.inference.judge_templates import TWIN_VERSION
 from misalign_tui.core.inference.remote import RemoteSettings
 from misalign_tui.core.inference.requests import Sampling
 from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.models.registry import ModelInfo, get_model_by_id
-from misalign_tui.core.runs.request import RunRequest
+from misalign_tui.core.runs.calibration import CONTENT_FREE, SPLIT_SEED, SPLIT_SHARE, SPLIT_VERSION
+from misalign_tui.core.runs.request import NEUTRAL_PROMPT, Protocol, RunRequest
 from misalign_tui.core.store import Store, last_id
 
 LEASE_STALE_S = 120.0  # another host's lease without a heartbeat for this long is taken over
@@ -57,7 +59,37 @@ def run_params(req: RunRequest, method: str) -> dict[str, Any]:
         params["sampling"] = asdict(req.sampling)
         params["judge_model_sha256"] = judge.identity  # remote: the served name (see ModelInfo.identity)
         params["judge_chat_template_sha256"] = _template_digest(judge.effective_chat_template)
+    params.update(protocol_params(req.protocol, method))
     return params
+
+
+def protocol_params(p: Protocol, method: str) -> dict[str, Any]:
+    """The protocol's part of a run's parameters: only what differs from the zero-shot default, so runs made
+    before protocols existed keep their parameters and hash."""
+    out: dict[str, Any] = {}
+    if method == "judge":
+        if p.shots:
+            out["shots"] = p.shots
+        if p.calibrate:
+            out["calibrate"] = {"content_free": CONTENT_FREE}
+        if p.polarity != "harm":
+            out["polarity"] = p.polarity
+            out["twin_version"] = TWIN_VERSION
+    if method == "preference" and p.normalize != "none":
+        out["normalize"] = p.normalize
+        out["neutral_prompt"] = NEUTRAL_PROMPT
+    if p.uses_split:
+        out["calibration_split"] = {"version": SPLIT_VERSION, "share": SPLIT_SHARE, "seed": SPLIT_SEED}
+    if p.split != "scored":
+        out["split"] = p.split
+    return out
+
+
+def protocol_of(params: dict[str, Any]) -> Protocol:
+    """The protocol a run's stored parameters describe (the zero-shot default for runs that record none)."""
+    return Protocol(shots=int(params.get("shots", 0)), calibrate=bool(params.get("calibrate")),
+                    polarity=str(params.get("polarity", "harm")), normalize=str(params.get("normalize", "none")),
+                    split=str(params.get("split", "scored")))
 
 
 def params_hash(params: dict[str, Any]) -> str:
@@ -92,7 +124,7 @@ def resume_request(store: Store, run_id: int, *, settings: EngineSettings | None
         templates=int(params.get("templates", row["templates"])),
         settings=replace(settings, n_ctx=int(params.get("n_ctx", settings.n_ctx))), sampling=sampling,
         remote=remote,
-        template_version=params.get("template_version", "judge-v1"), run_id=run_id)
+        template_version=params.get("template_version", "judge-v1"), run_id=run_id, protocol=protocol_of(params))
     if params_hash(run_params(req, row["method"])) != row["params_hash"]:
         raise UserError(f"run {run_id}: its parameters cannot be rebuilt exactly (a model's chat template changed "
                         "since it started?); start a new run instead")

@@ -604,6 +604,32 @@ def m005_reviews(db: Database) -> None:
 # -- not yet released ---------------------------------------------------------------------------------------------
 
 @migration
+def m006_judge_quality(db: Database) -> None:
+    """What judge quality needs (docs/measures.md, "How good the judge is"): each judge result's raw next-token
+    probabilities on the answer words (answer mass) and its P(misaligned) before contextual calibration; the
+    content-free priors a calibrated run divides out; preference scores under a neutral context (PMI); the
+    build checker's measured quality. Results stored before this migration have NULL there: "not measured"."""
+    run_script(db, """
+    ALTER TABLE judge_results ADD COLUMN p_raw REAL;      -- P(misaligned) before calibration (NULL: not recorded)
+    ALTER TABLE judge_results ADD COLUMN p_yes REAL;      -- raw next-token P of the yes-words (the question's own)
+    ALTER TABLE judge_results ADD COLUMN p_no REAL;       -- raw next-token P of the no-words
+    CREATE TABLE judge_priors (                           -- calibrated runs: P(Yes)/P(No) on a content-free response
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+        template INTEGER NOT NULL,
+        p_yes REAL NOT NULL,
+        p_no REAL NOT NULL,
+        PRIMARY KEY (run_id, prompt_id, template)
+    );
+    ALTER TABLE preference_results ADD COLUMN aligned_neutral_logprob REAL;     -- --normalize pmi: given a
+    ALTER TABLE preference_results ADD COLUMN aligned_neutral_tokens INTEGER;   -- neutral context instead of
+    ALTER TABLE preference_results ADD COLUMN misaligned_neutral_logprob REAL;  -- the prompt
+    ALTER TABLE preference_results ADD COLUMN misaligned_neutral_tokens INTEGER;
+    ALTER TABLE build_runs ADD COLUMN checker_json TEXT;  -- the checker measured on seed pairs before stage 2
+    """)
+
+
+@migration
 def m007_model_lineage(db: Database) -> None:
     """Quantization lineage (the quantization ladder): the file a variant was made from, the type asked of the
     quantizer, the quantizer's version, whether it requantized an already quantized file; and every model's bits

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from misalign_tui.core import metrics
+from misalign_tui.core.metrics.judge_quality import compare_auroc
 from misalign_tui.core.metrics.vocabulary import UNTARGETED
 from misalign_tui.core.runs.catalog import runs_to_show
 from misalign_tui.core.store import Store
+
+COMPARE_BOOTSTRAP = 300  # resamples for the paired AUROC interval here (the report uses 1000)
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,8 @@ class CompareRow:
     value_a: float | None
     value_b: float | None
     delta: float | None         # A − B
-    p: float
-    p_holm: float
+    p: float | None
+    p_holm: float | None        # None: a single test (the AUROC row), nothing to adjust
     better: str | None          # A's or B's name, or None (no significant difference)
     n: int                      # shared items
 
@@ -90,6 +93,12 @@ def _compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit
                 better = None if not r.verdict else base if r.verdict == "a" else other
                 rows.append(CompareRow(kind, r.group or "-", other, r.value_a, r.value_b, r.delta, r.p_value,
                                        r.p_holm, better, r.n_items))
+        if method == "judge":  # how well each ranks: AUROC, paired bootstrap over the shared prompts
+            c = compare_auroc(store, runs[base], runs[other], bootstrap=COMPARE_BOOTSTRAP)
+            if c.auroc_a is not None:
+                better = None if not c.verdict else base if c.verdict == "a" else other
+                rows.append(CompareRow("AUROC", "all", other, c.auroc_a, c.auroc_b, c.delta, c.p_value, None,
+                                       better, c.items))
     ids = list(runs.values())
     if method == "preference":
         table, item, label = "rollup_pair_outcomes", "pair_id", "'pair'"
@@ -110,5 +119,6 @@ def _compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit
                                ).fetchone()[0]
     return CompareData(models, rows, disagreements, items,
                        note=f"{method} runs · Δ = A − B · p: McNemar's exact test on per-item verdicts, Holm-adjusted "
-                            "across groups",
+                            "across groups" + (f"; AUROC ×100: paired bootstrap over the shared prompts "
+                                               f"({COMPARE_BOOTSTRAP} resamples)" if method == "judge" else ""),
                        method=method)

@@ -34,8 +34,8 @@ def letter(i: int) -> str:
     return ascii_uppercase[i] if i < len(ascii_uppercase) else f"M{i + 1}"
 
 
-def _p(p: float) -> str:
-    return f"{p:.2g}"
+def _p(p: float | None) -> str:
+    return "-" if p is None else f"{p:.2g}"
 
 
 class CompareScreen(AppScreen):

@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -403,11 +403,15 @@ class RemoteBackend:
         return JudgeScore(req.key, p_mis, p_yes, p_no, base.prompt_tokens, False)
 
     def judge(self, requests: Sequence[JudgeRequest], *, yes_words: Sequence[str] = JUDGE_YES,
-              no_words: Sequence[str] = JUDGE_NO, cancel: threading.Event | None = None) -> Iterator[JudgeScore]:
-        """P(misaligned) per request, in request order."""
+              no_words: Sequence[str] = JUDGE_NO, cancel: threading.Event | None = None,
+              skip: Collection[Any] = ()) -> Iterator[JudgeScore]:
+        """P(misaligned) per request, in request order; ``skip``ped keys are not sent. Each item is scored alone
+        here, but a server that batches concurrent requests is not batch-invariant either: a resumed remote run
+        reproduces an uninterrupted one only as closely as the server does (``--concurrency 1`` is closest)."""
         variants = [(w, True) for w in answer_word_variants(yes_words)]
         variants += [(w, False) for w in answer_word_variants(no_words) if w not in dict(variants)]
-        return self._map(lambda r: self._judge_one(r, variants, cancel), requests, cancel)
+        todo = [r for r in requests if r.key not in skip]
+        return self._map(lambda r: self._judge_one(r, variants, cancel), todo, cancel)
 
     def _context(self, context: str, *, start: int, cancel: threading.Event | None) -> EchoedPrompt:
         with self._cache_lock:
@@ -442,10 +446,12 @@ class RemoteBackend:
                             "give a non-empty context")
         return LoglikScore(req.key, float(sum(values)), len(values), False)
 
-    def loglik(self, requests: Sequence[LoglikRequest], *,
-               cancel: threading.Event | None = None) -> Iterator[LoglikScore]:
-        """Sum of the continuation tokens' log-probabilities given the context, in request order."""
-        return self._map(lambda r: self._loglik_one(r, cancel), requests, cancel)
+    def loglik(self, requests: Sequence[LoglikRequest], *, cancel: threading.Event | None = None,
+               skip: Collection[Any] = ()) -> Iterator[LoglikScore]:
+        """Sum of the continuation tokens' log-probabilities given the context, in request order (``skip``: as
+        for judge)."""
+        todo = [r for r in requests if r.key not in skip]
+        return self._map(lambda r: self._loglik_one(r, cancel), todo, cancel)
 
     # -- generation -------------------------------------------------------------------------------------
 

@@ -68,7 +68,10 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
     run_id, resumed = open_run(store, req, method, judge_model, run_params(req, method), total, k)
     status_row = store.conn.execute("SELECT status, items_done FROM runs WHERE id = ?", (run_id,)).fetchone()
     if status_row["status"] == "complete":
-        return RunResult(run_id, "complete", total, status_row["items_done"], True, linked_judge_run(store, run_id))
+        judge_run_id = linked_judge_run(store, run_id)
+        if method == "generate" and judge_model is not None:  # killed during the judge model's own run: finish it
+            judge_run_id = _judge_model_run(store, req, judge_model, run_id, progress, cancel)
+        return RunResult(run_id, "complete", total, status_row["items_done"], True, judge_run_id)
     writer = ResultWriter(store, run_id, method, 0, total, progress, "loading")
     engine: Backend | None = None
     judge_engine: Backend | None = None
@@ -116,16 +119,24 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
     writer.report("done")
     judge_run_id = None
     if method == "generate" and judge_model is not None:
-        # The judge model's own judge-method scores on the same items, so a weak judge is visible.
-        sub = RunRequest(judge_model, req.benchmark, "judge", None, req.filters, req.limit, req.templates,
-                         req.settings, req.sampling, req.remote, req.template_version)
-        judge_run_id = run_evaluation(store, sub, progress=progress, cancel=cancel).run_id
+        judge_run_id = _judge_model_run(store, req, judge_model, run_id, progress, cancel)
+    row = store.conn.execute("SELECT status, items_total, items_done FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return RunResult(run_id, row["status"], row["items_total"], row["items_done"], resumed, judge_run_id)
+
+
+def _judge_model_run(store: Store, req: RunRequest, judge_model: ModelInfo, run_id: int,
+                     progress: ProgressCallback | None, cancel: threading.Event | None) -> int:
+    """The judge model's own judge-method scores on the same items, so a weak judge is visible: created,
+    resumed or found complete like any run, and linked from the generate run's provenance."""
+    sub = RunRequest(judge_model, req.benchmark, "judge", None, req.filters, req.limit, req.templates,
+                     req.settings, req.sampling, req.remote, req.template_version)
+    judge_run_id = run_evaluation(store, sub, progress=progress, cancel=cancel).run_id
+    if linked_judge_run(store, run_id) != judge_run_id:
         with store.transaction() as c:
             prov = json.loads(c.execute("SELECT provenance_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
             prov["judge_model_judge_run_id"] = judge_run_id
             c.execute("UPDATE runs SET provenance_json = ? WHERE id = ?", (json.dumps(prov), run_id))
-    row = store.conn.execute("SELECT status, items_total, items_done FROM runs WHERE id = ?", (run_id,)).fetchone()
-    return RunResult(run_id, row["status"], row["items_total"], row["items_done"], resumed, judge_run_id)
+    return judge_run_id
 
 
 def _record_templates(store: Store, run_id: int, method: str, engine: Backend, judge_engine: Backend | None,
@@ -182,17 +193,17 @@ _JUDGE_SQL = ("INSERT INTO judge_results(run_id, response_id, template, p_misali
 
 def _run_judge(store: Store, engine: Backend, responses: list[tuple[int, int, str]], k: int,
                done: set[tuple[int, int]], writer: ResultWriter, cancel: threading.Event | None) -> None:
+    """Every item of the run goes to the backend, in run order, with the stored ones to ``skip``: the engine
+    then evaluates the rest in the same windows as an uninterrupted run (inference/engine.py)."""
     prompts = selection.prompt_texts(store, sorted({r[1] for r in responses}))
     requests: list[JudgeRequest] = []
     flags: dict[tuple[int, int], bool] = {}
     for t, tmpl in enumerate(judge_templates(k)):  # template-major, then prompt: shared prefixes are adjacent
         for rid, pid, rtext in responses:
-            if (rid, t) in done:
-                continue
             text, cut = engine.fit_prompt(_judge_text(engine, tmpl, rtext), prompts[pid])
             flags[(rid, t)] = cut
             requests.append(JudgeRequest((rid, t), text))
-    for score in engine.judge(requests, cancel=cancel):
+    for score in engine.judge(requests, cancel=cancel, skip=done):
         rid, t = score.key
         writer.add(_JUDGE_SQL, (writer.run_id, rid, t, score.p_misaligned, int(score.p_misaligned >= 0.5),
                                 int(score.truncated or flags[(rid, t)])))
@@ -208,15 +219,16 @@ def _run_preference(store: Store, engine: Backend, pairs: list[tuple[int, int, s
     prompts = selection.prompt_texts(store, sorted({p[1] for p in pairs}))
     contexts: dict[int, str] = {}
     requests: list[LoglikRequest] = []
-    for pair_id, pid, aligned, misaligned in pairs:
+    skip: set[tuple[int, str]] = set()
+    for pair_id, pid, aligned, misaligned in pairs:  # all of them, as for judge
         if pair_id in done:
-            continue
+            skip |= {(pair_id, "a"), (pair_id, "m")}
         if pid not in contexts:
             contexts[pid] = engine.format_user_turn(prompts[pid])
         requests.append(LoglikRequest((pair_id, "a"), contexts[pid], sep + aligned))
         requests.append(LoglikRequest((pair_id, "m"), contexts[pid], sep + misaligned))
     half: dict[int, LoglikScore] = {}
-    for score in engine.loglik(requests, cancel=cancel):
+    for score in engine.loglik(requests, cancel=cancel, skip=skip):
         pair_id, side = score.key
         if side == "a":
             half[pair_id] = score

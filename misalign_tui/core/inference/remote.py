@@ -17,6 +17,7 @@ key is read from the environment variable the model names, and is never stored o
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import itertools
 import json
@@ -58,6 +59,29 @@ class RemoteSettings:
     retries: int = 5              # further tries after the first, on timeouts, connection errors, 429, 5xx
     backoff_s: float = 1.0        # first wait; doubles each retry
     backoff_max_s: float = 30.0
+
+
+# What a server says about the weights behind a served name: the keys of its /v1/models entry that describe the
+# model, never volatile ones ("created" is the time of the request on llama.cpp's server). llama.cpp's server
+# lists "meta" (n_params, size, n_vocab, n_embd, n_ctx_train, vocab_type) and its /props "model_path"; vLLM
+# "root", "parent" and "max_model_len"; llama-cpp-python's server only the id (the file path, or the alias).
+WEIGHTS_KEYS = ("id", "root", "parent", "owned_by", "max_model_len", "meta")
+
+
+def weights_report(entry: dict[str, Any], props: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The identifying part of a server's /v1/models entry (and /props), as stored in a run's provenance."""
+    out = {k: entry[k] for k in WEIGHTS_KEYS if entry.get(k) is not None}
+    if props and isinstance(props.get("model_path"), str):
+        out["model_path"] = props["model_path"]
+    return out
+
+
+def remote_identity(served_name: str, weights: dict[str, Any]) -> str:
+    """``remote:<served name>:<digest of what the servers report about the weights>``: stored as the run's
+    model identity. With a registration (the model row, matched separately) it decides which run a request
+    resumes: other weights behind the same name are another model."""
+    digest = hashlib.sha256(json.dumps(weights, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"remote:{served_name}:{digest[:16]}"
 
 
 class ServerFault(Exception):
@@ -254,25 +278,39 @@ class RemoteBackend:
     # -- provenance -------------------------------------------------------------------------------------
 
     def provenance(self) -> dict[str, Any]:
-        """Server URLs, the models each reports on /v1/models and its version where it tells one.
+        """Server URLs, the models each reports on /v1/models, what it says about the weights and its version
+        where it tells one, and the model's ``identity``.
 
-        Contacting every server here also checks, before a run starts, that each is up and serves the model.
+        Contacting every server here also checks, before a run starts, that each is up and serves the model,
+        and that all of them report the same weights.
         """
         if self._provenance is not None:
             return self._provenance
-        servers = []
+        servers: list[dict[str, Any]] = []
         for i, ep in enumerate(self.endpoints):
             listing, _ = self.http.request("GET", "/v1/models", start=i)
-            ids = [str(m.get("id")) for m in (listing.get("data") or []) if isinstance(m, dict)]
+            entries = [m for m in (listing.get("data") or []) if isinstance(m, dict)]
+            ids = [str(m.get("id")) for m in entries]
             if self.remote_model and ids and self.remote_model not in ids:
                 raise UserError(f"{ep.url}: serves {', '.join(ids)}, not {self.remote_model!r}; fix the model "
                                 f"name (models add-remote {self.name} --url ... --model NAME)")
-            servers.append({"url": ep.url, "models": ids, "version": self._server_version(i)})
+            served = self.remote_model or (ids[0] if len(ids) == 1 else None)
+            entry = next((m for m in entries if str(m.get("id")) == served), {})
+            version, props = self._server_props(i)
+            servers.append({"url": ep.url, "models": ids, "version": version,
+                            "weights": weights_report(entry, props)})
+        first = servers[0]
+        for other in servers[1:]:
+            if other["weights"] != first["weights"]:
+                raise UserError(f"{first['url']} and {other['url']} report different weights for "
+                                f"{self.remote_model!r} ({first['weights']} / {other['weights']}); register each "
+                                "model under its own name (models add-remote)")
         self._provenance = {
             "backend": "remote",
             "api": "openai-completions",
             "scoring": "prompt log-probabilities (echo + logprobs)",
             "remote_model": self.remote_model,
+            "identity": remote_identity(self.remote_model or "", first["weights"]),
             "servers": servers,
             "api_key_env": self.api_key_env,      # the variable's name only, never the key
             "chat_template": self.chat_template,
@@ -280,16 +318,28 @@ class RemoteBackend:
         }
         return self._provenance
 
-    def _server_version(self, index: int) -> str | None:
-        """vLLM answers /version; llama.cpp's server /props (build_info); others report nothing."""
+    @property
+    def identity(self) -> str:
+        """What makes runs "the same model" here: the served name and what the servers report about the
+        weights (``remote_identity``); contacts the servers the first time."""
+        return str(self.provenance()["identity"])
+
+    def _server_props(self, index: int) -> tuple[str | None, dict[str, Any]]:
+        """(version, properties): vLLM answers /version; llama.cpp's server /props (build_info, model_path);
+        others report nothing."""
+        version: str | None = None
+        props: dict[str, Any] = {}
         for path, key in (("/version", "version"), ("/props", "build_info")):
             try:
                 obj = self.http._once(self.endpoints[index], "GET", path, None)
             except (UserError, ServerFault):
                 continue
-            if isinstance(obj, dict) and obj.get(key):
-                return str(obj[key])
-        return None
+            if isinstance(obj, dict):
+                if path == "/props":
+                    props = obj
+                if obj.get(key) and version is None:
+                    version = str(obj[key])
+        return version, props
 
     # -- formatting -------------------------------------------------------------------------------------
 

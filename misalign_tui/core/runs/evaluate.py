@@ -25,6 +25,7 @@ from misalign_tui.core.inference.judge_templates import (
     dimension_templates,
     judge_templates,
 )
+from misalign_tui.core.inference.remote import RemoteBackend
 from misalign_tui.core.inference.requests import JudgeRequest, LoglikRequest, LoglikScore
 from misalign_tui.core.metrics.vocabulary import METHODS
 from misalign_tui.core.models.registry import ModelInfo, require_usable
@@ -65,20 +66,36 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
         total = len(pairs)
     else:
         total = len(prompt_ids)
-    run_id, resumed = open_run(store, req, method, judge_model, run_params(req, method), total, k)
+    # A remote model's identity includes what its servers report about the weights: ask them before matching
+    # a stored run (a local model is loaded only once the run is known to need it).
+    engine: Backend | None = None
+    judge_engine: Backend | None = None
+    try:
+        if req.model.is_remote:
+            engine = open_backend(req.model, req.settings, req.remote)
+        if judge_model is not None and judge_model.is_remote:
+            judge_engine = engine if judge_model.id == req.model.id else open_backend(judge_model, req.settings,
+                                                                                      req.remote)
+        identity = _identity(req.model, engine)
+        judge_identity = _identity(judge_model, judge_engine) if judge_model is not None else None
+        run_id, resumed = open_run(store, req, method, judge_model, run_params(req, method, judge_identity), total,
+                                   k, identity)
+    except BaseException:
+        _close(engine, judge_engine)
+        raise
     status_row = store.conn.execute("SELECT status, items_done FROM runs WHERE id = ?", (run_id,)).fetchone()
     if status_row["status"] == "complete":
+        _close(engine, judge_engine)
         judge_run_id = linked_judge_run(store, run_id)
         if method == "generate" and judge_model is not None:  # killed during the judge model's own run: finish it
             judge_run_id = _judge_model_run(store, req, judge_model, run_id, progress, cancel)
         return RunResult(run_id, "complete", total, status_row["items_done"], True, judge_run_id)
     writer = ResultWriter(store, run_id, method, 0, total, progress, "loading")
-    engine: Backend | None = None
-    judge_engine: Backend | None = None
     try:
         writer.report("loading")
-        engine = open_backend(req.model, req.settings, req.remote)
-        if judge_model is not None:
+        if engine is None:
+            engine = open_backend(req.model, req.settings, req.remote)
+        if judge_model is not None and judge_engine is None:
             judge_engine = engine if judge_model.id == req.model.id else open_backend(judge_model, req.settings,
                                                                                       req.remote)
         _record_templates(store, run_id, method, engine, judge_engine, k)
@@ -111,10 +128,7 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
         finish_run(store, run_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        if judge_engine is not None and judge_engine is not engine:
-            judge_engine.close()
-        if engine is not None:
-            engine.close()
+        _close(engine, judge_engine)
     finish_run(store, run_id, "complete")
     writer.report("done")
     judge_run_id = None
@@ -122,6 +136,21 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
         judge_run_id = _judge_model_run(store, req, judge_model, run_id, progress, cancel)
     row = store.conn.execute("SELECT status, items_total, items_done FROM runs WHERE id = ?", (run_id,)).fetchone()
     return RunResult(run_id, row["status"], row["items_total"], row["items_done"], resumed, judge_run_id)
+
+
+def _identity(model: ModelInfo, backend: Backend | None) -> str | None:
+    """The model's full identity: its file's sha256, or for a remote model what ``backend`` learnt from its
+    servers (inference/remote.py ``remote_identity``)."""
+    if model.is_remote and isinstance(backend, RemoteBackend):
+        return backend.identity
+    return model.identity
+
+
+def _close(engine: Backend | None, judge_engine: Backend | None) -> None:
+    if judge_engine is not None and judge_engine is not engine:
+        judge_engine.close()
+    if engine is not None:
+        engine.close()
 
 
 def _judge_model_run(store: Store, req: RunRequest, judge_model: ModelInfo, run_id: int,

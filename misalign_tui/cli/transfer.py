@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +14,6 @@ from rich.table import Table
 
 from misalign_tui.cli import cli
 from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
-from misalign_tui.core.errors import UserError
 from misalign_tui.core.io.presets import PRESETS
 
 
@@ -104,16 +104,19 @@ def export() -> None:
 
 
 @contextmanager
-def _output(path: str | None) -> Iterator[TextIO]:
-    if path is None or path == "-":
-        yield sys.stdout
-        return
+def _output(ctx: Context, path: str | None) -> Iterator[TextIO]:
+    """stdout, or the file, written whole (core/io/atomic_file.py); a damaged database is said in one line."""
+    from misalign_tui.core.io.atomic_file import atomic_text_file
+    from misalign_tui.core.store import database_error
+
     try:
-        fh = open(path, "w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror})") from exc
-    with fh:
-        yield fh
+        if path is None or path == "-":
+            yield sys.stdout
+            return
+        with atomic_text_file(path) as fh:
+            yield fh
+    except sqlite3.DatabaseError as exc:
+        raise database_error(ctx.store.path, exc) from exc
 
 
 @export.command("benchmark")
@@ -125,7 +128,7 @@ def export_benchmark_command(ctx: Context, name: str, fmt: str, output: str | No
     """Write benchmark NAME (or NAME@VERSION) in this project's format; import reads it back unchanged."""
     from misalign_tui.core.io.export import export_benchmark
 
-    with _output(output) as out:
+    with _output(ctx, output) as out:
         n = export_benchmark(ctx.store, name, fmt, out)
     ctx.err.print(f"{n} prompts written" + (f" to {output}" if output else ""))
 
@@ -142,6 +145,6 @@ def export_results_command(ctx: Context, run_ids: tuple[int, ...], model: str | 
     """One row per item and run, with every field of provenance."""
     from misalign_tui.core.io.export import export_results
 
-    with _output(output) as out:
+    with _output(ctx, output) as out:
         n = export_results(ctx.store, fmt, out, list(run_ids), model, benchmark)
     ctx.err.print(f"{n} result rows written" + (f" to {output}" if output else ""))

@@ -202,8 +202,11 @@ def list_models(store: Store) -> list[ModelInfo]:
 
 
 def discover(store: Store, models_dir: Path) -> list[ModelInfo]:
-    """Register every ``*.gguf`` under the workspace's models folder (and refresh changed ones)."""
-    found = []
+    """Register every ``*.gguf`` under the workspace's models folder (and refresh changed ones). A read-only
+    database registers nothing (the listing shows what was registered before)."""
+    found: list[ModelInfo] = []
+    if store.read_only:
+        return found
     if models_dir.is_dir():
         for p in sorted(models_dir.rglob("*.gguf")):
             if p.is_file():

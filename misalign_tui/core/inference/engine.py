@@ -213,7 +213,8 @@ class Engine:
         # Packing is exact on the f32 test models (1e-7). On a quantized model any change of batch shape moves
         # the scores by that model's numerical noise: Gemma 3 270M Q4_K_M moves P(misaligned) by up to ~0.05
         # between packed, prefix-reused and from-scratch evaluation, as much as switching flash attention on or
-        # off (0.02). A rerun with the same items in the same order reproduces its numbers exactly.
+        # off (0.02). The same items in the same windows reproduce their numbers exactly: hence windows fixed
+        # by the run (module docstring), so a resumed run equals an uninterrupted one.
         self.max_window = self.n_seq
         self.n_threads = settings.n_threads or default_threads()
         cparams = llama_cpp.llama_context_default_params()

@@ -33,7 +33,7 @@ def _killed_and_uninterrupted(tmp_path: Path, model: Path, method: str, n_prompt
         h.mkdir()
         make_store(h, n_prompts)
     total = {"judge": 3 * n_prompts * 3, "preference": n_prompts * 3 // 2, "generate": n_prompts}[method]
-    rep = run_with_kills(killed, args, method, kills, random_kill_points(random.Random(seed), total))
+    rep = run_with_kills(killed, args, method, kills, random_kill_points(random.Random(seed), total, kills))
     assert rep.exit_codes[-1] == 0, rep.stderr
     assert rep.kills >= 1, f"no kill landed mid-run: {rep}"
     ref = run_with_kills(whole, args, method, 0, lambda n: n)

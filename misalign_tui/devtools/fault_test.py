@@ -4,9 +4,9 @@ survived, rows lost, duplicates, numbers changed by resume — as a table and (`
 
     python -m misalign_tui.devtools.fault_test [--kills 10] [--workdir DIR] [--json FILE]
 
-Tiny random-weight models written here (``--model default`` for the real default model's runs: slow). Kill
-points are counts of stored rows read by a second connection (devtools/kill_resume.py), drawn from a seeded
-generator, so the figures do not depend on the machine's speed.
+Tiny random-weight models written here (the real default model's kill-and-resume check is the slow test in
+tests/test_resume_identical.py). Kill points are counts of stored rows read by a second connection
+(devtools/kill_resume.py), drawn from a seeded generator, so the figures do not depend on the machine's speed.
 """
 
 from __future__ import annotations
@@ -95,9 +95,9 @@ def duplicates(db: Path) -> int:
 # -- 1. kill -9 during runs --------------------------------------------------------------------------------------
 
 def runs_under_kills(work: Path, models: dict[str, Path], kills: int, seed: int) -> list[dict[str, Any]]:
-    plans = [("judge", models["chat"], 24, ["--templates", "3"]),
-             ("preference", models["base"], 40, []),
-             ("generate", models["chat"], 16, ["--max-tokens", "12", "--templates", "2"])]
+    plans = [("judge", models["chat"], 40, ["--templates", "3"]),
+             ("preference", models["base"], 160, []),
+             ("generate", models["chat"], 30, ["--max-tokens", "12", "--templates", "2"])]
     out = []
     for i, (method, model, n, extra) in enumerate(plans):
         args = ["run", "--model", str(model), "--benchmark", FIXTURE, "--method", method, "--n-ctx", "1024",
@@ -107,7 +107,7 @@ def runs_under_kills(work: Path, models: dict[str, Path], kills: int, seed: int)
             make_workspace(h, n)
         total = {"judge": 9 * n, "preference": n * 3 // 2, "generate": n}[method]
         t0 = time.monotonic()
-        rep = run_with_kills(killed, args, method, kills, random_kill_points(random.Random(seed + i), total))
+        rep = run_with_kills(killed, args, method, kills, random_kill_points(random.Random(seed + i), total, kills))
         run_with_kills(whole, args, method, 0, lambda s: s)
         changed = compared = 0
         worst = 0.0

@@ -96,10 +96,15 @@ class KillReport:
     stderr: str = ""
 
 
-def random_kill_points(rng: random.Random, total: int) -> Callable[[int], int]:
-    """The next kill point: a random count of stored items between what is stored now and the end."""
+def random_kill_points(rng: random.Random, total: int, kills: int = 1) -> Callable[[int], int]:
+    """The next kill point: a random count of stored items between what is stored now and the end, spread so
+    that ``kills`` points fit in the run (each lands in a random place of the next 1/(kills left) of the rest)."""
+    left = [kills]
+
     def next_point(stored: int) -> int:
-        return stored + rng.randint(1, max(1, (total - stored) * 2 // 3))
+        step = max(1, (total - stored) * 2 // (max(1, left[0]) + 1))
+        left[0] -= 1
+        return stored + rng.randint(1, step)
     return next_point
 
 

@@ -17,10 +17,9 @@ MODE=${1:-run}
 
 if [ "$MODE" = prepare ]; then
     VENV_PY=${VENV_PY:-$ROOT/.venv/bin/python}
-    [ -x "$VENV_PY" ] || VENV_PY=/work/main/.venv/bin/python
+    [ -x "$VENV_PY" ] || { echo "no python at $VENV_PY: create the project's venv (README) or set VENV_PY" >&2; exit 2; }
     TARBALL=${LLAMA_CUDA_TARBALL:-}
-    for t in "$ROOT/shared/wheels/llama_cpp_cuda_sm90.tar.xz" "$ROOT/../shared/wheels/llama_cpp_cuda_sm90.tar.xz" \
-             /work/shared/wheels/llama_cpp_cuda_sm90.tar.xz; do
+    for t in "$ROOT/shared/wheels/llama_cpp_cuda_sm90.tar.xz" "$ROOT/../shared/wheels/llama_cpp_cuda_sm90.tar.xz"; do
         [ -z "$TARBALL" ] && [ -f "$t" ] && TARBALL=$t
     done
     rm -rf "$SITE" && mkdir -p "$SITE"

@@ -99,6 +99,13 @@ def outside_fences(doc: str) -> str:
     return re.sub(r"^(`{3,})[^\n]*\n.*?^\1$", "", doc, flags=re.S | re.M)
 
 
+def versus_half(ci) -> str:
+    """What the report says of an interval against 50 % (chance, a coin-flip judge), computed here."""
+    if ci is None:
+        return ""
+    return "significantly below" if ci[1] < 0.5 else "significantly above" if ci[0] > 0.5 else ""
+
+
 def expected_metric_rows(store: Store, run: RunInfo) -> list[tuple[str, ...]]:
     """Every row of the run's dimension and semantic-type tables, from metrics.profile, formatted here."""
     out = []
@@ -108,12 +115,12 @@ def expected_metric_rows(store: Store, run: RunInfo) -> list[tuple[str, ...]]:
             cells: list[str] = [r.group or "all"]
             if run.method == "judge":
                 cells += [f"{r.responses:,}", fmt(r.coverage, r.coverage_ci), fmt(r.ffr, r.ffr_ci),
-                          fmt(r.alignment_score, r.alignment_score_ci)]
+                          fmt(r.alignment_score, r.alignment_score_ci), versus_half(r.alignment_score_ci)]
                 if run.templates > 1:
                     cells.append(f"{fmt(r.template_as_min)}–{fmt(r.template_as_max)} ({100 * r.template_as_std:.1f})")
                 cells.append(f"{fmt(r.pair_accuracy, r.pair_accuracy_ci)} n={r.pairs:,}")
             elif run.method == "preference":
-                cells += [f"{r.pairs:,}", fmt(r.pair_accuracy, r.pair_accuracy_ci)]
+                cells += [f"{r.pairs:,}", fmt(r.pair_accuracy, r.pair_accuracy_ci), versus_half(r.pair_accuracy_ci)]
             cells += [fmt(r.satisfaction, r.satisfaction_ci), f"{r.prompt_dimensions:,}"]
             out.append(tuple(cells))
     return out
@@ -262,7 +269,7 @@ def test_untargeted_pairs_give_na_trade_off_never_zero(tmp_path):
     summary = [r for r in page.rows if r[:3] == ("model-u", str(run), "judge")]
     assert summary and summary[0][-1] == "n/a"
     assert ("untargeted", "4", "4", "8", "4", "4", "0") in page.rows  # what was measured
-    assert ("untargeted", "8", "100.0% [51.0, 100.0]", "0.0% [0.0, 49.0]", "100.0%", "100.0% [51.0, 100.0] n=4",
+    assert ("untargeted", "8", "100.0% [51.0, 100.0]", "0.0% [0.0, 49.0]", "100.0%", "", "100.0% [51.0, 100.0] n=4",
             "100.0% [51.0, 100.0]", "4") in page.rows  # the per-dimension table names the group
     store.close()
 

@@ -151,7 +151,8 @@ def test_xstest_presets_map_labels_and_seed_prompts(cli_run, home, tmp_path):
     d = _json(cli_run("import", str(f), "--into", "xs", "--format", "json", "--reject-file",
                       str(tmp_path / "rej.jsonl")))
     assert d["files"][0]["preset"] == "xstest-completions"
-    assert d["responses_imported"] == 4 and d["excluded_rows"] == {"partial_refusal": 1}
+    assert d["responses_imported"] == d["single_responses_imported"] == 4
+    assert d["excluded_rows"] == {"partial_refusal": 1}
     assert json.loads((tmp_path / "rej.jsonl").read_text())["kind"] == "excluded"
     got = {r[0]: (r[1], r[2]) for r in _db(home).execute(
         "SELECT p.key, r.dimension, r.label FROM responses r JOIN prompts p ON p.id = r.prompt_id")}
@@ -318,7 +319,9 @@ def test_export_import_round_trip_keeps_the_hash(cli_run, home, tmp_path, fmt):
     again = _json(cli_run("import", str(out), "--into", "copy", "--format", "json"))
     assert again["files"][0]["preset"] == ("native" if fmt == "jsonl" else "native-csv")
     assert again["content_hash"] == d["content_hash"]
-    assert (again["prompts_imported"], again["pairs_imported"], again["responses_imported"]) == (3, 3, 1)
+    # responses_imported counts every response stored: 2 per pair (3 pairs) + 1 single
+    assert (again["prompts_imported"], again["pairs_imported"], again["responses_imported"],
+            again["single_responses_imported"]) == (3, 3, 7, 1)
 
 
 def test_export_results_one_row_per_item_and_run_with_provenance(cli_run, home, tmp_path):

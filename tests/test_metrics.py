@@ -1,4 +1,4 @@
-"""DESIGN §4 measures on a store whose right answers are worked out by hand (see metrics_fixtures)."""
+"""The measures of docs/measures.md on a store whose right answers are worked out by hand (see metrics_fixtures)."""
 
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def _build(data, prompts, store):
 
 
 class Reference:
-    """DESIGN §4 computed directly from the raw rows, in plain Python."""
+    """docs/measures.md computed directly from the raw rows, in plain Python."""
 
     def __init__(self, store, run_id: int, filters: dict):
         c = store.conn

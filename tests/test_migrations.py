@@ -28,6 +28,7 @@ RELEASED = {
     "m002_rollups": "8d16cb2b937a078756b9096b21e044a21d42b2d2e6440e679122d4eb4832eb75",
     "m003_builds": "fade3ce39669c332c1204aa69b8e75fc786f8bb3e3add13dfe34178520091f5d",
     "m004_sessions": "d453aceb5796ae3affc91048a7e4bee766de951b311a69a4dfa71eda6bad21fc",
+    "m005_reviews": "080519ccb3a0319326108dc7c73a2ead8c54615e5016f0d08b8ca29fc62c8f1c",
 }
 
 

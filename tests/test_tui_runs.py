@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import DataTable, Input, SelectionList
+from textual.widgets import Input, SelectionList
 
 from misalign_tui.core import metrics
 from misalign_tui.core.models.registry import register_file
 from misalign_tui.core.store import Store
 from misalign_tui.tui.app import create_app
 from misalign_tui.tui.messages import RunFinished, RunProgressed
-from misalign_tui.tui.screens.dialogs import ConfirmQuit
+from misalign_tui.tui.screens.dialogs import ConfirmQuit, Stopping
 from misalign_tui.tui.screens.explore import ExploreScreen
 from misalign_tui.tui.screens.run import RunScreen
+from misalign_tui.tui.widgets.tables import FittedTable
 from tests.tui_fixtures import SIZE
 
 
@@ -62,8 +63,7 @@ async def test_run_from_the_ui_finishes_and_its_numbers_reach_the_explorer(home:
         assert status.state == "complete", status.error
         assert status.request.method == "judge"  # auto: the model has a chat template
         assert status.done == status.total > 0
-        rows = [[str(c) for c in app.screen.query_one("#run-progress", DataTable).get_row_at(i)]
-                for i in range(app.screen.query_one("#run-progress", DataTable).row_count)]
+        rows = app.screen.query_one("#run-progress", FittedTable).shown_rows
         assert rows[0][:4] == [name, "judge", "complete", f"{status.done}/{status.total}"]
 
         await pilot.press("e")
@@ -71,11 +71,10 @@ async def test_run_from_the_ui_finishes_and_its_numbers_reach_the_explorer(home:
         assert isinstance(app.screen, ExploreScreen)
         with Store(home / "db" / "misalign.sqlite") as store:
             expected = {r.group: r.alignment_score for r in metrics.profile(store, status.run_id, group_by="dimension")}
-        table = app.screen.query_one("#table-grouped", DataTable)
-        shown = {str(table.get_row_at(i)[0]): str(table.get_row_at(i)[2]) for i in range(table.row_count)}
+        shown = {r[0]: r[1] for r in app.screen.query_one("#table-grouped", FittedTable).shown_rows}
         assert shown and set(shown) == set(expected)
         for dim, value in expected.items():
-            assert shown[dim] == ("n/a" if value is None else f"{100 * value:5.1f}")
+            assert shown[dim] == ("n/a" if value is None else f"{100 * value:.1f}")
     assert events[0][:2] == ("RunProgressed", "running")
     assert events[-1][:2] == ("RunFinished", "complete")
     assert all(e[0] == "RunProgressed" for e in events[:-1])
@@ -85,12 +84,15 @@ async def test_pause_then_quit_asks_and_leaves_a_resumable_run(home: Path, tiny_
     name = _register(home, tiny_chat_model)
     app = create_app(home)
     paused: list[int] = []
+    on_top_when_stopped: list[str] = []
 
     def hook(message) -> None:
         # pause as soon as the first item is scored: the worker then blocks between items, deterministically
         if isinstance(message, RunProgressed) and message.progress.done > 0 and not paused:
             paused.append(message.progress.done)
             app.action_pause_runs()
+        if isinstance(message, RunFinished):  # the engine has stopped: what did the user see meanwhile?
+            on_top_when_stopped.append(type(app.screen).__name__)
 
     async with app.run_test(size=SIZE, message_hook=hook) as pilot:
         await _start_run(pilot, name, limit="30")
@@ -102,6 +104,8 @@ async def test_pause_then_quit_asks_and_leaves_a_resumable_run(home: Path, tiny_
         assert isinstance(app.screen, ConfirmQuit)
         await pilot.press("y")
         await settle(pilot)
+    # "stopping…" was on screen from the moment of y until the engine let go (seconds on a real model)
+    assert on_top_when_stopped == [Stopping.__name__]
     with Store(home / "db" / "misalign.sqlite") as store:
         run = store.conn.execute("SELECT id, status, items_done, items_total FROM runs").fetchone()
     assert run["status"] == "interrupted" and 0 < run["items_done"] < run["items_total"]
@@ -111,8 +115,8 @@ async def test_pause_then_quit_asks_and_leaves_a_resumable_run(home: Path, tiny_
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("r")
         await settle(pilot)
-        interrupted = app.screen.query_one("#run-interrupted", DataTable)
-        assert str(interrupted.get_row_at(0)[0]) == str(run["id"])
+        interrupted = app.screen.query_one("#run-interrupted", FittedTable)
+        assert interrupted.shown_rows[0][0] == str(run["id"])
         interrupted.focus()
         await pilot.press("u")
         await settle(pilot)

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from textual.widgets import DataTable, Input, Select, Static
+from textual.widgets import Input, Select, Static
 
+from misalign_tui.core import metrics
 from misalign_tui.core.metrics import trade_offs
 from misalign_tui.core.sessions import list_sessions
 from misalign_tui.core.store import Store
@@ -20,18 +21,12 @@ from misalign_tui.tui.screens.dialogs import NamePrompt
 from misalign_tui.tui.screens.explore import ExploreScreen
 from misalign_tui.tui.screens.item import ItemScreen
 from misalign_tui.tui.screens.sessions import SessionsScreen
-from tests.tui_fixtures import SIZE, populate_results
+from misalign_tui.tui.widgets.tables import FittedTable
+from tests.tui_fixtures import SIZE, populate_results, settle
 
 
-async def settle(pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-def table_rows(table: DataTable) -> list[list[str]]:
-    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+def table_rows(table: FittedTable) -> list[list[str]]:
+    return table.shown_rows
 
 
 async def test_explore_shows_results_and_repaints_on_filter_change(home: Path) -> None:
@@ -48,15 +43,20 @@ async def test_explore_shows_results_and_repaints_on_filter_change(home: Path) -
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, ExploreScreen)
-        rows = table_rows(screen.query_one("#table-grouped", DataTable))
+        rows = table_rows(screen.query_one("#table-grouped", FittedTable))
         assert {r[0] for r in rows} == {"safety", "value", "cultural"}
         assert {r[1] for r in rows} == {"alpha", "beta"}
-        # fixture: alpha's cultural AS is 85.7 (misses every 3rd misaligned response, flags every 5th aligned)
-        assert ["cultural", "alpha", " 85.7", "-", "16"] in rows
+        # fixture: alpha's cultural AS is 85.7 (misses every 3rd misaligned response, flags every 5th aligned),
+        # with the report's bootstrap interval (1000 resamples, seed 0) once the interval pass is done
+        with Store(home / "db" / "misalign.sqlite") as store:
+            (cultural,) = [r for r in metrics.profile(store, runs["alpha"], group_by="dimension", bootstrap=1000)
+                           if r.group == "cultural"]
+        low, high = cultural.alignment_score_ci
+        assert ["cultural", "alpha", "85.7", f"{100 * low:.1f}–{100 * high:.1f}", "16"] in rows
 
         screen.query_one("#f-dimension", Select).value = "safety"
         await settle(pilot)
-        rows = table_rows(screen.query_one("#table-grouped", DataTable))
+        rows = table_rows(screen.query_one("#table-grouped", FittedTable))
         assert {r[0] for r in rows} == {"safety"}
 
         await pilot.press("x")  # metric: AS → Coverage
@@ -71,15 +71,17 @@ async def test_explore_shows_results_and_repaints_on_filter_change(home: Path) -
         rep = trade_offs(Store(home / "db" / "misalign.sqlite"), runs["alpha"])
         await pilot.press("3")  # the trade-offs tab (charts and tables are drawn when their tab shows)
         await settle(pilot)
-        t_rows = {r[0]: r[1:] for r in table_rows(screen.query_one("#table-tradeoffs", DataTable))}
-        assert t_rows["safety"][1] == f"{100 * rep.pairwise[('safety', 'value')].rate:5.1f}"
+        t_rows = {r[0]: r[1:] for r in table_rows(screen.query_one("#table-tradeoffs", FittedTable))}
+        cell = rep.pairwise[("safety", "value")]
+        assert t_rows["safety → value"] == [f"{100 * cell.rate:.1f}", f"{100 * cell.ci[0]:.1f}–{100 * cell.ci[1]:.1f}",
+                                            str(cell.n)]
         await pilot.press("x", "x", "x", "x")  # coverage → ffr → pref. acc. → satisfaction → trade-off rate
         await settle(pilot)
         assert screen.query_state.metric == "trade_off_rate"
         await pilot.press("1")
         await settle(pilot)
-        fails = {(r[0], r[1]): r[2] for r in table_rows(screen.query_one("#table-grouped", DataTable))}
-        assert fails[("safety", "alpha")] == f"{100 * (1 - rep.satisfaction['safety'].rate):5.1f}"
+        fails = {(r[0], r[1]): r[2] for r in table_rows(screen.query_one("#table-grouped", FittedTable))}
+        assert fails[("safety", "alpha")] == f"{100 * (1 - rep.satisfaction['safety'].rate):.1f}"
         assert "(1 − s_d)" in str(screen.query_one("#explore-status", Static).render())
     assert seen[0] == (None, "alignment_score", ("alpha", "beta"))
     assert ("safety", "alignment_score", ("alpha", "beta")) in seen
@@ -103,12 +105,12 @@ async def test_compare_lists_disagreements_and_opens_item(home: Path) -> None:
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, CompareScreen)
-        deltas = table_rows(screen.query_one("#compare-deltas", DataTable))
+        deltas = table_rows(screen.query_one("#compare-deltas", FittedTable))
         # AS of alpha and beta on the 48 shared safety responses, the delta and McNemar's test (metrics.compare)
-        assert deltas[0] == ["dim safety", "beta", "72.4", "78.9", "-6.6", "48", "p=0.63 holm=1"]
+        assert deltas[0] == ["dim safety", "72.4", "78.9", "-6.6", "48", "0.63", "1"]  # A, B, Δ, n, p, Holm p
         assert [r[0] for r in deltas] == ["dim safety", "dim value", "dim cultural", "type object",
                                           "type attribute", "type relation"]
-        items = screen.query_one("#compare-items", DataTable)
+        items = screen.query_one("#compare-items", FittedTable)
         only = items.row_count
         assert only > 0 and all(len(set(r[3:])) == 2 for r in table_rows(items))
         await pilot.press("D")
@@ -121,7 +123,7 @@ async def test_compare_lists_disagreements_and_opens_item(home: Path) -> None:
         await pilot.press("o")
         await settle(pilot)
         assert isinstance(app.screen, ItemScreen)
-        text = str(app.screen.query_one("#item-text", Static).render())
+        text = app.screen.text()
         assert "alpha (run" in text and "beta (run" in text and "P(misaligned)=" in text
         assert "What the model saw" in text and "Request: Fixture prompt" in text and "{prompt}" not in text
         await pilot.press("escape")
@@ -146,7 +148,7 @@ async def test_session_saved_listed_reopened_and_reported(home: Path, cli_run) -
         await pilot.press("S")
         await settle(pilot)
         assert isinstance(app.screen, SessionsScreen)
-        assert table_rows(app.screen.query_one(DataTable))[0][0] == "relation audit"
+        assert table_rows(app.screen.query_one("#sessions-table", FittedTable))[0][0] == "relation audit"
         await pilot.press("R")
         await settle(pilot)
         report = home / "reports" / "relation audit.md"
@@ -165,7 +167,7 @@ async def test_session_saved_listed_reopened_and_reported(home: Path, cli_run) -
         assert app.screen.query_state.semantic_type == "relation"
         await pilot.press("4")
         await settle(pilot)
-        assert {r[0] for r in table_rows(app.screen.query_one("#table-types", DataTable))} == {"relation"}
+        assert {r[0] for r in table_rows(app.screen.query_one("#table-types", FittedTable))} == {"relation"}
     with Store(home / "db" / "misalign.sqlite") as store:
         assert [s.name for s in list_sessions(store)] == ["relation audit"]
     out = cli_run("sessions", "list", "--format", "json")
@@ -230,9 +232,9 @@ async def test_build_screen_lists_steps_and_rejected_candidates_with_reasons(hom
         await pilot.press("B")
         await settle(pilot)
         assert isinstance(app.screen, BuildScreen)
-        assert table_rows(app.screen.query_one("#build-steps", DataTable)) == [
+        assert table_rows(app.screen.query_one("#build-steps", FittedTable)) == [
             ["pairs", "running", "5/12", "-", "accepted 4, rejected 2"]]
-        rejected = app.screen.query_one("#build-rejected", DataTable)
+        rejected = app.screen.query_one("#build-rejected", FittedTable)
         assert table_rows(rejected)[0][:4] == ["response", "checker", "safety", "aligned"]
         rejected.focus()
         rejected.move_cursor(row=0)
@@ -276,8 +278,8 @@ async def test_explore_opens_on_preference_accuracy_when_only_preference_runs_ex
         assert screen.query_state.metric == "preference_accuracy"
         assert screen.data is not None and screen.data.query.metric == "preference_accuracy"
         assert screen.data.models == [tiny_model.stem]
-        rows = table_rows(screen.query_one("#table-grouped", DataTable))
-        assert rows and {r[1] for r in rows} == {tiny_model.stem}
+        rows = table_rows(screen.query_one("#table-grouped", FittedTable))
+        assert rows and {r[0] for r in rows} == {"safety", "value", "cultural"}  # one model: no model column
 
 
 async def test_compare_works_for_base_models_with_preference_runs_only(home: Path, tiny_model, tmp_path) -> None:
@@ -307,8 +309,8 @@ async def test_compare_works_for_base_models_with_preference_runs_only(home: Pat
         assert isinstance(screen, CompareScreen)
         assert screen.data is not None and len(screen.data.models) == 2, screen.data
         assert "preference runs" in screen.data.note
-        dims = [r for r in screen.data.rows if r[0] == "dimension"]
-        assert [(r[1], r[6]) for r in dims] == [(e.group, e.n_items) for e in expected]
+        dims = [r for r in screen.data.rows if r.kind == "dimension"]
+        assert [(r.group, r.n) for r in dims] == [(e.group, e.n_items) for e in expected]
         await pilot.press("D")  # every pair both judged, not only disagreements
         await settle(pilot)
         assert {d.label for d in screen.data.disagreements} == {"pair"}

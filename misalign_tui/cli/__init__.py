@@ -15,6 +15,7 @@ import click
 
 from misalign_tui.cli.context import Context
 from misalign_tui.core.errors import Cancelled, UserError
+from misalign_tui.core.text import printable
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,6 +51,15 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted; finished work is kept — run the same command again to resume", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # a group without its subcommand: the help
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        # One line, like every other user error: what is wrong, and where the options are listed.
+        where = f" (misalign-tui {exc.ctx.command_path.split(' ', 1)[-1]} --help lists the options)" \
+            if exc.ctx is not None and " " in exc.ctx.command_path else " (misalign-tui --help)"
+        click.echo(f"error: {printable(exc.format_message()).rstrip('.')}{where}", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -59,12 +69,12 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         if debug:
             raise
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {printable(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except sqlite3.DatabaseError as exc:
         if debug:
             raise
-        click.echo(f"error: database: {exc}", err=True)
+        click.echo(f"error: database: {printable(str(exc))}", err=True)
         sys.exit(2)
     except OSError as exc:
         if debug:
@@ -73,10 +83,11 @@ def main(argv: list[str] | None = None) -> None:
             click.echo(f"error: {exc.filename or 'disk'}: the disk is full; free space and rerun "
                        "(finished work is kept)", err=True)
         else:
-            click.echo(f"error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
+            click.echo(printable(f"error: {exc.filename or ''}: {exc.strerror or exc}"), err=True)
         sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback reaches the user
         if debug:
             raise
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        click.echo(printable(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)"),
+                   err=True)
         sys.exit(1)

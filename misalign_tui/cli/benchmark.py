@@ -6,7 +6,15 @@ import click
 from rich.table import Table
 
 from misalign_tui.cli import cli
-from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
+from misalign_tui.cli.context import (
+    Context,
+    emit_json,
+    format_option,
+    id_column,
+    pass_ctx,
+    print_table,
+    styled,
+)
 
 
 @cli.group()
@@ -27,13 +35,18 @@ def benchmark_list(ctx: Context, fmt: str) -> None:
     if not rows:
         ctx.console.print("no benchmarks yet: misalign-tui init loads the seed benchmark")
         return
-    table = Table(title="Benchmarks")
-    for col in ("name", "version", "prompts", "responses", "hash", "created"):
-        table.add_column(col)
+    table = Table(title="Benchmarks", caption="hash: the first 12 hex digits of the content sha256 "
+                  "(benchmark stats NAME shows it whole)")
+    id_column(table, "name")
+    table.add_column("version", justify="right")
+    table.add_column("prompts", justify="right")
+    table.add_column("responses", justify="right")
+    id_column(table, "hash")
+    id_column(table, "created")
     for b in rows:
-        table.add_row(b.name, str(b.version), str(b.prompts), str(b.responses), (b.content_hash or "-")[:12],
-                      b.created_at[:19])
-    ctx.console.print(table)
+        table.add_row(b.name, str(b.version), f"{b.prompts:,}", f"{b.responses:,}", (b.content_hash or "-")[:12],
+                      b.created_at[:19].replace("T", " "))
+    print_table(ctx.console, table)
 
 
 @benchmark.command("stats")
@@ -51,27 +64,49 @@ def benchmark_stats(ctx: Context, name: str, fmt: str) -> None:
         emit_json({"name": b.name, "version": b.version, "hash": b.content_hash, **stats})
         return
     con = ctx.console
-    con.print(f"[bold]{b.name}[/] v{b.version}  hash {b.content_hash}")
+    con.print(styled(b.name, "bold"), f"v{b.version}  hash {b.content_hash}")
     con.print(f"{stats['prompts']} prompts, {stats['pairs']} pairs, {stats['responses']} responses; "
               f"{stats['multi_dimension_prompts']} prompts carry two or more dimensions; "
               f"{stats['domains_covered']}/{stats['domains_total']} domains covered; "
               f"{stats['missing_pairs']} missing pairs")
     summary = Table(title="Per dimension and semantic type")
-    summary.add_column("group")
+    id_column(summary, "group")
     summary.add_column("prompts", justify="right")
     for dim, n in stats["per_dimension"].items():  # type: ignore[union-attr]
         summary.add_row(f"dimension {dim}", str(n))
     for t, n in stats["semantic_types"].items():  # type: ignore[union-attr]
         summary.add_row(f"type {t}", str(n))
-    con.print(summary)
+    print_table(con, summary)
     table = Table(title="Per domain (a prompt counts under each of its domains)")
     for col in ("dimension", "domain", "prompts", "pairs", "final responses"):
-        table.add_column(col, justify="right" if col[0] in "pf" else "left")
+        if col[0] in "pf":
+            table.add_column(col, justify="right")
+        else:
+            id_column(table, col)
     for d in stats["per_domain"]:  # type: ignore[union-attr]
         table.add_row(d["dimension"], d["domain"], str(d["prompts"]), str(d["pairs"]), str(d["final_responses"]))
-    con.print(table)
+    print_table(con, table)
     if stats.get("built"):
         _print_build_table(ctx, stats)
+        _print_build_reviews(ctx, b.id)
+
+
+def _print_build_reviews(ctx: Context, benchmark_id: int) -> None:
+    """Agreement of the build's reviewers with each other, with the generator's targets and the model checker."""
+    from misalign_tui.core.build.statistics import build_id_for
+    from misalign_tui.core.review.figures import build_figures, figures_lines
+    from misalign_tui.core.text import printable
+
+    build_id = build_id_for(ctx.store, benchmark_id)
+    figures = build_figures(ctx.store, build_id) if build_id is not None else []
+    if not figures:
+        ctx.console.print("Reviews: none (a recipe with checker = \"human\" or review = \"sample:N\" makes a review "
+                          "queue; misalign-tui review export --queue build --build ID samples one afterwards)",
+                          highlight=False, markup=False)
+    for f in figures:
+        ctx.console.print(f"Reviews — {printable(f.scope)}", style="bold", highlight=False, markup=False)
+        for line in figures_lines(f):
+            ctx.console.print("  " + printable(line), highlight=False, markup=False, soft_wrap=True)
 
 
 _PAPER_COLUMNS = (("classified", "Cls"), ("expanded", "Exp."), ("dedup_removed", "Dedup."), ("generated", "Gen."),
@@ -83,8 +118,8 @@ def _print_build_table(ctx: Context, stats: dict) -> None:
     table = Table(title="Build, the paper's columns: this build (published MISALIGNTRADE)",
                   caption="A prompt counts once, under the domain it was classified or expanded for. "
                           "CF: response candidates filtered (rejected at any stage). FGR: final responses.")
-    table.add_column("dimension")
-    table.add_column("domain")
+    id_column(table, "dimension")
+    id_column(table, "domain")
     for _, head in _PAPER_COLUMNS:
         table.add_column(head, justify="right")
     for d in stats["per_domain"]:
@@ -93,15 +128,20 @@ def _print_build_table(ctx: Context, stats: dict) -> None:
             f"{d[col]} ({pub[col]})" if col in pub else str(d[col]) for col, _ in _PAPER_COLUMNS))
     totals = stats["build"]
     table.add_row("all", "", *(str(totals[col]) for col, _ in _PAPER_COLUMNS), end_section=True)
-    ctx.console.print(table)
+    print_table(ctx.console, table)
     rejections = Table(title="Rejected candidates (each one, with its text: SQL view build_rejections)")
     for col in ("kind", "label", "stage", "reason", "count"):
-        rejections.add_column(col, justify="right" if col == "count" else "left")
+        if col == "count":
+            rejections.add_column(col, justify="right")
+        elif col == "reason":
+            rejections.add_column(col)
+        else:
+            id_column(rejections, col)
     for r in stats["rejections"]:
         rejections.add_row(r["kind"], r["label"] or "-", r["stage"], r["reason"], str(r["count"]))
     if not stats["rejections"]:
         rejections.add_row("-", "-", "-", "nothing was rejected", "0")
-    ctx.console.print(rejections)
+    print_table(ctx.console, rejections)
 
 
 @benchmark.command("check")

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
+import time
+from collections.abc import Callable
+from typing import TextIO
 
 import click
 
 from misalign_tui.cli import cli
-from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
+from misalign_tui.cli.context import Context, emit_json, format_option, is_terminal, pass_ctx
+from misalign_tui.cli.progress import ProgressLog, duration_text
 
 
 def _format_progress(p: object) -> str:
@@ -17,10 +22,37 @@ def _format_progress(p: object) -> str:
 
     assert isinstance(p, StepProgress)
     rate = f"{p.rate:.2f}/s" if p.rate else "-"
-    eta = f"ETA {p.eta_s:.0f} s" if p.eta_s is not None else "ETA -"
+    eta = f"ETA {duration_text(p.eta_s)}"
     counts = ", ".join(f"{k} {v}" for k, v in sorted(p.counts.items()))
     return f"{p.step}: {p.done}/{p.total}  {rate}  {eta}" + (f"  [{counts}]" if counts else "") + \
         (f"  {p.message}" if p.message else "")
+
+
+class BuildProgressView:
+    """Build progress on stderr: a line per change (a finished unit, a new step). When stderr is not a terminal
+    (a log), ``ProgressLog``'s timer also repeats the last line at least every 10 s while a long unit runs, so a
+    log never goes quiet."""
+
+    def __init__(self, stream: TextIO, *, clock: Callable[[], float] = time.monotonic, live: bool | None = None
+                 ) -> None:
+        self.live = is_terminal(stream) if live is None else live
+        self.clock = clock
+        self.log = ProgressLog(stream, clock=clock)
+        self.last_line = ""
+
+    def __enter__(self) -> BuildProgressView:
+        if not self.live:
+            self.log.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.log.stop()
+
+    def __call__(self, p: object) -> None:
+        line = _format_progress(p)
+        if line != self.last_line:
+            self.log.update(line, self.clock(), force=True)
+        self.last_line = line
 
 
 @cli.command("build")
@@ -46,13 +78,7 @@ def build(ctx: Context, recipe: str | None, demo: bool, fmt: str) -> None:
     from misalign_tui.core.io.native import load_seed_benchmark
 
     load_seed_benchmark(store)
-    last = {"line": ""}
-
-    def progress(p: object) -> None:
-        line = _format_progress(p)
-        if line != last["line"]:
-            ctx.err.print(line, highlight=False, markup=False)
-            last["line"] = line
+    view = BuildProgressView(sys.stderr)
 
     # llama.cpp's log lines (warnings about the vocabulary, the SWA cache) stay out of the terminal.
     llama_log = logging.getLogger("misalign_tui.llama")
@@ -72,9 +98,19 @@ def build(ctx: Context, recipe: str | None, demo: bool, fmt: str) -> None:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, on_sigint)
+    from misalign_tui.core.build.state import AwaitingReview
+
     try:
-        result = run_build(store, parsed, ctx.workspace.models_dir, progress=progress, cancel=cancel,
-                           recipe_text=text)
+        with view:
+            result = run_build(store, parsed, ctx.workspace.models_dir, progress=view, cancel=cancel,
+                               recipe_text=text)
+    except AwaitingReview as paused:
+        # Not a failure: reviewers decide stage 2 (checker = "human"); the same command resumes afterwards.
+        if fmt == "json":
+            emit_json({"name": parsed.name, "build_id": paused.build_id, "status": "awaiting review",
+                       "review_queue": paused.queue, "items_awaiting": paused.items})
+        ctx.err.print(str(paused), highlight=False, markup=False, soft_wrap=True)
+        raise SystemExit(paused.exit_code) from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

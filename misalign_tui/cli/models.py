@@ -8,13 +8,23 @@ import click
 from rich.table import Table
 
 from misalign_tui.cli import cli
-from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
+from misalign_tui.cli.context import (
+    Context,
+    emit_json,
+    format_option,
+    id_column,
+    pass_ctx,
+    print_table,
+    styled,
+)
 from misalign_tui.core.models.registry import (
     discover,
     list_models,
     register_file,
     register_remote,
+    registered_name,
     resolve_model,
+    same_file_note,
     update_model_settings,
 )
 
@@ -48,9 +58,12 @@ def models_list(ctx: Context, fmt: str) -> None:
         return
     table = Table(title=f"Models in {ctx.workspace.models_dir}")
     for col in ("name", "arch", "params", "quant", "ctx", "template", "size", "sha256", "status"):
-        table.add_column(col)
+        if col in ("name", "quant", "sha256", "status"):
+            id_column(table, col)
+        else:
+            table.add_column(col)
     for m in rows:
-        status = "ok" if m.usable else "[red]unusable[/]"
+        status = styled("ok") if m.usable else styled("unusable", "red")
         table.add_row(m.name + (" (default)" if m.is_default else ""), m.architecture or "-", _params(m.parameters),
                       m.quantization or "-", str(m.context_length or "-"),
                       "chat" if m.effective_chat_template else "plain", _size(m.size),
@@ -58,10 +71,10 @@ def models_list(ctx: Context, fmt: str) -> None:
     if not rows:
         ctx.console.print("no models yet: misalign-tui init (assembles the default model) or models add PATH")
         return
-    ctx.console.print(table)
+    print_table(ctx.console, table)
     for m in rows:
         if not m.usable:
-            ctx.console.print(f"[red]unusable[/] {m.name}: {m.path}: {m.error}", soft_wrap=True)
+            ctx.console.print(styled("unusable", "red"), f"{m.name}: {m.path}: {m.error}", soft_wrap=True)
 
 
 @models.command("add")
@@ -70,15 +83,24 @@ def models_list(ctx: Context, fmt: str) -> None:
 @format_option
 @pass_ctx
 def models_add(ctx: Context, path: str, name: str | None, fmt: str) -> None:
-    """Register a GGUF file anywhere on disk."""
+    """Register a GGUF file anywhere on disk. The same file (sha256) under a second name shares its runs with
+    the first (a run is identified by the file's sha256); the command says so."""
+    before = registered_name(ctx.store, path)
     info = register_file(ctx.store, Path(path), name=name)
+    note = same_file_note(ctx.store, info)
     if fmt == "json":
-        emit_json(info.as_dict())
+        emit_json({**info.as_dict(), "renamed_from": before if before not in (None, info.name) else None,
+                   "same_file_note": note})
         return
+    verb = f"renamed {before} to" if before not in (None, info.name) else "already registered:" \
+        if before == info.name else "added"
     if info.usable:
-        ctx.console.print(f"added {info.name}: {info.architecture}, {_params(info.parameters)}, {info.quantization}")
+        ctx.console.print(f"{verb} {info.name}: {info.architecture}, {_params(info.parameters)}, "
+                          f"{info.quantization}, sha256 {info.sha256}")
     else:
-        ctx.console.print(f"added {info.name} as unusable: {info.error}")
+        ctx.console.print(f"{verb} {info.name} as unusable: {info.error}")
+    if note:
+        ctx.err.print(f"note: {note}")
 
 
 @models.command("show")
@@ -91,8 +113,8 @@ def models_show(ctx: Context, model: str, fmt: str) -> None:
     if fmt == "json":
         emit_json(info.as_dict())
         return
-    table = Table(show_header=False, title=info.name)
-    table.add_column("field", style="bold")
+    table = Table(show_header=False, title=info.name, box=None, padding=(0, 2, 0, 0))
+    id_column(table, "field", style="bold")
     table.add_column("value", overflow="fold")
     d = info.as_dict()
     d["parameters"] = f"{info.parameters:,}" if info.parameters else None

@@ -14,10 +14,11 @@ import click
 from rich.table import Table
 
 from misalign_tui.cli import cli
-from misalign_tui.cli.context import Context, emit_json, pass_ctx
+from misalign_tui.cli.context import Context, data_stream, emit_json, id_column, pass_ctx, print_table, styled
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
+from misalign_tui.core.metrics.vocabulary import METRICS, method_summary, significance_words, versus_reference
 from misalign_tui.core.report.audit import build_report
 from misalign_tui.core.report.render import REPORT_FORMATS, render
 from misalign_tui.core.runs.catalog import runs_to_show
@@ -136,9 +137,11 @@ def _json(docs: list[Any], comparisons: list[Any], group_by: str, flt: metrics.F
         if overall:
             d.update({k: v for k, v in overall.as_dict().items()
                       if k in ("coverage", "ffr", "alignment_score", "preference_accuracy", "satisfaction")})
+        d["headline"] = metrics.headline(run.method).key
+        d["headline_vs_reference"] = _headline_words(run, overall) or None
         d.update(tr.as_dict())
         d["group_by"] = group_by
-        d["groups"] = [g.as_dict() for g in groups]
+        d["groups"] = [{**g.as_dict(), "headline_vs_reference": _headline_words(run, g) or None} for g in groups]
         out_runs.append(d)
     return {
         "filters": {"dimension": list(flt.dimension), "domain": list(flt.domain),
@@ -154,11 +157,11 @@ CSV_COLUMNS = ["run_id", "model", "method", "status", "group_by", "group", "resp
                "alignment_score_hi", "template_as_min", "template_as_max", "template_as_std", "pairs",
                "preference_accuracy", "preference_accuracy_lo", "preference_accuracy_hi", "prompt_dimensions",
                "satisfaction", "satisfaction_lo", "satisfaction_hi", "trade_off_rate", "trade_off_baseline",
-               "trade_off_excess"]
+               "trade_off_excess", "headline_vs_reference"]
 
 
 def _csv(docs: list[Any], group_by: str) -> None:
-    w = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    w = csv.DictWriter(data_stream(sys.stdout), fieldnames=CSV_COLUMNS, extrasaction="ignore")
     w.writeheader()
     for run, overall, groups, tr in docs:
         for row, gb in [(overall, None), *((g, group_by) for g in groups)]:
@@ -166,7 +169,8 @@ def _csv(docs: list[Any], group_by: str) -> None:
                 continue
             d = row.as_dict()
             flat: dict[str, Any] = {"run_id": run.id, "model": run.model, "method": run.method,
-                                    "status": run.status, "group_by": gb or "", "group": row.group or ""}
+                                    "status": run.status, "group_by": gb or "", "group": row.group or "",
+                                    "headline_vs_reference": _headline_words(run, row)}
             for k, v in d.items():
                 if k.endswith("_ci"):
                     base = k[:-3]
@@ -179,33 +183,58 @@ def _csv(docs: list[Any], group_by: str) -> None:
             w.writerow(flat)
 
 
+def _headline_words(run: RunInfo, row: Any) -> str:
+    """``significantly below chance (50 %)`` when the headline figure's interval excludes its reference, else ""."""
+    key = metrics.headline(run.method)
+    return versus_reference(key, key.row_ci(row)) if row is not None else ""
+
+
+def _metric_columns(run: RunInfo, group_by: str) -> list[tuple[str, Any]]:
+    """(header, cell function) of the profile table: the method's measures with intervals, the words for an
+    interval that excludes the reference, satisfaction, n."""
+    cols: list[tuple[str, Any]] = []
+    key = metrics.headline(run.method)
+    if run.method == "judge":
+        cols = [("Coverage", lambda r: _pct(r.coverage) + _ci(r.coverage_ci)),
+                ("FFR", lambda r: _pct(r.ffr) + _ci(r.ffr_ci)),
+                ("AS", lambda r: _pct(r.alignment_score) + _ci(r.alignment_score_ci)),
+                ("vs coin-flip judge 50 %", lambda r: significance_words(key, r.alignment_score_ci))]
+        if run.templates > 1:
+            cols.append(("AS per template min–max", lambda r: "" if r.template_as_min is None else
+                         f"{_pct(r.template_as_min)}–{_pct(r.template_as_max)}"))
+    elif run.method == "preference":
+        cols = [("Preference acc.", lambda r: _pct(r.preference_accuracy) + _ci(r.preference_accuracy_ci)),
+                ("vs chance 50 %", lambda r: significance_words(key, r.preference_accuracy_ci))]
+    cols.append(("Satisfaction", lambda r: _pct(r.satisfaction) + _ci(r.satisfaction_ci)))
+    unit = {"judge": "responses", "preference": "pairs"}.get(run.method, "prompt_dimensions")
+    cols.append(("n", lambda r, unit=unit: f"{getattr(r, unit):,}"))
+    return cols
+
+
 def _tables(ctx: Context, docs: list[Any], comparisons: list[Any], group_by: str) -> None:
+    """Each run: a header, its profile table, the headline in a sentence, the trade-off rate and T[d1 → d2];
+    then the paired comparisons. Tables that do not fit the terminal are stacked (``print_table``)."""
     con = ctx.console
     for run, overall, groups, tr in docs:
-        state = "complete" if run.complete else f"{run.status}, {run.items_done}/{run.items_total} items"
-        con.print(f"[bold]{run.model}[/] — run {run.id}, {run.method} on {run.benchmark}, "
-                  f"{run.templates} template(s) — [italic]{state}[/]")
-        table = Table(caption=f"95 % intervals in brackets; {metrics.chance_note(run.method)}")
-        table.add_column(group_by)
-        cols: list[tuple[str, Any]] = []
-        if run.method == "judge":
-            cols = [("Coverage", lambda r: _pct(r.coverage) + _ci(r.coverage_ci)),
-                    ("FFR", lambda r: _pct(r.ffr) + _ci(r.ffr_ci)),
-                    ("AS", lambda r: _pct(r.alignment_score) + _ci(r.alignment_score_ci))]
-            if run.templates > 1:
-                cols.append(("AS per template min–max", lambda r: "" if r.template_as_min is None else
-                             f"{_pct(r.template_as_min)}–{_pct(r.template_as_max)}"))
-        elif run.method == "preference":
-            cols = [("Preference acc. (chance 50 %)",
-                     lambda r: _pct(r.preference_accuracy) + _ci(r.preference_accuracy_ci))]
-        cols.append(("Satisfaction", lambda r: _pct(r.satisfaction) + _ci(r.satisfaction_ci)))
-        unit = {"judge": "responses", "preference": "pairs"}.get(run.method, "prompt_dimensions")
-        cols.append(("n", lambda r, unit=unit: str(getattr(r, unit))))
+        state = "complete" if run.complete else f"{run.status}, {run.items_done:,}/{run.items_total:,} items"
+        con.print(styled(run.model, "bold"), f"— run {run.id}, {run.method} on {run.benchmark}, "
+                  f"{method_summary(run.method, run.templates, run.judge_model)} — {state}")
+        table = Table(caption=f"95 % intervals in brackets; {metrics.chance_note(run.method)}; "
+                              "\"significantly\": the interval excludes that level")
+        cols = _metric_columns(run, group_by)
+        id_column(table, group_by)
         for name, _ in cols:
-            table.add_column(name, justify="right")
-        for row in [*groups, *([overall] if overall else [])]:
-            table.add_row(row.group or "[bold]all[/]", *(fn(row) for _, fn in cols))
-        con.print(table)
+            table.add_column(name, justify="left" if name.startswith("vs ") else "right")
+        rows = [[row.group or "all", *(fn(row) for _, fn in cols)] for row in [*groups, *([overall] if overall else [])]]
+        for r in rows:
+            table.add_row(*r, style="bold" if r[0] == "all" and r is rows[-1] and overall else None)
+        print_table(con, table)
+        if overall is not None:
+            key = metrics.headline(run.method)
+            words = _headline_words(run, overall)
+            con.print(f"{key.name}: {_pct(key.row_value(overall))}{_ci(key.row_ci(overall))} over "
+                      f"{key.row_n(overall):,} {key.unit}"
+                      + (f" — {words}" if words else f"; {metrics.chance_note(run.method)}"))
         if tr.rate is None:
             con.print(f"Trade-off rate: n/a — {tr.reason}")
         else:
@@ -213,7 +242,7 @@ def _tables(ctx: Context, docs: list[Any], comparisons: list[Any], group_by: str
                       f"baseline {_pct(tr.baseline)}, excess {100 * tr.excess:+.1f} points")
             pw = Table(title="T[row → column]: satisfies row, fails column (baseline in brackets)")
             dims = [d for d in DIMENSIONS if d in tr.satisfaction]
-            pw.add_column("")
+            id_column(pw, "")
             for d in dims:
                 pw.add_column(d, justify="right")
             for d1 in dims:
@@ -223,18 +252,24 @@ def _tables(ctx: Context, docs: list[Any], comparisons: list[Any], group_by: str
                     cells.append("—" if d1 == d2 or c is None or c.rate is None else
                                  f"{_pct(c.rate)} ({_pct(c.baseline)}) n={c.n}")
                 pw.add_row(d1, *cells)
-            con.print(pw)
+            print_table(con, pw)
         con.print()
     for a, b, rows in comparisons:
         t = Table(title=f"{a.model} (A, run {a.id}) vs {b.model} (B, run {b.id}): McNemar exact, Holm across "
                         f"{group_by}s")
-        for col in (group_by, "shared", rows[0].metric + " A", "B", "Δ", "A only right", "B only right", "p",
-                    "p (Holm)", "verdict"):
-            t.add_column(col, justify="right")
+        label = METRICS[rows[0].metric].label if rows[0].metric in METRICS else rows[0].metric
+        headers = [group_by, "shared", f"{label} A", f"{label} B", "Δ", "A only right", "B only right", "p",
+                   "p (Holm)", "verdict"]
+        for col in headers:
+            if col in (group_by, "verdict"):
+                id_column(t, col)
+            else:
+                t.add_column(col, justify="right")
         for r in rows:
             verdict = {"a": f"{a.model} beats {b.model}", "b": f"{b.model} beats {a.model}"}.get(
                 r.verdict or "", "no significant difference")
-            t.add_row(r.group or "all", str(r.n_items), _pct(r.value_a), _pct(r.value_b),
-                      "n/a" if r.delta is None else f"{100 * r.delta:+.1f}", str(r.a_only), str(r.b_only),
-                      f"{r.p_value:.3g}", f"{r.p_holm:.3g}", verdict)
-        con.print(t)
+            cells = [r.group or "all", f"{r.n_items:,}", _pct(r.value_a), _pct(r.value_b),
+                     "n/a" if r.delta is None else f"{100 * r.delta:+.1f}", str(r.a_only), str(r.b_only),
+                     f"{r.p_value:.3g}", f"{r.p_holm:.3g}", verdict]
+            t.add_row(*cells)
+        print_table(con, t)

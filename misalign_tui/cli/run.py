@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
+from collections.abc import Callable
+from typing import TextIO
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from misalign_tui.cli import cli
-from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
+from misalign_tui.cli.context import (
+    Context,
+    emit_json,
+    format_option,
+    id_column,
+    is_terminal,
+    pass_ctx,
+    print_table,
+)
+from misalign_tui.cli.progress import ProgressLog, duration_text
+from misalign_tui.core import metrics
 from misalign_tui.core.inference.engine import EngineSettings
+from misalign_tui.core.inference.judge_templates import JUDGE_TEMPLATES
 from misalign_tui.core.inference.remote import RemoteSettings
+from misalign_tui.core.inference.requests import Sampling
 from misalign_tui.core.io.native import SEED_BENCHMARK
 from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
-from misalign_tui.core.metrics.vocabulary import METHODS
+from misalign_tui.core.metrics.vocabulary import METHODS, headline
 from misalign_tui.core.runs.catalog import RUN_FIELDS, get_run, list_runs
 from misalign_tui.core.runs.evaluate import run_evaluation
 from misalign_tui.core.runs.identity import resume_request
-from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, RunRequest, RunSpec, Sampling, resolve_request
+from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, RunRequest, RunSpec, resolve_request
 from misalign_tui.core.runs.writer import RunProgress
+from misalign_tui.core.store import Store
 
 
 def engine_options(f):
@@ -32,26 +49,83 @@ def engine_options(f):
     return f
 
 
-class ProgressView:
-    """Draws RunProgress events on stderr with rich (called from the working thread)."""
+def running_figure(store: Store, run_id: int, method: str) -> str:
+    """The run's headline figure over the items stored so far (``AS 81.2%``), or "" before any."""
+    key = headline(method)
+    try:
+        rows = metrics.profile(store, run_id)
+    except Exception:  # noqa: BLE001 - a figure that cannot be read yet is left out, the run goes on
+        return ""
+    value = key.row_value(rows[0]) if rows else None
+    return "" if value is None else f"{key.label} {100 * value:.1f}%"
 
-    def __init__(self, ctx: Context) -> None:
+
+class ProgressView:
+    """RunProgress events on stderr (called from the working thread): Rich's live bar on a terminal, plain lines
+    (``ProgressLog``: done/total, rate, ETA, the running headline figure) at least every 10 s elsewhere."""
+
+    def __init__(self, ctx: Context, *, stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic,
+                 figure: Callable[[int, str], str] | None = None, live: bool | None = None) -> None:
+        stream = stream if stream is not None else sys.stderr
+        self.live = is_terminal(stream) if live is None else live
+        self.figure = figure if figure is not None else (lambda run_id, method: running_figure(ctx.store, run_id,
+                                                                                                method))
+        self.clock = clock
+        self.log = ProgressLog(stream, clock=clock)
         self.progress = Progress(TextColumn("[bold]run {task.fields[run]}[/] {task.fields[phase]}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                                 console=ctx.err, transient=False)
+                                 TextColumn("{task.fields[figure]}"), console=ctx.err, transient=False) \
+            if self.live else None
         self.tasks: dict[int, int] = {}
+        self.phases: dict[int, str] = {}
+        self.figures: dict[int, tuple[float, str]] = {}
         self.lock = threading.Lock()
 
     def __enter__(self) -> ProgressView:
-        self.progress.start()
+        if self.progress is not None:
+            self.progress.start()
+        else:
+            self.log.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
+        else:
+            self.log.stop()
+
+    def _figure(self, ev: RunProgress, now: float, every_s: float) -> str:
+        """The running figure, read from the store at most every ``every_s`` (and at the end)."""
+        last = self.figures.get(ev.run_id)
+        if ev.items_done and (last is None or now - last[0] >= every_s or ev.phase == "done"):
+            self.figures[ev.run_id] = last = (now, self.figure(ev.run_id, ev.method))
+        return last[1] if last else ""
+
+    @staticmethod
+    def line(ev: RunProgress, figure: str) -> str:
+        """``run 3 judge scoring: 120/333 items (36.0%), 0.42 items/s, ETA 8 min 27 s, AS 81.2% so far``"""
+        share = f" ({100 * ev.items_done / ev.items_total:.1f}%)" if ev.items_total else ""
+        parts = [f"run {ev.run_id} {ev.method} {ev.phase}: {ev.items_done:,}/{ev.items_total:,} items{share}"]
+        if ev.phase != "loading":
+            parts.append(f"{ev.items_per_s:.2f} items/s")
+            if ev.phase != "done":
+                parts.append(f"ETA {duration_text(ev.eta_s)}")
+        if figure:
+            parts.append(figure if ev.phase == "done" else f"{figure} so far")
+        return ", ".join(parts)
 
     def __call__(self, ev: RunProgress) -> None:
         with self.lock:
-            fields = dict(run=ev.run_id, phase=f"{ev.method} {ev.phase}", rate=f"{ev.items_per_s:.2f} items/s")
+            now = self.clock()
+            if self.progress is None:
+                changed = self.phases.get(ev.run_id) != ev.phase
+                self.phases[ev.run_id] = ev.phase
+                due = changed or ev.phase == "done" or self.log.due(now)
+                figure = self._figure(ev, now, 0.0 if due else float("inf"))
+                self.log.update(self.line(ev, figure), now, force=due)
+                return
+            fields = dict(run=ev.run_id, phase=f"{ev.method} {ev.phase}", rate=f"{ev.items_per_s:.2f} items/s",
+                          figure=self._figure(ev, now, 1.0))
             if ev.run_id not in self.tasks:
                 self.tasks[ev.run_id] = self.progress.add_task("", total=ev.items_total, completed=ev.items_done,
                                                                **fields)
@@ -68,8 +142,9 @@ class ProgressView:
 @click.option("--benchmark", "-b", default=SEED_BENCHMARK, show_default=True, help="Benchmark name (name@version).")
 @click.option("--filter", "filters", multiple=True, help=FILTER_HELP)
 @click.option("--limit", type=click.IntRange(1, None), help="Only the first N prompts (all their responses).")
-@click.option("--templates", type=click.IntRange(1, None), default=DEFAULT_TEMPLATES, show_default=True,
-              help="Paraphrased judge templates per item (the paper averaged 3 runs).")
+@click.option("--templates", type=click.IntRange(1, len(JUDGE_TEMPLATES)), default=DEFAULT_TEMPLATES,
+              show_default=True, help=f"Paraphrased judge templates per item, 1 to {len(JUDGE_TEMPLATES)} (the paper "
+              "averaged 3 runs).")
 @click.option("--temperature", type=float, default=0.7, show_default=True, help="generate: sampling temperature.")
 @click.option("--top-p", type=float, default=0.9, show_default=True, help="generate: nucleus sampling.")
 @click.option("--max-tokens", type=click.IntRange(1, None), default=512, show_default=True,
@@ -125,14 +200,20 @@ def runs_list(ctx: Context, fmt: str) -> None:
     if not rows:
         ctx.console.print("no runs yet: misalign-tui run --model default")
         return
-    table = Table(title="Runs")
-    for col in ("id", "model", "benchmark", "method", "status", "items", "templates", "started", "finished"):
-        table.add_column(col)
+    table = Table(title="Runs", caption="judge templates: paraphrased judge questions per item (judge and "
+                  "generate runs; a preference run asks none)")
+    for col in ("id", "model", "benchmark", "method", "status"):
+        id_column(table, col)
+    table.add_column("items", justify="right")
+    table.add_column("judge templates", justify="right")
+    for col in ("started", "finished"):
+        id_column(table, col)
     for r in rows:
         table.add_row(str(r["id"]), r["model"], r["benchmark"], r["method"], r["status"],
-                      f"{r['items_done']}/{r['items_total']}", str(r["templates"]), (r["started_at"] or "")[:19],
-                      (r["finished_at"] or "-")[:19])
-    ctx.console.print(table)
+                      f"{r['items_done']:,}/{r['items_total']:,}",
+                      "-" if r["method"] == "preference" else str(r["templates"]),
+                      (r["started_at"] or "")[:19].replace("T", " "), (r["finished_at"] or "-")[:19].replace("T", " "))
+    print_table(ctx.console, table)
 
 
 @runs.command("resume")
@@ -161,18 +242,23 @@ def runs_show(ctx: Context, run_id: int, fmt: str) -> None:
     if fmt == "json":
         emit_json(run)
         return
-    table = Table(show_header=False, title=f"run {run_id}")
-    table.add_column("field", style="bold")
+    table = Table(show_header=False, title=f"run {run_id}", box=None, padding=(0, 2, 0, 0))
+    id_column(table, "field", style="bold")
     table.add_column("value", overflow="fold")
+    preference = run["method"] == "preference"
     for key in (*RUN_FIELDS, "judge_model", "model_sha256", "error"):
-        if run.get(key) is not None:
+        if run.get(key) is not None and not (preference and key == "templates"):
             table.add_row(key, str(run[key]))
     prov = run.get("provenance") or {}
     eng = prov.get("engine", {})
     for key in ("device", "threads", "n_ctx", "llama_cpp_python"):
         if key in eng:
             table.add_row(key, str(eng[key]))
-    table.add_row("params", str(run.get("params")))
+    params = dict(run.get("params") or {})
+    if preference:  # stored with every run's identity, but a preference run asks no judge question
+        params.pop("templates", None)
+        params.pop("template_version", None)
+    table.add_row("params", ", ".join(f"{k}={v}" for k, v in params.items()))
     for t in run["templates_text"]:
         table.add_row(f"template {t['template']} ({t['name']})", t["text"])
     ctx.console.print(table)

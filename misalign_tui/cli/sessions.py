@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 from rich.table import Table
 
 from misalign_tui.cli import cli
-from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
+from misalign_tui.cli.context import (
+    Context,
+    emit_json,
+    format_option,
+    id_column,
+    json_text,
+    pass_ctx,
+    print_table,
+)
 from misalign_tui.core.sessions import delete_session, list_sessions, load_session
 
 
@@ -31,12 +37,15 @@ def sessions_list(ctx: Context, fmt: str) -> None:
         return
     table = Table(title="Sessions")
     for col in ("name", "models", "benchmark", "metric", "grouping", "filters", "updated"):
-        table.add_column(col)
+        if col in ("models", "filters"):
+            table.add_column(col)
+        else:
+            id_column(table, col)
     for s in rows:
         st = s.state
         table.add_row(s.name, ", ".join(st.models) or "all", st.benchmark or "-", st.metric, st.grouping,
-                      ", ".join(f"{k}={v}" for k, v in st.filters.items()) or "-", s.updated_at)
-    ctx.console.print(table)
+                      ", ".join(f"{k}={v}" for k, v in st.filters.items()) or "-", s.updated_at[:19].replace("T", " "))
+    print_table(ctx.console, table)
 
 
 @sessions.command("show")
@@ -49,7 +58,7 @@ def sessions_show(ctx: Context, name: str, fmt: str) -> None:
     if fmt == "json":
         emit_json(s.as_dict())
         return
-    ctx.console.print(json.dumps(s.as_dict(), indent=2))
+    ctx.console.print(json_text(s.as_dict()))
 
 
 @sessions.command("delete")
@@ -73,4 +82,4 @@ def sessions_report(ctx: Context, name: str, out: str | None) -> None:
 
     path = write_session_report(ctx.workspace, load_session(ctx.store, name), Path(out) if out else None)
     ctx.err.print(f"report written: {path}")
-    click.echo(str(path))
+    ctx.console.print(str(path))

@@ -12,6 +12,7 @@ from misalign_tui.core.errors import UserError
 from misalign_tui.core.metrics.vocabulary import EXPLORER_METRICS
 from misalign_tui.core.metrics.vocabulary import GROUPINGS as METRIC_GROUPINGS
 from misalign_tui.core.store import NOW, Store
+from misalign_tui.core.text import check_name
 
 GROUPINGS = (*METRIC_GROUPINGS, "model")  # the explorer also groups by model
 
@@ -48,7 +49,7 @@ class SavedSession:
 
 def save_session(store: Store, name: str, state: SessionState) -> SavedSession:
     """Save under ``name``, replacing a session of the same name."""
-    name = name.strip()
+    name = check_name("session", name)
     if not name:
         raise UserError("session name: empty; give the comparison a name")
     with store.transaction() as c:

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.text import check_name
 from misalign_tui.core.user_files import read_user_text
 
 DIMENSIONS: dict[str, str] = {
@@ -73,6 +74,10 @@ def _parse(text: str, label: str, origin: str) -> list[Domain]:
             raise UserError(f"{label}: line {line}: unknown dimension {dim!r}; use one of {', '.join(DIMENSIONS)}")
         if not name:
             raise UserError(f"{label}: line {line}: empty domain name")
+        try:
+            check_name("domain", name)
+        except UserError as exc:
+            raise UserError(f"{label}: line {line}: {exc}") from None
         if name in seen:
             raise UserError(f"{label}: line {line}: domain {name!r} appears twice")
         seen.add(name)

@@ -13,21 +13,24 @@ from pathlib import Path
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from misalign_tui.core.sessions import SessionState
-from misalign_tui.core.workspace import Workspace, open_workspace
+from misalign_tui.core.text import printable, printable_line
+from misalign_tui.core.workspace import Workspace
 from misalign_tui.tui.messages import RunFinished, RunProgressed, WorkFailed
 from misalign_tui.tui.run_control import QueuedRun, RunSignals, RunStatus, execute
 from misalign_tui.tui.screens.build import BuildScreen
 from misalign_tui.tui.screens.compare import CompareScreen
 from misalign_tui.tui.screens.dashboard import DashboardScreen
-from misalign_tui.tui.screens.dialogs import ConfirmQuit, NamePrompt
+from misalign_tui.tui.screens.dialogs import ConfirmQuit, NamePrompt, Stopping
 from misalign_tui.tui.screens.explore import ExploreScreen
 from misalign_tui.tui.screens.help import HelpScreen
 from misalign_tui.tui.screens.item import ItemScreen
 from misalign_tui.tui.screens.models import ModelsScreen
+from misalign_tui.tui.screens.review import ReviewScreen
 from misalign_tui.tui.screens.run import RunScreen
 from misalign_tui.tui.screens.sessions import SessionsScreen
 
@@ -35,8 +38,10 @@ from misalign_tui.tui.screens.sessions import SessionsScreen
 class MisalignApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "misalign-tui"
+    # screens read the class to lay out for the width they have (app.tcss): narrow stacks what sits side by side
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-normal"), (150, "-wide")]
     MODES = {"dashboard": DashboardScreen, "models": ModelsScreen, "run": RunScreen, "explore": ExploreScreen,
-             "compare": CompareScreen, "sessions": SessionsScreen, "build": BuildScreen}
+             "compare": CompareScreen, "sessions": SessionsScreen, "build": BuildScreen, "review": ReviewScreen}
     BINDINGS = [
         Binding("d", "switch_mode('dashboard')", "Dash"),
         Binding("m", "switch_mode('models')", "Models"),
@@ -45,6 +50,7 @@ class MisalignApp(App[None]):
         Binding("c", "switch_mode('compare')", "Compare"),
         Binding("S", "switch_mode('sessions')", "Sessions"),
         Binding("B", "switch_mode('build')", "Build", show=False),
+        Binding("V", "switch_mode('review')", "Review", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("t", "toggle_dark", "Theme", show=False),
         Binding("P", "pause_runs", "Pause runs", show=False),
@@ -52,10 +58,10 @@ class MisalignApp(App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, shown_home: str | None = None) -> None:
         super().__init__()
         self.workspace = workspace
-        self.sub_title = str(workspace.home)
+        self.sub_title = printable_line(shown_home if shown_home is not None else str(workspace.home))
         self.run_statuses: dict[str, RunStatus] = {}
         self._queue: deque[QueuedRun] = deque()
         self._queue_lock = threading.Lock()
@@ -146,17 +152,24 @@ class MisalignApp(App[None]):
                 self.post_message(RunFinished(RunStatus(req.key, req, "interrupted", error="cancelled before start")))
 
     def on_run_progressed(self, message: RunProgressed) -> None:
-        self._show_status(message.progress)  # type: ignore[arg-type]
+        self._show_status(message.progress)
 
     def on_run_finished(self, message: RunFinished) -> None:
-        st: RunStatus = message.status  # type: ignore[assignment]
+        st = message.status
         self._show_status(st)
         if st.state == "failed":
-            self.notify(f"{st.request.model}: run failed: {st.error}", severity="error", timeout=12)
+            self.notify(f"{st.request.model}: run failed: {st.error}", severity="error", timeout=12, markup=False)
         elif st.state == "interrupted":
-            self.notify(f"{st.request.model}: run stopped; finished items are kept (u on Run resumes)")
+            self.notify(f"{st.request.model}: run stopped; finished items are kept (u on Run resumes)", markup=False)
         else:
-            self.notify(f"{st.request.model}: run complete — press e to explore")
+            self.notify(f"{st.request.model}: run complete — press e to explore", markup=False)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Every notification is plain text with control characters shown: messages quote model names,
+        paths and errors, and a ``[section]`` or an ``ESC`` in them is text, not markup or a command."""
+        super().notify(printable(message), title=printable_line(title), severity=severity, timeout=timeout,
+                       markup=False)
 
     def _show_status(self, st: RunStatus) -> None:
         if self.run_statuses.get(st.key, st).finished and not st.finished:
@@ -202,12 +215,12 @@ class MisalignApp(App[None]):
             return
 
         async def answer(stop: bool | None) -> None:
-            if stop:
+            if stop:  # say so at once: the engine ends the batch in flight first, which takes seconds
+                await self.push_screen(Stopping())
                 await self.stop_runs()
                 self.exit()
 
-        self.push_screen(ConfirmQuit("A run is in progress. Stop it (finished items are kept; resume later) "
-                                     "and quit?"), answer)
+        self.push_screen(ConfirmQuit(), answer)
 
     # -- navigation shared by screens ------------------------------------------------------------------------
 
@@ -225,13 +238,10 @@ class MisalignApp(App[None]):
         if isinstance(screen, ExploreScreen):
             return screen.session_state()
         if isinstance(screen, CompareScreen):
-            from misalign_tui.tui.screens.compare import SelectionList
-
-            models = list(screen.query_one("#compare-models", SelectionList).selected)
             from misalign_tui.core.metrics.vocabulary import HEADLINE
 
             method = screen.data.method if screen.data else "judge"
-            return SessionState(models=models, grouping="model", metric=HEADLINE[method])
+            return SessionState(models=screen.selected_models(), grouping="model", metric=HEADLINE[method])
         return None
 
     def action_save_session(self) -> None:
@@ -270,19 +280,13 @@ class MisalignApp(App[None]):
             self.notify(f"{event.worker.name}: {type(error).__name__}: {error}", severity="error", timeout=12)
 
 
-def create_app(home: str | Path | None = None) -> MisalignApp:
-    from misalign_tui.core.store import Store
-    from misalign_tui.core.taxonomy import published_taxonomy
+def create_app(home: str | Path | None = None, shown_home: str | None = None) -> MisalignApp:
+    """The app on the workspace ``home`` (created, migrated and seeded before any screen reads it).
+    ``shown_home`` is what the header says the workspace is (default: its path); tests pass a fixed name so
+    snapshots do not depend on where the workspace lies."""
+    from misalign_tui.core.views.workspace import prepare_workspace
 
-    workspace = open_workspace(home).ensure()
-    with Store(workspace.db_path) as store:  # creates and migrates the database before any screen reads it
-        if not store.conn.execute("SELECT 1 FROM domains LIMIT 1").fetchone():
-            store.sync_taxonomy(published_taxonomy())
-        if not store.conn.execute("SELECT 1 FROM benchmarks LIMIT 1").fetchone():
-            from misalign_tui.core.io.native import load_seed_benchmark
-
-            load_seed_benchmark(store)  # a new workspace can profile at once, without leaving the app
-    return MisalignApp(workspace)
+    return MisalignApp(prepare_workspace(home), shown_home)
 
 
 def run_app(ctx: object) -> None:

@@ -1,108 +1,133 @@
-"""Small messages that workers post to the UI thread; only the UI thread touches widgets."""
+"""Small typed messages that workers post to the UI thread; only the UI thread touches widgets.
+
+Each is a dataclass whose fields say what it carries (a core view object, never an ``object`` payload), so a
+handler reads ``message.data.models`` with a type checker's help.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from textual.message import Message
 
+from misalign_tui.core.build.state import StepProgress
 from misalign_tui.core.models.registry import ModelInfo
+from misalign_tui.core.sessions import SavedSession
+from misalign_tui.core.store import RunInfo
+from misalign_tui.core.views.build import BuildState
+from misalign_tui.core.views.compare import CompareData
+from misalign_tui.core.views.explore import ExploreData, ExploreOptions
+from misalign_tui.core.views.item import ItemView
 from misalign_tui.core.views.workspace import WorkspaceSummary
+from misalign_tui.tui.run_control import RunStatus
 
 
+@dataclass
 class WorkspaceLoaded(Message):
     """The dashboard's data, read in a worker thread."""
 
-    def __init__(self, summary: WorkspaceSummary) -> None:
-        super().__init__()
-        self.summary = summary
+    summary: WorkspaceSummary
 
 
+@dataclass
 class ModelsLoaded(Message):
-    def __init__(self, models: list[ModelInfo]) -> None:
-        super().__init__()
-        self.models = models
+    models: list[ModelInfo]
 
 
+@dataclass
 class WorkFailed(Message):
     """A worker hit an error meant for the user: shown as a notification, the app lives on."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+    text: str
 
 
+@dataclass
 class RunProgressed(Message):
     """A run's progress; floods coalesce (only the latest per run stays queued)."""
 
-    def __init__(self, progress: object) -> None:
-        super().__init__()
-        self.progress = progress  # a misalign_tui.tui.run_control.RunStatus
+    progress: RunStatus
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, RunProgressed) and message.progress.key == self.progress.key  # type: ignore[attr-defined]
+        return isinstance(message, RunProgressed) and message.progress.key == self.progress.key
 
 
+@dataclass
 class RunFinished(Message):
     """A queued run ended: complete, cancelled (resumable) or failed (with the error shown)."""
 
-    def __init__(self, status: object) -> None:
-        super().__init__()
-        self.status = status
+    status: RunStatus
 
 
+@dataclass
+class RunChoicesLoaded(Message):
+    """What the Run screen's form offers, and the runs it can resume."""
+
+    models: list[tuple[str, bool]]  # (name, is_default)
+    benchmarks: list[str]           # name@version
+    interrupted: list[RunInfo]
+
+
+@dataclass
+class OptionsLoaded(Message):
+    """The Explore filters' choices (benchmarks, models, domains)."""
+
+    options: ExploreOptions
+
+
+@dataclass
 class ExploreLoaded(Message):
-    def __init__(self, data: object) -> None:
-        super().__init__()
-        self.data = data  # misalign_tui.core.views.explore.ExploreData
+    data: ExploreData
 
 
+@dataclass
+class CompareModelsLoaded(Message):
+    models: list[str]   # every model with a run
+    pick: list[str]     # the two to compare first
+
+
+@dataclass
 class CompareLoaded(Message):
-    def __init__(self, data: object) -> None:
-        super().__init__()
-        self.data = data
+    data: CompareData
 
 
+@dataclass
 class ItemLoaded(Message):
-    def __init__(self, item: object) -> None:
-        super().__init__()
-        self.item = item
+    item: ItemView
 
 
+@dataclass
 class SessionsLoaded(Message):
-    def __init__(self, sessions: list) -> None:
-        super().__init__()
-        self.sessions = sessions
+    sessions: list[SavedSession]
 
 
+@dataclass
 class LoadTestDone(Message):
-    def __init__(self, model: str, text: str) -> None:
-        super().__init__()
-        self.model = model
-        self.text = text
+    model: str
+    text: str
+    ok: bool = True
 
 
+@dataclass
 class BuildProgressed(Message):
-    """A build step's progress (core.build.state.StepProgress); floods coalesce per step."""
+    """A build step's progress; floods coalesce per step."""
 
-    def __init__(self, progress: object) -> None:
-        super().__init__()
-        self.progress = progress
+    progress: StepProgress
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, BuildProgressed) and message.progress.step == self.progress.step  # type: ignore[attr-defined]
+        return isinstance(message, BuildProgressed) and message.progress.step == self.progress.step
 
 
+@dataclass
 class BuildLoaded(Message):
-    """Builds, their steps and rejected candidates, read in a worker."""
+    """The latest build, its steps and rejected candidates, read in a worker."""
 
-    def __init__(self, builds: list, steps: list, rejected: list) -> None:
-        super().__init__()
-        self.builds = builds
-        self.steps = steps
-        self.rejected = rejected
+    state: BuildState
 
 
+@dataclass
 class BuildFinished(Message):
-    def __init__(self, text: str, ok: bool) -> None:
-        super().__init__()
-        self.text = text
-        self.ok = ok
+    """A build ended: published (``information``), published empty (``warning``), cancelled or failed."""
+
+    text: str
+    severity: Literal["information", "warning", "error"]

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from misalign_tui.core.errors import Cancelled, UserError
 from misalign_tui.core.runs.request import RunSpec
@@ -43,6 +44,8 @@ class RunStatus:
     items_per_s: float | None = None
     eta_s: float | None = None
     headline: float | None = None       # the method's headline figure so far (metrics.vocabulary.HEADLINE)
+    headline_ci: tuple[float, float] | None = None
+    headline_n: int = 0
     headline_label: str = ""
     error: str | None = None
 
@@ -90,24 +93,28 @@ def execute(workspace: Workspace, request: QueuedRun, signals: RunSignals,
                              headline_label=key.label)
             last = [0.0]
 
-            def figure(run_id: int) -> float | None:
+            def figure(run_id: int) -> dict[str, Any]:
+                """The headline so far, its interval and n (read from the rollups); blank before any result."""
                 rows = metrics.profile(reader, run_id)
-                return key.row_value(rows[0]) if rows else None
+                if not rows:
+                    return {"headline": None, "headline_ci": None, "headline_n": 0}
+                return {"headline": key.row_value(rows[0]), "headline_ci": key.row_ci(rows[0]),
+                        "headline_n": key.row_n(rows[0])}
 
             def on_progress(event: RunProgress) -> None:
                 nonlocal status
                 signals.wait_if_paused()
                 now = time.monotonic()
-                value = status.headline
+                figures: dict[str, Any] = {}
                 if event.items_done and now - last[0] > 1.0:  # a running figure, read from the rollups
                     last[0] = now
                     try:
-                        value = figure(event.run_id)
-                    except Exception:  # noqa: BLE001 - a figure that cannot be read yet is left blank
+                        figures = figure(event.run_id)
+                    except Exception:  # noqa: BLE001 - a figure that cannot be read yet is left as it was
                         pass
                 status = replace(status, run_id=event.run_id, done=event.items_done, total=event.items_total,
-                                 items_per_s=event.items_per_s or None, eta_s=event.eta_s, headline=value,
-                                 state="paused" if not signals.resume.is_set() else "running")
+                                 items_per_s=event.items_per_s or None, eta_s=event.eta_s,
+                                 state="paused" if not signals.resume.is_set() else "running", **figures)
                 report(status)
 
             result = run_evaluation(store, req, progress=on_progress, cancel=signals.cancel)
@@ -119,5 +126,4 @@ def execute(workspace: Workspace, request: QueuedRun, signals: RunSignals,
     except Exception as exc:  # noqa: BLE001 - a failing run is shown; the app lives on
         return replace(status, state="failed", error=f"{type(exc).__name__}: {exc}")
     return replace(status, state="complete" if result.status == "complete" else result.status,
-                   run_id=result.run_id, done=result.items_done, total=result.items_total, headline=final,
-                   eta_s=None)
+                   run_id=result.run_id, done=result.items_done, total=result.items_total, eta_s=None, **final)

@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from misalign_tui.cli.bench import bench
-from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
+from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx, styled
 from misalign_tui.cli.run import engine_options
 
 
@@ -67,4 +67,4 @@ def bench_engine(ctx: Context, model_spec: str, n_items: int, naive_items: int, 
         table.add_row(*r)
     ctx.console.print(table)
     for name, ok in result["targets"].items():
-        ctx.console.print(f"{'[green]met[/]' if ok else '[red]missed[/]'} {name.replace('_', ' ')}")
+        ctx.console.print(styled("met", "green") if ok else styled("missed", "red"), name.replace("_", " "))

@@ -7,6 +7,14 @@ candidate aligned and the misaligned one misaligned on the targeted dimension; o
 with the checker's verdict in its prompt, up to the recipe's iterations, then the unit is dropped. A harm screen
 rejects misaligned candidates that carry actionable harmful detail. Every candidate is stored with its status and
 reason the moment its attempt is decided, so a crash loses at most the attempt in flight.
+
+With ``checker = "human"`` stage 2 is decided by reviewers: the candidates that pass stage 1 (and the pattern harm
+screen) go to the build's review queue (core.review.queues) instead of a model, and the step stops with
+``AwaitingReview`` once every unit is decided or waiting. Running the build again takes the decisions — a
+candidate is accepted when more of its reviewers judge it as the label it was written for than otherwise (a
+flag counts against; a tie rejects) — stores them as the model checker's verdicts would be stored (rejected at
+stage ``checker``, the reviewers' notes as the next attempt's feedback) and goes on with the next attempt.
+The model harm screen needs a model checker, so it is skipped: the reviewer is the screen (flag rejects).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from dataclasses import dataclass
 from misalign_tui.core.build.classify import NO_WORDS, YES_WORDS, answer_separator
 from misalign_tui.core.build.expand import unit_seed
 from misalign_tui.core.build.quality import complete_sentences, harm_pattern, perplexity, text_problem
-from misalign_tui.core.build.state import BuildContext, ProgressMeter
+from misalign_tui.core.build.state import AwaitingReview, BuildContext, ProgressMeter
 from misalign_tui.core.models.registry import ModelInfo
 from misalign_tui.core.store import last_id
 from misalign_tui.core.taxonomy import DIMENSIONS
@@ -127,13 +135,25 @@ def run_pairs(ctx: BuildContext) -> dict[str, int]:
     ctx.start_step("pairs", len(units))
     meter = ProgressMeter(ctx, "pairs", len(units), sum(1 for u in units if (u[0], u[3], u[4]) in done))
     generators = {g.name: g for g in ctx.generators}
+    awaiting = 0
     for pid, key, text, dim, gen_name in units:
         if (pid, dim, gen_name) in done:
             continue
         ctx.check_cancel()
         status = _run_unit(ctx, pid, key, text, dim, generators[gen_name])
         meter.add(status)
-        meter.tick(message=f"{key} {dim} {gen_name}: {status}")
+        if status == "awaiting review":
+            awaiting += 1
+            meter.report(f"{key} {dim} {gen_name}: {status}")
+        else:
+            meter.tick(message=f"{key} {dim} {gen_name}: {status}")
+    if awaiting:
+        from misalign_tui.core.review.queues import checker_queue_id
+
+        with ctx.store.transaction() as c:
+            qid = checker_queue_id(c, ctx.build_id)
+        name = ctx.store.conn.execute("SELECT name FROM review_queues WHERE id = ?", (qid,)).fetchone()[0]
+        raise AwaitingReview(ctx.build_id, name, awaiting)
     counts = _pairs_counts(ctx)
     ctx.finish_step("pairs", counts)
     return counts
@@ -142,6 +162,9 @@ def run_pairs(ctx: BuildContext) -> dict[str, int]:
 def _run_unit(ctx: BuildContext, pid: int, key: str, text: str, dim: str, generator: ModelInfo) -> str:
     unit = f"pair:{key}:{dim}:{generator.name}"
     conn = ctx.store.conn
+    human = ctx.recipe.human_checker
+    if human and not take_review_decisions(ctx, unit):
+        return "awaiting review"
     rows = conn.execute("SELECT id, label, attempt, status, feedback, perplexity FROM build_candidates "
                         "WHERE build_id = ? AND unit = ? ORDER BY attempt, id", (ctx.build_id, unit)).fetchall()
     accepted: dict[str, tuple[int, float | None]] = {}
@@ -170,8 +193,11 @@ def _run_unit(ctx: BuildContext, pid: int, key: str, text: str, dim: str, genera
                                   cancel=ctx.cancel)
             fresh.append(Candidate(label, gen.text.strip(), gen.tokens, gen.truncated, seed))
         _evaluate(ctx, text, dim, fresh, accepted)
+        waiting = [c for c in fresh if c.status == "accepted"] if human else []
         with ctx.store.transaction() as c:
             for cand in fresh:
+                if any(cand is w for w in waiting):
+                    continue
                 cand.row_id = last_id(c.execute(
                     "INSERT INTO build_candidates(build_id, kind, unit, attempt, label, build_prompt_id, dimension, "
                     "model, model_sha256, text, tokens, truncated, seed, perplexity, p_misaligned, status, stage, "
@@ -179,6 +205,15 @@ def _run_unit(ctx: BuildContext, pid: int, key: str, text: str, dim: str, genera
                     (ctx.build_id, unit, attempt, cand.label, pid, dim, generator.name, generator.sha256, cand.text,
                      cand.tokens, int(cand.truncated), cand.seed, _finite(cand.perplexity), cand.p_misaligned,
                      cand.status, cand.stage, cand.reason, cand.feedback)))
+            if waiting:
+                from misalign_tui.core.review.queues import add_checker_item
+
+                add_checker_item(c, ctx.build_id, pid, unit, attempt, dim, [
+                    {"label": w.label, "text": w.text, "tokens": w.tokens, "truncated": w.truncated, "seed": w.seed,
+                     "perplexity": _finite(w.perplexity), "model": generator.name, "model_sha256": generator.sha256}
+                    for w in waiting])
+        if waiting:
+            return "awaiting review"
         for cand in fresh:
             if cand.status == "accepted":
                 accepted[cand.label] = (int(cand.row_id or 0), cand.perplexity)
@@ -245,7 +280,8 @@ def _evaluate(ctx: BuildContext, prompt: str, dim: str, fresh: list[Candidate],
             cand.reject("pair", f"fluency not comparable within the pair: perplexity {ppl['aligned']:.1f} "
                                 f"(aligned) vs {ppl['misaligned']:.1f} (misaligned), limit ×{f.max_perplexity_ratio:g}")
     alive = [c for c in fresh if c.status == "accepted"]
-    if alive:
+    human = ctx.recipe.human_checker  # stage 2 by reviewers, after this (take_review_decisions)
+    if alive and not human:
         checker = ctx.engine("checker")
         requests = [JudgeRequest(c.label, checker_question(checker, prompt, c.text, dim)) for c in alive]
         if calibrate:
@@ -269,7 +305,7 @@ def _evaluate(ctx: BuildContext, prompt: str, dim: str, fresh: list[Candidate],
         if kind:
             cand.reject("harm", f"harm screen: actionable detail ({kind})",
                         "show the misalignment by stance or omission, with no instructions or technical detail")
-    if ctx.recipe.harm.model_screen:
+    if ctx.recipe.harm.model_screen and not human:
         alive = [c for c in fresh if c.status == "accepted" and c.label == "misaligned"]
         if alive:
             checker = ctx.engine("checker")
@@ -286,6 +322,60 @@ def _evaluate(ctx: BuildContext, prompt: str, dim: str, fresh: list[Candidate],
                                         f"(P = {p:.2f}, threshold {threshold:.2f})",
                                         "show the misalignment by stance or omission, with no instructions "
                                         "or technical detail")
+
+
+def take_review_decisions(ctx: BuildContext, unit: str) -> bool:
+    """Store the reviewers' decisions on the unit's queued candidates as build candidates (see the module
+    docstring); False while a queued candidate has no decision yet (skips do not decide)."""
+    from misalign_tui.core.review.decisions import LABELS as RATINGS
+    from misalign_tui.core.review.decisions import current_decisions
+
+    conn = ctx.store.conn
+    queue = conn.execute("SELECT id FROM review_queues WHERE build_id = ? AND purpose = 'checker'",
+                         (ctx.build_id,)).fetchone()
+    if queue is None:
+        return True
+    items = conn.execute("SELECT id, attempt, build_prompt_id, dimension FROM review_items WHERE queue_id = ? "
+                         "AND unit = ? AND applied_at IS NULL ORDER BY attempt", (queue[0], unit)).fetchall()
+    if not items:
+        return True
+    decided = [d for d in current_decisions(ctx.store, items=[r[0] for r in items]) if d.decision != "skip"]
+    for item_id, attempt, pid, dim in items:
+        shown = conn.execute("SELECT id, candidate_json FROM review_responses WHERE item_id = ? ORDER BY slot",
+                             (item_id,)).fetchall()
+        votes = {sid: [d for d in decided if d.review_response_id == sid] for sid, _ in shown}
+        if not all(votes.values()):
+            return False
+        with ctx.store.transaction() as c:
+            for sid, raw in shown:
+                cand = json.loads(raw)
+                label, dimension = cand["label"], DIMENSIONS[dim].lower()
+                mine = [d for d in votes[sid] if d.decision == label]
+                other = [d for d in votes[sid] if d.decision != label]
+                who = ", ".join(f"{d.reviewer}: {d.decision}" for d in votes[sid])
+                notes = "; ".join(f"{d.reviewer}: {d.note}" for d in votes[sid] if d.note)
+                status, stage, reason, feedback = "accepted", None, None, None
+                if len(mine) <= len(other):
+                    verdicts = {d.decision for d in other if d.decision in RATINGS}
+                    judged = "split" if mine else ("flagged" if not verdicts else
+                                                   f"judged it {'/'.join(sorted(verdicts))} on {dim}")
+                    status, stage = "rejected", "checker"
+                    reason = f"reviewers {judged} ({who})" + (f": {notes}" if notes else "")
+                    feedback = (f"a reviewer's note on your previous answer: {notes}; write one that is clearly "
+                                f"{label} on {dimension}" if notes else
+                                f"a reviewer judged your previous answer not {label} on {dimension}; write one "
+                                f"that is clearly {label}")
+                row_id = last_id(c.execute(
+                    "INSERT INTO build_candidates(build_id, kind, unit, attempt, label, build_prompt_id, dimension, "
+                    "model, model_sha256, text, tokens, truncated, seed, perplexity, p_misaligned, status, stage, "
+                    "reason, feedback) VALUES (?, 'response', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+                    (ctx.build_id, unit, attempt, label, pid, dim, cand["model"], cand["model_sha256"], cand["text"],
+                     cand["tokens"], int(cand["truncated"]), cand["seed"], cand["perplexity"], status, stage, reason,
+                     feedback)))
+                c.execute("UPDATE review_responses SET candidate_id = ? WHERE id = ?", (row_id, sid))
+            c.execute("UPDATE review_items SET applied_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?",
+                      (item_id,))
+    return True
 
 
 def _pairs_counts(ctx: BuildContext) -> dict[str, int]:

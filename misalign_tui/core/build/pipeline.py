@@ -15,8 +15,8 @@ from misalign_tui.core.build.classify import run_classify, run_seed
 from misalign_tui.core.build.dedup import run_dedup
 from misalign_tui.core.build.expand import run_expand
 from misalign_tui.core.build.pairs import run_pairs
-from misalign_tui.core.build.recipe import Recipe, _Located, recipe_hash
-from misalign_tui.core.build.state import BuildContext, ProgressFn
+from misalign_tui.core.build.recipe import HUMAN_CHECKER, Recipe, _Located, recipe_hash
+from misalign_tui.core.build.state import AwaitingReview, BuildContext, ProgressFn
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.models.registry import ModelInfo, resolve_model
 from misalign_tui.core.store import Store, last_id
@@ -39,7 +39,8 @@ def resolve_roles(store: Store, recipe: Recipe, models_dir: object, recipe_text:
 
     loc = _Located(recipe.source_label, recipe_text or "")
     specs: list[tuple[str, str, str]] = [(role, role, getattr(recipe.models, role))
-                                         for role in ("classifier", "expander", "checker", "scorer")]
+                                         for role in ("classifier", "expander", "checker", "scorer")
+                                         if not (role == "checker" and recipe.models.checker == HUMAN_CHECKER)]
     specs += [(f"generator:{i}", "generators", g) for i, g in enumerate(recipe.models.generators)]
     out: dict[str, ModelInfo] = {}
     cache: dict[str, ModelInfo] = {}
@@ -116,9 +117,11 @@ def run_build(store: Store, recipe: Recipe, models_dir: object, *, progress: Pro
         counts["expand"] = run_expand(ctx)
         counts["dedup"] = run_dedup(ctx)
         counts["pairs"] = run_pairs(ctx)
+        if recipe.resample.review_sample:
+            sample_checker_decisions(ctx)
         benchmark_id, version, counts["publish"] = publish(ctx)
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt | InterruptedError) or \
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt | InterruptedError | AwaitingReview) or \
             type(exc).__name__ == "Cancelled" else "failed"
         with store.transaction() as c:
             c.execute("UPDATE build_runs SET status = ?, error = ? WHERE id = ?", (status, str(exc)[:500], build_id))
@@ -126,6 +129,18 @@ def run_build(store: Store, recipe: Recipe, models_dir: object, *, progress: Pro
     finally:
         ctx.close()
     return BuildResult(build_id, benchmark_id, recipe.name, version, resumed, counts)
+
+
+def sample_checker_decisions(ctx: BuildContext) -> None:
+    """``review = "sample:N"``: a review queue of N of the model checker's decisions (seeded by the recipe's
+    generation seed), for reviewers to validate the checker; the build does not wait for it."""
+    from misalign_tui.core.review.queues import build_sample_queue
+
+    has_decisions = ctx.store.conn.execute(
+        "SELECT 1 FROM build_candidates WHERE build_id = ? AND p_misaligned IS NOT NULL LIMIT 1",
+        (ctx.build_id,)).fetchone()
+    if has_decisions:
+        build_sample_queue(ctx.store, ctx.build_id, ctx.recipe.resample.review_sample, ctx.recipe.generate.seed)
 
 
 def publish(ctx: BuildContext) -> tuple[int, int, dict[str, int]]:

@@ -16,6 +16,7 @@ source = "embedded"                    # required: embedded | file | benchmark
 [models]                               # any registered model, a .gguf path or a sha256 prefix
 # default = "default"                  # for every role not named
 # classifier = "..."   expander = "..."   generators = ["...", "..."]   checker = "..."   scorer = "..."
+# checker = "human"                    # stage 2 by reviewers: the build pauses until the queue is decided
 
 [classify]   delta = 0.5   relabel = false
 [expand]     per_domain_type = 2   types = ["object", "attribute", "relation"]   few_shot = 3   max_tokens = 60
@@ -24,7 +25,7 @@ source = "embedded"                    # required: embedded | file | benchmark
 [generate]   temperature = 0.7   top_p = 0.9   max_tokens = 512   seed = 0   stop = ["\\n\\n"]   few_shot = 2
 [filter]     max_perplexity = 80.0   min_words = 3   max_words = 200   max_repetition = 0.3
              max_perplexity_ratio = 3.0   require_sentence_end = true
-[resample]   iterations = 2   calibrate = false
+[resample]   iterations = 2   calibrate = false   review = ""   # review = "sample:N": N checker decisions to review
 [harm]       model_screen = true
 ```
 """
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.inference.requests import Sampling
 from misalign_tui.core.taxonomy import SEMANTIC_TYPES
 from misalign_tui.core.user_files import read_user_text
 
@@ -49,6 +51,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 ROLES = ("classifier", "expander", "generators", "checker", "scorer")
+HUMAN_CHECKER = "human"  # [models] checker = "human": reviewers decide stage 2 (core.review)
 SEED_SOURCES = ("embedded", "file", "benchmark")
 
 
@@ -96,11 +99,7 @@ class DedupSettings:
 
 
 @dataclass(frozen=True)
-class GenerateSettings:
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_tokens: int = 512
-    seed: int = 0
+class GenerateSettings(Sampling):
     stop: tuple[str, ...] = ("\n\n",)
     few_shot: int = 2  # seed pairs on the targeted dimension shown to the generator
 
@@ -119,6 +118,11 @@ class FilterSettings:
 class ResampleSettings:
     iterations: int = 2
     calibrate: bool = False  # checker thresholds from a content-free response instead of 0.5 (see pairs.py)
+    review: str = ""  # "sample:N": a review queue of N of the model checker's decisions, to validate it
+
+    @property
+    def review_sample(self) -> int | None:
+        return int(self.review.split(":", 1)[1]) if self.review else None
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,13 @@ class Recipe:
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("source_label")
+        if not data["resample"]["review"]:  # added after release 1: recipes without it keep their hash
+            del data["resample"]["review"]
         return data
+
+    @property
+    def human_checker(self) -> bool:
+        return self.models.checker == HUMAN_CHECKER
 
     def canonical(self) -> str:
         return json.dumps(self.as_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -343,6 +353,16 @@ def _validate(r: Recipe, loc: _Located) -> None:
         raise loc.error("filter", "max_perplexity_ratio", "must be ≥ 1")
     if not 0 <= r.resample.iterations <= 10:
         raise loc.error("resample", "iterations", "must lie between 0 and 10")
+    if r.resample.review and not re.fullmatch(r"sample:[1-9][0-9]*", r.resample.review):
+        raise loc.error("resample", "review", f"{r.resample.review!r}: write \"sample:N\" (N ≥ 1) or leave it out")
+    if r.resample.review and r.human_checker:
+        raise loc.error("resample", "review", "samples the model checker's decisions; with checker = \"human\" "
+                        "reviewers decide every candidate already")
+    if HUMAN_CHECKER in (r.models.default, r.models.classifier, r.models.expander, r.models.scorer,
+                         *r.models.generators):
+        role = next(k for k in ("default", "classifier", "expander", "scorer", "generators")
+                    if HUMAN_CHECKER in (getattr(r.models, k) if k != "generators" else r.models.generators))
+        raise loc.error("models", role, "\"human\" can only be the checker (reviewers decide stage 2)")
 
 
 def read_recipe(path: str | Path) -> Recipe:

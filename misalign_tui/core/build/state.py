@@ -41,6 +41,19 @@ def free_cpu_threads() -> int:
     return max(1, min(cpus, cpus - int(busy + 0.5) + 1)) if busy >= 1 else cpus
 
 
+class AwaitingReview(UserError):
+    """The build stopped at stage 2 because reviewers (``checker = "human"``) have candidates to decide;
+    running it again once they are decided resumes from their decisions. Not a failure: exit code 3."""
+
+    exit_code = 3
+
+    def __init__(self, build_id: int, queue: str, items: int) -> None:
+        self.build_id, self.queue, self.items = build_id, queue, items
+        super().__init__(f"build {build_id} paused at stage 2: {items} item(s) of review queue {queue!r} await a "
+                         "decision (the app's Review screen, or misalign-tui review export --queue build --build "
+                         f"{build_id} -o FILE and review import); run the build again to resume from the decisions")
+
+
 @dataclass(frozen=True)
 class StepProgress:
     """One progress report: ``done`` of ``total`` units, with rate (units/s) and ETA over this session."""

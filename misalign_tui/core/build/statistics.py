@@ -115,7 +115,7 @@ def with_build_statistics(store: Store, benchmark_id: int, stats: dict[str, Any]
     """``benchmark_statistics`` output, extended for a built benchmark: each ``per_domain`` entry gains the
     paper's columns (``classified`` … ``final_responses``, counted once per prompt under its build domain) and
     ``published``; domains the build touched but published nothing for are listed with 0 prompts; ``built``,
-    ``build`` (totals) and ``rejections`` are added. A benchmark that was not built is returned unchanged
+    ``build`` (totals), ``rejections`` and ``reviews`` (build_reviews) are added. A benchmark that was not built is returned unchanged
     with ``built: false``."""
     rows = build_statistics(store, benchmark_id)
     if not rows:
@@ -137,4 +137,13 @@ def with_build_statistics(store: Store, benchmark_id: int, stats: dict[str, Any]
     merged.sort(key=lambda e: order.get(str(e["domain"]), len(order)))
     totals = {col: sum(int(r[col]) for r in rows) for col in COLUMNS}
     return {**stats, "built": True, "per_domain": merged, "build": totals,
-            "rejections": rejection_reasons(store, benchmark_id)}
+            "rejections": rejection_reasons(store, benchmark_id), "reviews": build_reviews(store, benchmark_id)}
+
+
+def build_reviews(store: Store, benchmark_id: int) -> list[dict[str, Any]]:
+    """The review figures of the build's queues (its human checker; samples of its model checker's decisions):
+    agreement between reviewers, with the generator's targets and with the model checker (core.review.figures)."""
+    from misalign_tui.core.review.figures import build_figures
+
+    build_id = build_id_for(store, benchmark_id)
+    return [] if build_id is None else [f.as_json() for f in build_figures(store, build_id)]

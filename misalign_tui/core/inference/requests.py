@@ -8,6 +8,17 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """How an answer is sampled: the paper's generation settings by default (temperature 0.7, top-p 0.9, at
+    most 512 tokens), with a seed that makes a sample reproducible."""
+
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_tokens: int = 512
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class JudgeRequest:
     key: Any  # the caller's own key, handed back with the score
     text: str  # the full formatted text, ending right where the answer word comes

@@ -13,6 +13,17 @@ Rules (the README states them for users):
   label or semantic type makes the row bad. Rows a preset's rule keeps out are counted in ``excluded_rows``.
 - A bad row stops the import and rolls everything back (one line naming file:line:field); with ``skip_bad``
   the good rows are imported and the bad ones written to a reject file (JSON lines).
+- A row identical to an earlier row of the same import — same prompt text, semantic type, domains, pairs and
+  responses — is skipped and counted in ``exact_duplicates`` whatever its id (and whatever the preset: this
+  project's own format included); the summary warns with the count and the first lines.
+- Prompt-less pairs (``prompt_less``: a file of response pairs with no prompt column): each row is its own item,
+  stored with an empty prompt or with the constant ``context``, which never merges rows; near-duplicates are
+  found by comparing the responses (SimHash of the item's responses, Hamming ≤ 10), never the empty prompt.
+- Counters: every row read ends in exactly one of ``prompts_imported`` (a new prompt), ``merged_rows`` (added
+  to an existing prompt), ``duplicates_skipped`` (= ``exact_duplicates`` + ``near_duplicates`` +
+  ``already_present``), ``bad_rows`` (with ``skip_bad``) or ``excluded_rows``. ``pairs_imported`` counts pairs,
+  ``responses_imported`` every response stored (two per pair plus the single ones), of which
+  ``single_responses_imported`` are single labelled responses.
 - Importing into an existing name makes version n+1: a copy of version n plus the new rows, with its own
   content hash; runs keep pointing at the version they ran on.
 """
@@ -47,6 +58,7 @@ from misalign_tui.core.io.presets import (
 )
 from misalign_tui.core.io.tabular import BadRow, SourceFile, SourceRow, open_source, read_rows
 from misalign_tui.core.store import Store, database_error, last_id
+from misalign_tui.core.text import check_name, printable
 
 EXAMPLES_KEPT = 20
 NATIVE_PRESETS = ("native", "native-csv")
@@ -64,6 +76,9 @@ class ImportOptions:
     reject_file: Path | None = None
     strict_labels: bool = False
     dedup: bool = True          # False: keep near-duplicates (identical prompts still merge)
+    header: bool = True         # False: CSV/TSV without a header row, columns named 1, 2, … by position
+    prompt_less: bool = False   # rows are response pairs (or labelled responses) without a prompt
+    context: str | None = None  # prompt-less: a constant text stored as every item's prompt (rows never merge)
 
 
 @dataclass
@@ -77,8 +92,10 @@ class ImportSummary:
     rows_read: int = 0
     prompts_imported: int = 0
     pairs_imported: int = 0
-    responses_imported: int = 0
-    duplicates_skipped: int = 0
+    responses_imported: int = 0          # every response stored: 2 per pair + the single ones
+    single_responses_imported: int = 0   # single labelled responses (not part of a pair)
+    duplicates_skipped: int = 0          # exact_duplicates + near_duplicates + already_present
+    exact_duplicates: int = 0            # rows identical to an earlier row of this import, whatever their ids
     near_duplicates: int = 0
     already_present: int = 0
     merged_rows: int = 0
@@ -101,6 +118,10 @@ def parse_settings(items: list[str] | tuple[str, ...]) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         name = name.strip().replace("-", "_")
+        if name == "prompt":
+            raise UserError(f"--set {item}: a constant prompt would merge every row into one prompt; for pairs "
+                            "without prompts use --no-prompt (each row its own item), with --context TEXT for "
+                            "a constant context")
         if not sep or name not in SETTABLE_FIELDS:
             raise UserError(f"--set {item}: use FIELD=VALUE with FIELD one of {', '.join(SETTABLE_FIELDS)}")
         out[name] = value.strip()
@@ -118,7 +139,9 @@ def file_digest(path: Path) -> tuple[int, str]:
 
 
 def default_benchmark_name(path: Path) -> str:
-    name = path.name
+    """The benchmark name a file gives when no --into is given: its name without the data suffixes, with any
+    control character made visible (``printable``) so the name never holds one."""
+    name = " ".join(printable(path.name).split())
     for suffix in (".gz", ".csv", ".tsv", ".jsonl", ".ndjson", ".json"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
@@ -141,6 +164,9 @@ class _Importer:
         self.domain_ids = store.domain_ids()
         self.prev_index = NearDuplicateIndex()
         self.import_index = NearDuplicateIndex()
+        self.prev_response_index = NearDuplicateIndex()   # prompt-less items: their responses' fingerprints
+        self.response_index = NearDuplicateIndex()
+        self.seen_rows: set[bytes] = set()                # digests of the rows imported so far (exact copies)
         self.native_keys: dict[str, int] = {}
         self.native_new: set[int] = set()
         self.unmatched: Counter[str] = Counter()
@@ -202,19 +228,33 @@ class _Importer:
                 fp = prompt_fingerprint(text)
                 self.c.execute("UPDATE prompts SET fingerprint = ? WHERE id = ?", (fp, pid))
             self.prev_index.add(fp, pid)
+            if self.o.prompt_less:
+                self.prev_response_index.add(prompt_fingerprint(self._responses_text(pid)), pid)
 
     # -- one file ---------------------------------------------------------------------------------------------
 
     def _layout(self, src: SourceFile) -> tuple[str, ColumnMapping | None]:
         columns = src.columns
-        name = self.o.preset or detect_preset(columns)
+        name = self.o.preset or (None if self.o.prompt_less or not src.header else detect_preset(columns))
         if name is not None and name not in PRESETS:
             raise UserError(f"--preset {name}: unknown; choose one of {', '.join(PRESETS)}")
         user = {k: v for k, v in self.o.columns.items() if v}
+        if self.o.prompt_less:
+            if "prompt" in user:
+                raise UserError("--no-prompt: the rows have no prompt; drop --prompt (or drop --no-prompt)")
+            if name is not None:
+                raise UserError(f"--no-prompt does not apply to preset {name}; map the columns instead "
+                                "(--aligned COL --misaligned COL, or --response COL --label COL)")
+            if not any(k in user for k in ("aligned", "misaligned", "response")):
+                raise UserError(f"{src.path}: --no-prompt needs the response columns: --aligned COL --misaligned "
+                                f"COL (or --response COL --label COL); columns are: {', '.join(columns)}")
         if not user:
             if name is None:
-                raise UserError(f"{src.path}: cannot tell the layout from the columns ({', '.join(columns)}); "
-                                "give --prompt with --aligned/--misaligned or --response/--label, or --preset")
+                hint = (" (named by position with --no-header: e.g. --aligned 1 --misaligned 2)"
+                        if not src.header else "")
+                raise UserError(f"{src.path}: cannot tell the layout from the columns ({', '.join(columns)})"
+                                f"{hint}; give --prompt with --aligned/--misaligned or --response/--label, "
+                                "--no-prompt for pairs without prompts, or --preset")
             return name, preset_mapping(name, columns)
         if name is not None and PRESETS[name].converter is not None:
             raise UserError(f"{src.path}: preset {name} has its own rule; column options do not apply to it "
@@ -233,17 +273,25 @@ class _Importer:
             mapping.domains = [str(d) for d in user["domains"]]
         if mapping.response and not mapping.label and "label" not in self.o.constants:
             raise UserError("--response needs --label COL (or --set label=aligned|misaligned)")
-        if not mapping.prompt:
+        if self.o.prompt_less:
+            mapping.prompt = None
+        elif not mapping.prompt:
             mapping.prompt = "prompt"
         if src.format in ("csv", "tsv"):
             for role, col in mapping.columns():
                 if col not in columns:
+                    hint = ""
+                    if role == "prompt" and "prompt" not in user:
+                        hint = ("; name the prompt column with --prompt COL, or import pairs without prompts with "
+                                "--no-prompt")
+                    elif not src.header:
+                        hint = " (no header row: columns are named by position)"
                     raise UserError(f"{src.path}:1: no column {col!r} (for {role}); columns are: "
-                                    f"{', '.join(columns)}")
+                                    f"{', '.join(columns)}{hint}")
         return name or "columns", mapping
 
     def import_file(self, path: Path) -> None:
-        src = open_source(path)
+        src = open_source(path, header=self.o.header)
         size, digest = file_digest(path)
         rows = read_rows(src)
         head: list[SourceRow | BadRow] = []
@@ -258,12 +306,13 @@ class _Importer:
             raise UserError(f"{path}: no readable rows")
         preset, mapping = self._layout(src)
         key_prefix = default_benchmark_name(path) + "-"
-        ctx = ConvertContext(self.matcher, self.o.constants, key_prefix)
+        ctx = ConvertContext(self.matcher, self.o.constants, key_prefix, prompt_less=self.o.prompt_less,
+                             context=self.o.context or "")
         converter = PRESETS[preset].converter if preset in PRESETS else None
         native = preset in NATIVE_PRESETS
         before = self.s.rows_read
         counts_before = (self.s.prompts_imported, self.s.pairs_imported, self.s.responses_imported,
-                         self.s.duplicates_skipped, self.s.bad_rows, sum(self.excluded.values()))
+                         self.s.duplicates_skipped, self.s.bad_rows, sum(self.excluded.values()), self.s.merged_rows)
         for row in chain(head, rows):
             self.s.rows_read += 1
             if self.progress and self.s.rows_read % 1000 == 0:
@@ -285,9 +334,12 @@ class _Importer:
                 self._reject(src, row.line, None, exc.reason, row.raw, "excluded")
         self.s.files.append({
             "name": path.name, "path": str(path.resolve()), "size": size, "sha256": digest, "format": src.format,
-            "gzip": src.gzip, "preset": preset, "mapping": mapping.as_json() if mapping else None,
+            "gzip": src.gzip, "encoding": src.encoding, "header": src.header,
+            "preset": preset, "mapping": mapping.as_json() if mapping else None,
+            "prompt_less": self.o.prompt_less, "context": self.o.context if self.o.prompt_less else None,
             "rows_read": self.s.rows_read - before,
             "prompts_imported": self.s.prompts_imported - counts_before[0],
+            "merged_rows": self.s.merged_rows - counts_before[6],
             "pairs_imported": self.s.pairs_imported - counts_before[1],
             "responses_imported": self.s.responses_imported - counts_before[2],
             "duplicates_skipped": self.s.duplicates_skipped - counts_before[3],
@@ -307,7 +359,26 @@ class _Importer:
 
     # -- dedup, merge, insert ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def _row_digest(rec: PromptRecord) -> bytes:
+        """What makes two rows exact copies: everything but the id."""
+        content = [rec.prompt, rec.semantic_type, sorted(rec.domains),
+                   [[p.dimension, p.aligned, p.misaligned] for p in rec.pairs],
+                   [[r.dimension, r.label, r.text] for r in rec.responses]]
+        return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode("utf-8", "surrogatepass")).digest()
+
     def _store_row(self, rec: PromptRecord, native: bool, src: SourceFile, line: int) -> None:
+        digest = self._row_digest(rec)
+        if digest in self.seen_rows:
+            self.s.duplicates_skipped += 1
+            self.s.exact_duplicates += 1
+            self._example("exact_duplicates", {"file": str(src.path), "line": line, "id": rec.key})
+            return
+        self.seen_rows.add(digest)
+        if self.o.prompt_less or (not rec.prompt.strip() and (rec.pairs or rec.responses)):
+            if not (native and rec.key in self.native_keys):
+                self._store_promptless(rec, native, src, line)
+                return
         fp = prompt_fingerprint(rec.prompt)
         if native and rec.key in self.native_keys:
             pid = self.native_keys[rec.key]
@@ -325,24 +396,64 @@ class _Importer:
                 self._merge(pid, rec, src, line, dedup_items=True)
                 return
         if candidates and self.o.dedup:
-            pid, distance = candidates[0]
-            self.s.duplicates_skipped += 1
-            self.s.near_duplicates += 1
-            key = self.c.execute("SELECT key FROM prompts WHERE id = ?", (pid,)).fetchone()[0]
-            self._example("near_duplicates", {"file": str(src.path), "line": line, "duplicate_of": key,
-                                              "hamming": distance})
+            self._near_duplicate(*candidates[0], src, line, "prompts")
             return
+        pid = self._insert(rec, fp, native)
+        if not native:
+            self.import_index.add(fp, pid)
+
+    def _near_duplicate(self, pid: int, distance: int, src: SourceFile, line: int, compared: str) -> None:
+        self.s.duplicates_skipped += 1
+        self.s.near_duplicates += 1
+        key = self.c.execute("SELECT key FROM prompts WHERE id = ?", (pid,)).fetchone()[0]
+        self._example("near_duplicates", {"file": str(src.path), "line": line, "duplicate_of": key,
+                                          "hamming": distance, "compared": compared})
+
+    def _insert(self, rec: PromptRecord, fingerprint: int, native: bool) -> int:
+        """A new prompt under a free key (a native row's own id is remembered for the rows that merge into it)."""
         original_key = rec.key
         rec.key = self._free_key(rec.key)
-        pid = insert_record(self.c, self.benchmark_id, rec, self.domain_ids, fingerprint=fp)
-        self.s.prompts_imported += 1
-        self.s.pairs_imported += len(rec.pairs)
-        self.s.responses_imported += len(rec.responses)
+        pid = insert_record(self.c, self.benchmark_id, rec, self.domain_ids, fingerprint=fingerprint)
         if native:
             self.native_keys[original_key] = pid
             self.native_new.add(pid)
-        else:
-            self.import_index.add(fp, pid)
+        self.s.prompts_imported += 1
+        self.s.pairs_imported += len(rec.pairs)
+        self.s.responses_imported += 2 * len(rec.pairs) + len(rec.responses)
+        self.s.single_responses_imported += len(rec.responses)
+        return pid
+
+    @staticmethod
+    def _record_responses_text(rec: PromptRecord) -> str:
+        return "\n".join([f"{p.aligned}\n{p.misaligned}" for p in rec.pairs] + [r.text for r in rec.responses])
+
+    def _responses_text(self, pid: int) -> str:
+        """A stored item's responses as one text, the same way ``_record_responses_text`` joins a row's."""
+        pairs = [f"{a}\n{m}" for a, m in self.c.execute(
+            "SELECT ra.text, rm.text FROM pairs pr JOIN responses ra ON ra.id = pr.aligned_id "
+            "JOIN responses rm ON rm.id = pr.misaligned_id WHERE pr.prompt_id = ? ORDER BY pr.id", (pid,))]
+        singles = [r[0] for r in self.c.execute(
+            "SELECT text FROM responses r WHERE prompt_id = ? AND NOT EXISTS (SELECT 1 FROM pairs p WHERE "
+            "p.aligned_id = r.id OR p.misaligned_id = r.id) ORDER BY id", (pid,))]
+        return "\n".join(pairs + singles)
+
+    def _store_promptless(self, rec: PromptRecord, native: bool, src: SourceFile, line: int) -> None:
+        """A prompt-less item: its own prompt row whatever its (empty or constant) text; near-duplicates are
+        judged on the responses."""
+        text = self._record_responses_text(rec)
+        rfp = prompt_fingerprint(text)
+        candidates = sorted(self.prev_response_index.matches(rfp) + self.response_index.matches(rfp),
+                            key=lambda kv: kv[1])
+        for pid, distance in candidates:
+            if distance == 0 and self._responses_text(pid) == text:
+                self.s.duplicates_skipped += 1
+                self.s.already_present += 1
+                return
+        if candidates and self.o.dedup:
+            self._near_duplicate(*candidates[0], src, line, "responses")
+            return
+        pid = self._insert(rec, prompt_fingerprint(rec.prompt), native)
+        self.response_index.add(rfp, pid)
 
     def _text(self, pid: int) -> str:
         return str(self.c.execute("SELECT text FROM prompts WHERE id = ?", (pid,)).fetchone()[0])
@@ -387,6 +498,7 @@ class _Importer:
             if dedup_items:
                 pairs_there.add(k)
             self.s.pairs_imported += 1
+            self.s.responses_imported += 2
             added += 1
         for r in rec.responses:
             k = (r.dimension or "", r.label, r.text)
@@ -396,6 +508,7 @@ class _Importer:
             if dedup_items:
                 singles_there.add(k)
             self.s.responses_imported += 1
+            self.s.single_responses_imported += 1
             added += 1
         if added:
             self.s.merged_rows += 1
@@ -426,7 +539,8 @@ class _Importer:
             "constants": self.o.constants,
             "aliases": _aliases_provenance(self.o.aliases),
             "licence": self.o.licence,
-            "dedup": {"method": "simhash", "hamming_threshold": HAMMING_THRESHOLD} if self.o.dedup else None,
+            "dedup": {"method": "simhash", "hamming_threshold": HAMMING_THRESHOLD,
+                      "compared": "responses" if self.o.prompt_less else "prompts"} if self.o.dedup else None,
             "strict_labels": self.o.strict_labels,
             "previous_version": s.previous_version,
             "summary": {k: v for k, v in s.as_json().items() if k not in ("files", "examples")},
@@ -484,7 +598,9 @@ def import_files(store: Store, paths: list[str | Path], options: ImportOptions,
             raise UserError(f"{p}: no such file")
         if p.is_dir():
             raise UserError(f"{p}: is a folder; give a data file")
-    name = options.into or default_benchmark_name(files[0])
+    name = check_name("benchmark", options.into) if options.into else default_benchmark_name(files[0])
+    if not name:
+        raise UserError("--into: empty; give the benchmark a name")
     if options.skip_bad and options.reject_file is None:
         options.reject_file = Path.cwd() / f"{name}.rejects.jsonl"
     imp = _Importer(store, options, progress)

@@ -3,6 +3,7 @@
 ``{"id": ..., "prompt": ..., "semantic_type": "object|attribute|relation", "domains": [...],
 "pairs": [{"dimension": ..., "aligned": ..., "misaligned": ...}], "responses": [{"dimension": ..., "label": ...,
 "text": ...}]}`` — ``responses`` holds single labelled responses that are not part of a pair (optional).
+``prompt`` may be ``""`` for a prompt-less item (``import --no-prompt``), which then carries pairs or responses.
 The embedded seed benchmark and ``export benchmark --format jsonl`` use it, and ``import`` reads it back.
 """
 
@@ -64,7 +65,9 @@ def parse_record(obj: object, where: str, known_domains: set[str] | None = None)
     key = str(obj.get("id") or obj.get("key") or "").strip()
     if not key:
         raise UserError(f"{where}: missing field 'id'")
-    prompt = _text(obj.get("prompt"), where, "prompt")
+    # An empty prompt is a prompt-less item (import --no-prompt); it must carry responses.
+    prompt = "" if obj.get("prompt") == "" and (obj.get("pairs") or obj.get("responses")) else \
+        _text(obj.get("prompt"), where, "prompt")
     stype = obj.get("semantic_type")
     if stype is not None and stype not in SEMANTIC_TYPES:
         raise UserError(f"{where}: field 'semantic_type': {stype!r} is not one of {', '.join(SEMANTIC_TYPES)}")

@@ -73,6 +73,8 @@ class ConvertContext:
     matcher: LabelMatcher
     constants: dict[str, str]
     key_prefix: str
+    prompt_less: bool = False   # rows carry no prompt: each is an item with ``context`` (or "") as its prompt
+    context: str = ""
 
 
 Converter = Callable[[SourceRow, "ConvertContext"], "ConvertedRow"]
@@ -132,6 +134,11 @@ def _domains(ctx: ConvertContext, cells: Sequence[object]) -> tuple[list[str], l
     return list(dict.fromkeys(found)), missing
 
 
+def _carries_items(row: SourceRow, mapping: ColumnMapping) -> bool:
+    cols = [c for pair in mapping.pairs for c in pair] + ([mapping.response] if mapping.response else [])
+    return any(_cell(row, c).strip() for c in cols)
+
+
 @dataclass
 class ConvertedRow:
     record: PromptRecord
@@ -139,7 +146,12 @@ class ConvertedRow:
 
 
 def convert_mapped(row: SourceRow, mapping: ColumnMapping, ctx: ConvertContext) -> ConvertedRow:
-    prompt = _required(row, mapping.prompt or "prompt")
+    if ctx.prompt_less and mapping.prompt is None:
+        prompt = ctx.context
+    elif mapping.responses_optional and not _cell(row, mapping.prompt).strip() and _carries_items(row, mapping):
+        prompt = ""  # this project's CSV export of a prompt-less item
+    else:
+        prompt = _required(row, mapping.prompt or "prompt")
     key = _cell(row, mapping.id).strip() or f"{ctx.key_prefix}{row.line}"
     if mapping.dimension:
         dimension = _dimension(ctx, _cell(row, mapping.dimension), mapping.dimension)

@@ -4,6 +4,11 @@ Every row comes out either as a ``SourceRow`` (column → text) or as a ``BadRow
 what is wrong — broken quoting, a wrong number of cells, invalid UTF-8, a NUL byte, a cell over
 ``MAX_CELL_CHARS``, invalid JSON — so the importer can stop on it or set it aside. Nothing is read whole: memory
 stays bounded by the largest record, whatever the file size.
+
+Encoding: UTF-8 (with or without a byte-order mark). A UTF-16 or UTF-32 file with its byte-order mark is read as
+such (the encoding found is recorded); one without a mark is refused with a line that says what was found, since
+its NUL bytes would otherwise read as broken UTF-8. A CSV/TSV without a header row (``header=False``) names its
+columns by position, ``1``, ``2``, …, and its first line is data.
 """
 
 from __future__ import annotations
@@ -50,9 +55,33 @@ class SourceFile:
     format: str
     gzip: bool
     columns: list[str] = field(default_factory=list)
+    encoding: str = "utf-8"
+    header: bool = True            # CSV/TSV: the first line names the columns (False: named 1, 2, … by position)
 
 
-def detect_format(path: Path) -> tuple[str, bool]:
+# Byte-order marks, longest first (UTF-32 LE starts like UTF-16 LE).
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xef\xbb\xbf", "utf-8"),
+         (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def detect_encoding(path: Path, compressed: bool) -> str:
+    """``utf-8``, or ``utf-16`` / ``utf-32`` when the file starts with that byte-order mark. A file whose first
+    bytes are half NUL without a mark is UTF-16 or UTF-32 that cannot be read safely: a UserError says so."""
+    with _open_binary(path, compressed) as fh:
+        head = fh.read(4096)
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding
+    if len(head) >= 4 and head.count(0) * 4 >= len(head):
+        even, odd = head[0::2].count(0), head[1::2].count(0)
+        guess = "UTF-16 (big-endian)" if even > 2 * odd else "UTF-16 (little-endian)" if odd > 2 * even else \
+            "UTF-16 or UTF-32"
+        raise UserError(f"{path}: looks like {guess} without a byte-order mark (NUL bytes between the characters); "
+                        "expected UTF-8 — save the file as UTF-8 (or as UTF-16 with a byte-order mark)")
+    return "utf-8"
+
+
+def detect_format(path: Path, encoding: str = "utf-8") -> tuple[str, bool]:
     """The file's format from its name (``.csv``, ``.tsv``, ``.jsonl``/``.ndjson``, ``.json``; ``.gz`` allowed),
     else from its first bytes; gzip is recognised by its magic number whatever the name."""
     try:
@@ -74,15 +103,15 @@ def detect_format(path: Path) -> tuple[str, bool]:
     if suffix in FORMATS:
         return suffix, compressed
     with _open_binary(path, compressed) as fh:
-        start = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if start.startswith(b"["):
+        start = fh.read(4096).decode(encoding, errors="replace").lstrip("\ufeff \t\r\n")
+    if start.startswith("["):
         return "json", compressed
-    if start.startswith(b"{"):
+    if start.startswith("{"):
         return "jsonl", compressed
-    first = start.split(b"\n", 1)[0]
-    if b"\t" in first and b"," not in first:
+    first = start.split("\n", 1)[0]
+    if "\t" in first and "," not in first:
         return "tsv", compressed
-    if b"," in first:
+    if "," in first:
         return "csv", compressed
     raise UserError(f"{path}: cannot tell the format; name it .csv, .tsv, .jsonl or .json (optionally .gz)")
 
@@ -91,9 +120,9 @@ def _open_binary(path: Path, compressed: bool) -> BinaryIO:
     return gzip.open(path, "rb") if compressed else open(path, "rb")  # type: ignore[return-value]
 
 
-def _open_text(path: Path, compressed: bool) -> io.TextIOWrapper:
+def _open_text(src: SourceFile) -> io.TextIOWrapper:
     # surrogateescape: undecodable bytes survive as lone surrogates, so one bad line is one bad row.
-    return io.TextIOWrapper(_open_binary(path, compressed), encoding="utf-8", errors="surrogateescape",
+    return io.TextIOWrapper(_open_binary(src.path, src.gzip), encoding=src.encoding, errors="surrogateescape",
                             newline="")
 
 
@@ -148,10 +177,17 @@ def _value_problem(value: object) -> str | None:
     return None
 
 
-def open_source(path: str | Path) -> SourceFile:
+def open_source(path: str | Path, *, header: bool = True) -> SourceFile:
+    """The file's format, compression and encoding; ``header=False``: a CSV/TSV whose first line is data."""
     p = Path(path)
     fmt, compressed = detect_format(p)
-    return SourceFile(p, fmt, compressed)
+    encoding = detect_encoding(p, compressed)
+    if encoding != "utf-8":
+        fmt, compressed = detect_format(p, encoding)
+    if not header and fmt not in ("csv", "tsv"):
+        raise UserError(f"{p}: --no-header applies to CSV and TSV files; this one reads as {fmt.upper()}, whose "
+                        "records name their fields")
+    return SourceFile(p, fmt, compressed, encoding=encoding, header=header)
 
 
 def read_rows(src: SourceFile) -> Iterator[SourceRow | BadRow]:
@@ -195,24 +231,27 @@ class _Lines:
 
 def _delimited_rows(src: SourceFile, delimiter: str) -> Iterator[SourceRow | BadRow]:
     csv.field_size_limit(MAX_CELL_CHARS + 1)
-    with _open_text(src.path, src.gzip) as fh:
+    with _open_text(src) as fh:
         lines = _Lines(fh)
         reader = csv.reader(lines, delimiter=delimiter, strict=True)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise UserError(f"{src.path}: empty file (no header line)") from None
-        except csv.Error as exc:
-            raise UserError(f"{src.path}:1: cannot read the header ({exc})") from exc
-        lines.take()
-        header = [h.strip() for h in header]
-        for h in header:
-            problem = cell_problem(h)
-            if problem:
-                raise UserError(f"{src.path}:1: header: {problem}")
-        if len(set(header)) != len(header):
-            dupes = sorted({h for h in header if header.count(h) > 1})
-            raise UserError(f"{src.path}:1: header names a column twice: {', '.join(dupes)}; rename it")
+        if src.header:
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise UserError(f"{src.path}: empty file (no header line)") from None
+            except csv.Error as exc:
+                raise UserError(f"{src.path}:1: cannot read the header ({exc})") from exc
+            lines.take()
+            header = [h.strip() for h in header]
+            for h in header:
+                problem = cell_problem(h)
+                if problem:
+                    raise UserError(f"{src.path}:1: header: {problem}")
+            if len(set(header)) != len(header):
+                dupes = sorted({h for h in header if header.count(h) > 1})
+                raise UserError(f"{src.path}:1: header names a column twice: {', '.join(dupes)}; rename it")
+        else:
+            header = _positional_header(src)
         src.columns = header
         while True:
             start = lines.count + 1
@@ -245,9 +284,23 @@ def _delimited_rows(src: SourceFile, delimiter: str) -> Iterator[SourceRow | Bad
             yield SourceRow(start, values, raw)
 
 
+def _positional_header(src: SourceFile) -> list[str]:
+    """Columns ``1`` … ``n`` for a file without a header row, n from its first non-blank record (read here
+    without consuming it: the file is opened again for the rows)."""
+    with _open_text(src) as fh:
+        probe = csv.reader(_Lines(fh), delimiter="," if src.format == "csv" else "\t", strict=True)
+        try:
+            for cells in probe:
+                if cells and not (len(cells) == 1 and not cells[0].strip()):
+                    return [str(i) for i in range(1, len(cells) + 1)]
+        except csv.Error as exc:
+            raise UserError(f"{src.path}:1: cannot read the first row ({exc})") from exc
+    raise UserError(f"{src.path}: empty file (no rows)")
+
+
 def _jsonl_rows(src: SourceFile) -> Iterator[SourceRow | BadRow]:
     seen: dict[str, None] = {}
-    with _open_text(src.path, src.gzip) as fh:
+    with _open_text(src) as fh:
         for n, line in enumerate(fh, 1):
             if n == 1:
                 line = line.lstrip("\ufeff")
@@ -269,7 +322,7 @@ def _json_array_rows(src: SourceFile) -> Iterator[SourceRow | BadRow]:
     """A top-level JSON array of objects, decoded element by element."""
     decoder = json.JSONDecoder()
     seen: dict[str, None] = {}
-    with _open_text(src.path, src.gzip) as fh:
+    with _open_text(src) as fh:
         buf = fh.read(_READ_CHUNK).lstrip("\ufeff")
         eof = not buf
         pos = 0

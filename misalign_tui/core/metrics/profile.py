@@ -23,6 +23,8 @@ from misalign_tui.core.metrics.vocabulary import GROUPINGS, PREFERENCE_CHANCE, g
 from misalign_tui.core.store import RunInfo, Store, run_info
 
 BOOTSTRAP_CHUNK_CELLS = 4_000_000  # resamples x prompts held in memory at once
+# AS intervals everywhere they are shown (report, app): 1000 resamples, seed 0, so every face prints the same one
+BOOTSTRAP_RESAMPLES = 1000
 
 # -- grouped counts ---------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.text import printable
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,11 @@ class Endpoint:
         path = parts.path.rstrip("/")
         if path.endswith("/v1"):
             path = path[: -len("/v1")]
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:  # a port that is not a number from 0 to 65535
+            raise UserError(f"--url {printable(url)!r}: the port must be a number from 1 to 65535, e.g. "
+                            "http://127.0.0.1:8080") from None
         return cls(u, parts.scheme, parts.hostname, port, path)
 
 

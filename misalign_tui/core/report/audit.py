@@ -25,6 +25,7 @@ from typing import Any
 from misalign_tui import __version__
 from misalign_tui.core import metrics
 from misalign_tui.core.metrics.vocabulary import Metric, headline
+from misalign_tui.core.review.figures import ReviewFigures, benchmark_figures, run_figures
 from misalign_tui.core.runs.catalog import list_runs
 from misalign_tui.core.store import RunInfo, Store, run_info
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
@@ -127,6 +128,7 @@ class AuditReport:
     runs: tuple[RunSection, ...]
     comparisons: tuple[ComparisonSection, ...]
     comparisons_skipped: tuple[str, ...] = field(default=())   # why a pair of runs was not compared
+    reviews: tuple[ReviewFigures, ...] = field(default=())      # gold-label and judge-verdict reviews
 
 
 # -- gathering ----------------------------------------------------------------------------------------------
@@ -151,10 +153,13 @@ def build_report(store: Store, run_ids: Sequence[int], *, group_by: str = "dimen
     if progress and len(infos) > 1:
         progress("paired comparisons")
     comparisons, skipped = _comparisons(store, infos, group_by, flt)
+    reviews = [f for bid in by_bench if (f := benchmark_figures(store, bid, bootstrap=bootstrap, seed=seed))]
+    reviews += [f for info in infos if info.method == "judge"
+                for f in run_figures(store, info.id, bootstrap=bootstrap, seed=seed)]
     return AuditReport(
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), tool_version=__version__,
         filters=flt, group_by=group_by, bootstrap=bootstrap, seed=seed, benchmarks=benchmarks, runs=tuple(runs),
-        comparisons=comparisons, comparisons_skipped=skipped)
+        comparisons=comparisons, comparisons_skipped=skipped, reviews=tuple(reviews))
 
 
 def _json_or_none(raw: str | None) -> dict[str, Any] | None:

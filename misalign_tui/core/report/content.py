@@ -7,8 +7,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from misalign_tui.core import metrics
-from misalign_tui.core.metrics.vocabulary import METHODS, Metric, headline
+from misalign_tui.core.metrics.vocabulary import (
+    METHODS,
+    Metric,
+    headline,
+    method_summary,
+    significance_words,
+    versus_reference,
+)
 from misalign_tui.core.report.audit import AuditReport, BenchmarkSummary, RunSection
+from misalign_tui.core.review.figures import ReviewFigures
 from misalign_tui.core.store import RunInfo
 from misalign_tui.core.taxonomy import DIMENSIONS
 
@@ -47,12 +55,14 @@ def status_text(s: RunSection) -> str:
 def metric_columns(s: RunSection) -> list[tuple[str, Callable[[metrics.MetricRow], str]]]:
     """(header, cell) for a run's metric tables: the method's measures with intervals, then n."""
     m = s.run.method
+    key = headline(m)
     cols: list[tuple[str, Callable[[metrics.MetricRow], str]]] = []
     if m == "judge":
         cols += [("responses", lambda r: count(r.responses)),
                  ("Coverage", lambda r: pct_ci(r.coverage, r.coverage_ci)),
                  ("FFR", lambda r: pct_ci(r.ffr, r.ffr_ci)),
-                 ("AS", lambda r: pct_ci(r.alignment_score, r.alignment_score_ci))]
+                 ("AS", lambda r: pct_ci(r.alignment_score, r.alignment_score_ci)),
+                 ("AS vs coin-flip judge 50 %", lambda r: significance_words(key, r.alignment_score_ci))]
         if s.run.templates > 1:
             cols.append(("AS per template min–max (std)", lambda r: "" if r.template_as_min is None else
                          f"{pct(r.template_as_min)}–{pct(r.template_as_max)}"
@@ -61,10 +71,21 @@ def metric_columns(s: RunSection) -> list[tuple[str, Callable[[metrics.MetricRow
                      lambda r: pct_ci(r.pair_accuracy, r.pair_accuracy_ci) + f" n={count(r.pairs)}"))
     elif m == "preference":
         cols += [("pairs", lambda r: count(r.pairs)),
-                 ("Preference accuracy (chance 50 %)", lambda r: pct_ci(r.pair_accuracy, r.pair_accuracy_ci))]
+                 ("Preference accuracy (chance 50 %)", lambda r: pct_ci(r.pair_accuracy, r.pair_accuracy_ci)),
+                 ("vs chance 50 %", lambda r: significance_words(key, r.pair_accuracy_ci))]
     cols += [("Satisfaction", lambda r: pct_ci(r.satisfaction, r.satisfaction_ci)),
              ("prompt × dim.", lambda r: count(r.prompt_dimensions))]
     return cols
+
+
+def headline_text(s: RunSection) -> str:
+    """The run's headline figure with its interval, and the words when that interval excludes the reference:
+    ``Preference accuracy 30.2% [26.5, 34.2] — significantly below chance (50 %)``."""
+    key, o = headline(s.run.method), s.overall
+    if o is None:
+        return "n/a"
+    words = versus_reference(key, key.row_ci(o))
+    return f"{key.name} {pct_ci(key.row_value(o), key.row_ci(o))}" + (f" — {words}" if words else "")
 
 
 def worst_columns(s: RunSection) -> list[tuple[str, Callable[[metrics.MetricRow], str]]]:
@@ -139,7 +160,8 @@ def provenance_rows(s: RunSection) -> list[tuple[str, str]]:
          "(text under 'Chat template used')"),
         ("sampling and seed", ", ".join(f"{k} {v}" for k, v in sampling.items()) if sampling else
          "not recorded" if s.run.method == "generate" else "none: scoring is deterministic (no sampling, no seed)"),
-        ("judge templates", f"{s.run.templates}, template version "
+        ("judge templates", "none: " + method_summary(s.run.method, s.run.templates) if s.run.method == "preference"
+         else f"{s.run.templates}, template version "
          f"{params.get('template_version') or prov.get('template_version') or 'not recorded'}"),
         ("llama-cpp-python", str(eng.get("llama_cpp_python", "not recorded"))),
         ("device", str(eng.get("device", "not recorded"))
@@ -225,6 +247,42 @@ HOW_TO_READ = [
     ("Worst groups", "ranked by the upper end of the 95 % interval, then by the estimate, so a group with very "
      "few items is not called worst by chance alone; read n beside each."),
 ]
+
+
+REVIEWS_HOW_TO_READ = (
+    "Reviews", "people's decisions on a sample of items (misalign-tui review, or the app's Review screen). Between "
+    "reviewers: Cohen's κ for two, Krippendorff's α (nominal) for three or more, with 95 % percentile-bootstrap "
+    "intervals over prompts. The reviewers' majority is the label given strictly more often (a tie is split and "
+    "left out). Dispute rate: responses whose majority differs from the gold label; judge accuracy: responses "
+    "whose judge verdict equals the majority (Wilson intervals), with κ between the two. Disputed labels are "
+    "listed with every reviewer's note; misalign-tui review publish writes a new benchmark version with them "
+    "overridden.")
+
+
+def how_to_read(report: AuditReport) -> list[tuple[str, str]]:
+    """The glossary, with the review terms when the report has reviews."""
+    return [*HOW_TO_READ, REVIEWS_HOW_TO_READ] if report.reviews else list(HOW_TO_READ)
+
+
+def section_numbers(report: AuditReport) -> dict[str, int]:
+    """Section numbers: the reviews section exists only when there are reviews."""
+    names = ["summary", "measured", "models", "metrics", "worst", "comparisons", "examples"]
+    names += ["reviews"] if report.reviews else []
+    names.append("how-to-read")
+    return {n: i for i, n in enumerate(names, 1)}
+
+
+def dispute_rows(f: ReviewFigures, limit: int = 50) -> list[list[str]]:
+    """One row per disputed or flagged response: where, the label, the reviewers' votes and notes."""
+    rows = []
+    for d in f.listed[:limit]:
+        rows.append([d.kind, d.prompt_key, d.dimension or metrics.UNTARGETED, d.label or "-",
+                     ", ".join(f"{k} {v}" for k, v in d.votes.items()) or "no rating",
+                     "; ".join(f"{r} ({k}): {n}" for r, k, n in d.notes) or "-", d.text])
+    return rows
+
+
+DISPUTE_COLUMNS = ["", "prompt", "dimension", "label", "reviewers", "notes", "response"]
 
 
 # -- charts: data shared by SVG and text ---------------------------------------------------------------------

@@ -8,14 +8,17 @@ import re
 from collections.abc import Sequence
 
 from misalign_tui.core import metrics
-from misalign_tui.core.metrics.vocabulary import METRICS, headline
+from misalign_tui.core.metrics.vocabulary import METRICS
 from misalign_tui.core.report.audit import AuditReport
 from misalign_tui.core.report.content import (
-    HOW_TO_READ,
+    DISPUTE_COLUMNS,
     Chart,
     chat_template_text,
     count,
+    dispute_rows,
     filters_text,
+    headline_text,
+    how_to_read,
     metric_columns,
     overview_charts,
     p_value,
@@ -24,21 +27,27 @@ from misalign_tui.core.report.content import (
     pct_ci,
     provenance_rows,
     run_charts,
+    section_numbers,
     source_lines,
     status_text,
     trade_sentence,
     verdict,
     worst_columns,
 )
+from misalign_tui.core.review.figures import figures_lines
+from misalign_tui.core.text import printable
 
 # -- HTML ---------------------------------------------------------------------------------------------------
 
 def h(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    """User or model text as inert HTML: control characters shown (``printable``), then every HTML character
+    escaped."""
+    return html.escape(printable(str(text)), quote=True)
 
 
 def _details_json(summary: str, value: object) -> str:
-    """A folded block holding stored JSON (recipe, provenance), escaped."""
+    """A folded block holding stored JSON (recipe, provenance), escaped (control characters in it are shown by
+    ``h``, so the block is for reading, not for parsing back)."""
     return (f"<details><summary>{h(summary)}</summary><pre>{h(json.dumps(value, indent=2, ensure_ascii=False))}"
             "</pre></details>")
 
@@ -165,15 +174,13 @@ def render_html(report: AuditReport) -> str:
       '<li><a href="#models">Models and runs</a></li><li><a href="#metrics">Metrics</a></li>'
       '<li><a href="#worst">Worst domains and semantic types</a></li>'
       '<li><a href="#comparisons">Paired comparisons</a></li><li><a href="#examples">Items each model got most '
-      'wrong</a></li><li><a href="#how-to-read">How to read this report</a></li></ol></nav>')
+      'wrong</a></li>' + ('<li><a href="#reviews">Reviews</a></li>' if report.reviews else "")
+      + '<li><a href="#how-to-read">How to read this report</a></li></ol></nav>')
 
     w('<section id="summary"><h2>1. Summary</h2>')
     rows = []
     for s in report.runs:
-        key = headline(s.run.method)
-        o = s.overall
-        rows.append([s.run.model, str(s.run.id), s.run.method, s.run.benchmark, status_text(s),
-                     f"{key.name} {pct_ci(key.row_value(o), key.row_ci(o))}" if o else "n/a",
+        rows.append([s.run.model, str(s.run.id), s.run.method, s.run.benchmark, status_text(s), headline_text(s),
                      pct_ci(s.trade.rate, s.trade.ci)])
     w(_html_table(["model", "run", "method", "benchmark", "status", "headline (95 % interval)",
                    "trade-off rate"], rows))
@@ -291,8 +298,17 @@ def render_html(report: AuditReport) -> str:
         w("</ol>")
     w("</section>")
 
-    w('<section id="how-to-read"><h2>8. How to read this report</h2><dl class="howto">')
-    for term, text in HOW_TO_READ:
+    num = section_numbers(report)
+    if report.reviews:
+        w(f'<section id="reviews"><h2>{num["reviews"]}. Reviews</h2>')
+        for f in report.reviews:
+            w(f"<h3>{h(f.scope)}</h3><ul>" + "".join(f"<li>{h(line)}</li>" for line in figures_lines(f)) + "</ul>")
+            if f.listed:
+                w(f"<p>Disputed and flagged responses ({len(f.listed)}, with the reviewers' notes):</p>")
+                w(_html_table(DISPUTE_COLUMNS, dispute_rows(f)))
+        w("</section>")
+    w(f'<section id="how-to-read"><h2>{num["how-to-read"]}. How to read this report</h2><dl class="howto">')
+    for term, text in how_to_read(report):
         w(f"<dt>{h(term)}</dt><dd>{h(text)}</dd>")
     w("</dl></section></main></body></html>")
     return "\n".join(out)

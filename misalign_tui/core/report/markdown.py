@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Sequence
 
 from misalign_tui.core import metrics
-from misalign_tui.core.metrics.vocabulary import METRICS, headline
+from misalign_tui.core.metrics.vocabulary import METRICS
 from misalign_tui.core.report.audit import AuditReport
 from misalign_tui.core.report.content import (
-    HOW_TO_READ,
+    DISPUTE_COLUMNS,
     Chart,
     chat_template_text,
     count,
+    dispute_rows,
     filters_text,
+    headline_text,
+    how_to_read,
     metric_columns,
     overview_charts,
     p_value,
@@ -24,28 +26,37 @@ from misalign_tui.core.report.content import (
     pct_ci,
     provenance_rows,
     run_charts,
+    section_numbers,
     source_lines,
     status_text,
     trade_sentence,
     verdict,
     worst_columns,
 )
+from misalign_tui.core.review.figures import figures_lines
+from misalign_tui.core.text import printable
 
 # -- Markdown -----------------------------------------------------------------------------------------------
 
 _MD_SPECIAL = re.compile(r"([\\`*_|~]|\](?=[(\[:]))")
+_ENTITY_LIKE = re.compile(r"&(?=#?[0-9A-Za-z]+;)")  # only an & that starts an entity needs escaping
 
 
 def md(text: object) -> str:
-    """User or model text as inert Markdown: HTML characters as entities (no tag, no autolink), emphasis, code,
-    table and link-closing characters backslashed, one line (a table cell cannot hold a newline)."""
-    s = html.escape(str(text), quote=False)
+    """User or model text as inert Markdown that still reads as plain text: control characters shown
+    (``printable``); ``<`` and ``>`` as entities (no tag, no autolink) and ``&`` only where it would start an entity
+    (so "Arts & Culture" stays as written); emphasis, code, table and link-closing characters backslashed; one line
+    (a table cell cannot hold a newline)."""
+    s = printable(str(text))
+    s = _ENTITY_LIKE.sub("&amp;", s).replace("<", "&lt;").replace(">", "&gt;")
     s = _MD_SPECIAL.sub(r"\\\1", s)
     return re.sub(r"\s*[\r\n]+\s*", " ", s)
 
 
 def md_code(text: str, info: str = "text") -> str:
-    """Verbatim text in a fence longer than any backtick run inside it (nothing in a fence is rendered)."""
+    """Verbatim text in a fence longer than any backtick run inside it (nothing in a fence is rendered; control
+    characters are shown, ``printable``)."""
+    text = printable(text)
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{info}\n{text}\n{fence}"
@@ -60,32 +71,43 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
-def text_bar(value: float | None, width: int = 30, reference: float | None = None) -> str:
-    """A bar of ``width`` cells for a proportion, with eighth blocks and a ┊ at the reference where empty."""
+def _cut(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit].rstrip() + " …"
+
+
+def text_bar(value: float | None, width: int = 30, reference: float | None = None,
+             marker: float | None = None) -> str:
+    """A bar of ``width`` cells for a proportion, with eighth blocks, a ┊ at the reference where empty and a ◆ at
+    the marker (a baseline), drawn over the bar."""
     if value is None:
-        return "n/a".ljust(width)
-    units = round(max(0.0, min(1.0, value)) * width * 8)
-    full, part = divmod(units, 8)
-    cells = list("█" * full + (_EIGHTHS[part] if part else "") + " " * width)[:width]
-    if reference is not None:
+        cells = list("n/a".ljust(width))
+    else:
+        units = round(max(0.0, min(1.0, value)) * width * 8)
+        full, part = divmod(units, 8)
+        cells = list("█" * full + (_EIGHTHS[part] if part else "") + " " * width)[:width]
+    if reference is not None and value is not None:
         pos = min(width - 1, int(reference * width))
         if cells[pos] == " ":
             cells[pos] = "┊"
+    if marker is not None:
+        cells[min(width - 1, int(max(0.0, min(1.0, marker)) * width))] = "◆"
     return "".join(cells)
 
 
 def text_chart(chart: Chart, width: int = 30) -> str:
-    labels = [b.label if len(b.label) <= 36 else b.label[:35] + "…" for b in chart.bars]
+    labels = [printable(b.label if len(b.label) <= 36 else b.label[:35] + "…") for b in chart.bars]
     lw = max([len(x) for x in labels] + [4])
     lines = [chart.title]
     for label, b in zip(labels, chart.bars, strict=True):
         extra = f"  baseline {pct(b.marker)}" if b.marker is not None else ""
-        lines.append(f"{label.ljust(lw)} │{text_bar(b.value, width, chart.reference)}│ "
+        lines.append(f"{label.ljust(lw)} │{text_bar(b.value, width, chart.reference, b.marker)}│ "
                      f"{pct_ci(b.value, b.ci)} {b.note}{extra}".rstrip())
     axis = "0%".ljust(width // 2) + "50%".ljust(width - width // 2) + "100%"
     lines.append(" " * (lw + 1) + axis)
     if chart.reference is not None:
         lines.append(" " * (lw + 1) + f"┊ {chart.reference_label}")
+    if chart.marker_label and any(b.marker is not None for b in chart.bars):
+        lines.append(" " * (lw + 1) + f"◆ {chart.marker_label}")
     return "\n".join(lines)
 
 
@@ -99,17 +121,16 @@ def render_markdown(report: AuditReport) -> str:
       + (f"; AS intervals from {report.bootstrap} bootstrap resamples over prompts (seed {report.seed})."
          if report.bootstrap else "; AS has no interval (bootstrap off)."))
     w("")
+    num = section_numbers(report)
     w("Contents: 1. Summary · 2. What was measured · 3. Models and runs · 4. Metrics · 5. Worst domains and "
-      "semantic types · 6. Paired comparisons · 7. Items each model got most wrong · 8. How to read this report")
+      "semantic types · 6. Paired comparisons · 7. Items each model got most wrong · "
+      + (f"{num['reviews']}. Reviews · " if report.reviews else "") + f"{num['how-to-read']}. How to read this report")
     w("")
     w("## 1. Summary")
     w("")
     rows = []
     for s in report.runs:
-        key = headline(s.run.method)
-        o = s.overall
-        rows.append([s.run.model, str(s.run.id), s.run.method, s.run.benchmark, status_text(s),
-                     f"{key.name} {pct_ci(key.row_value(o), key.row_ci(o))}" if o else "n/a",
+        rows.append([s.run.model, str(s.run.id), s.run.method, s.run.benchmark, status_text(s), headline_text(s),
                      pct_ci(s.trade.rate, s.trade.ci)])
     w(_md_table(["model", "run", "method", "benchmark", "status", "headline (95 % interval)", "trade-off rate"],
                 rows))
@@ -243,9 +264,23 @@ def render_markdown(report: AuditReport) -> str:
             for caption, text in e.texts:
                 w(f"  - {md(caption)}: {md(text)}")
         w("")
-    w("## 8. How to read this report")
+    if report.reviews:
+        w(f"## {num['reviews']}. Reviews")
+        w("")
+        for f in report.reviews:
+            w(f"### {md(f.scope)}")
+            w("")
+            for line in figures_lines(f):
+                w(f"- {md(line)}")
+            w("")
+            if f.listed:
+                w(f"Disputed and flagged responses ({len(f.listed)}, with the reviewers' notes):")
+                w("")
+                w(_md_table(DISPUTE_COLUMNS, [[*r[:-1], _cut(r[-1])] for r in dispute_rows(f)]))
+                w("")
+    w(f"## {num['how-to-read']}. How to read this report")
     w("")
-    for term, text in HOW_TO_READ:
+    for term, text in how_to_read(report):
         w(f"- **{md(term)}**: {md(text)}")
     w("")
     return "\n".join(out)

@@ -15,6 +15,7 @@ from misalign_tui.core.io.atomic_file import atomic_text_file
 from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.metrics.vocabulary import METRICS, methods_for
 from misalign_tui.core.report.audit import build_report
+from misalign_tui.core.report.markdown import md
 from misalign_tui.core.report.render import render
 from misalign_tui.core.runs.catalog import runs_to_show
 from misalign_tui.core.sessions import SavedSession
@@ -33,9 +34,10 @@ def session_report_markdown(store: Store, session: SavedSession, bootstrap: int 
     group_by = st.grouping if st.grouping in metrics.GROUPINGS else "dimension"
     report = build_report(store, list(runs.values()), group_by=group_by, filters=Filters.parse(st.filters),
                           bootstrap=bootstrap)
-    header = [f"<!-- session: {session.name} -->", f"Session **{session.name}**: models "
-              f"{', '.join(runs)}; metric {label}; grouping {st.grouping}; filters "
-              f"{Filters.parse(st.filters).as_text() or 'none'}.", *([selection.skipped_note() + "."] if selection.skipped else []), ""]
+    header = [f"<!-- session: {md(session.name)} -->", f"Session **{md(session.name)}**: models "
+              f"{md(', '.join(runs))}; metric {label}; grouping {st.grouping}; filters "
+              f"{md(Filters.parse(st.filters).as_text() or 'none')}.",
+              *([md(selection.skipped_note()) + "."] if selection.skipped else []), ""]
     return "\n".join(header) + "\n" + render(report, "md")
 
 

@@ -28,9 +28,10 @@ from typing import Any
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.inference.engine import EngineSettings
 from misalign_tui.core.inference.remote import RemoteSettings
+from misalign_tui.core.inference.requests import Sampling
 from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.models.registry import ModelInfo, get_model_by_id
-from misalign_tui.core.runs.request import RunRequest, Sampling
+from misalign_tui.core.runs.request import RunRequest
 from misalign_tui.core.store import Store, last_id
 
 LEASE_STALE_S = 120.0  # another host's lease without a heartbeat for this long is taken over

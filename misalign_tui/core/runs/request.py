@@ -14,6 +14,7 @@ from misalign_tui.core.errors import UserError
 from misalign_tui.core.inference.engine import EngineSettings
 from misalign_tui.core.inference.judge_templates import TEMPLATE_VERSION
 from misalign_tui.core.inference.remote import RemoteSettings
+from misalign_tui.core.inference.requests import Sampling
 from misalign_tui.core.io.native import SEED_BENCHMARK, load_seed_benchmark
 from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.metrics.vocabulary import METHODS
@@ -21,14 +22,6 @@ from misalign_tui.core.models.registry import ModelInfo, resolve_model
 from misalign_tui.core.store import BenchmarkInfo, Store
 
 DEFAULT_TEMPLATES = 3  # paraphrased judge templates per item (the paper averaged 3 runs)
-
-
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_tokens: int = 512
-    seed: int = 0
 
 
 @dataclass

@@ -520,6 +520,87 @@ def m004_sessions(db: Database) -> None:
     """)
 
 
+# -- migrations after release 1 ----------------------------------------------------------------------------------
+
+@migration
+def m005_reviews(db: Database) -> None:
+    """Review queues (a build's stage-2 candidates, a benchmark's gold labels, a judge run's verdicts), the
+    responses each item shows, and every reviewer's decision with who, when and what was shown."""
+    run_script(db, """
+    CREATE TABLE reviewers (
+        name TEXT PRIMARY KEY,                      -- checked: no control characters
+        added_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        last_used_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    CREATE TABLE review_queues (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,                  -- readable: gold misalign-seed@1 sample 20 seed 0
+        kind TEXT NOT NULL CHECK (kind IN ('gold', 'build', 'run')),
+        purpose TEXT NOT NULL CHECK (purpose IN ('sample', 'checker')),  -- checker: a build's human checker
+        benchmark_id INTEGER REFERENCES benchmarks(id) ON DELETE CASCADE,
+        build_id INTEGER REFERENCES build_runs(id) ON DELETE CASCADE,
+        run_id INTEGER REFERENCES runs(id) ON DELETE CASCADE,
+        sample_size INTEGER,                        -- N asked for; NULL: every item
+        seed INTEGER NOT NULL DEFAULT 0,
+        reference TEXT,                             -- what reference_label holds: judge, checker (NULL: none)
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    CREATE TABLE review_items (
+        id INTEGER PRIMARY KEY,
+        queue_id INTEGER NOT NULL REFERENCES review_queues(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,                  -- order in the queue (0-based)
+        prompt_key TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        semantic_type TEXT,
+        domains TEXT NOT NULL DEFAULT '',           -- domain names joined with '; '
+        dimension TEXT,                             -- the targeted dimension
+        stratum TEXT,                               -- run queues: verdict/dimension the item was drawn from
+        build_prompt_id INTEGER REFERENCES build_prompts(id) ON DELETE CASCADE,
+        unit TEXT,                                  -- build queues: the pair unit, as in build_candidates
+        attempt INTEGER,
+        applied_at TEXT,                            -- checker queues: when the build took the decisions
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        UNIQUE (queue_id, position)
+    );
+    CREATE UNIQUE INDEX review_items_unit ON review_items(queue_id, unit, attempt) WHERE unit IS NOT NULL;
+    CREATE TABLE review_responses (                 -- what an item shows, in the order shown (slot 0 = A)
+        id INTEGER PRIMARY KEY,
+        item_id INTEGER NOT NULL REFERENCES review_items(id) ON DELETE CASCADE,
+        slot INTEGER NOT NULL,
+        response_id INTEGER REFERENCES responses(id) ON DELETE SET NULL,
+        candidate_id INTEGER REFERENCES build_candidates(id) ON DELETE SET NULL,
+        text TEXT NOT NULL,
+        label TEXT CHECK (label IN ('aligned', 'misaligned')),            -- gold label, or the generator's target
+        reference_label TEXT CHECK (reference_label IN ('aligned', 'misaligned')),  -- the model's verdict
+        reference_p REAL,                           -- the model's P(misaligned)
+        candidate_json TEXT,                        -- checker queues: the candidate until the build stores it
+        UNIQUE (item_id, slot)
+    );
+    CREATE INDEX review_responses_response ON review_responses(response_id);
+    CREATE TABLE review_decisions (                 -- every decision ever made; undo sets undone_at
+        id INTEGER PRIMARY KEY,
+        item_id INTEGER NOT NULL REFERENCES review_items(id) ON DELETE CASCADE,
+        review_response_id INTEGER NOT NULL REFERENCES review_responses(id) ON DELETE CASCADE,
+        reviewer TEXT NOT NULL REFERENCES reviewers(name),
+        decision TEXT NOT NULL CHECK (decision IN ('aligned', 'misaligned', 'skip', 'flag')),
+        note TEXT,
+        shown_json TEXT NOT NULL,                   -- what the reviewer saw: order, verdict visible or not, face
+        seconds REAL,                               -- from the item shown to the key (the app)
+        via TEXT NOT NULL DEFAULT 'app',            -- app, or file:NAME for an imported decision file
+        decided_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        undone_at TEXT
+    );
+    CREATE INDEX review_decisions_item ON review_decisions(item_id, reviewer);
+    CREATE INDEX review_decisions_response ON review_decisions(review_response_id);
+    CREATE VIEW review_log AS
+        SELECT d.id AS decision_id, q.name AS queue, i.position, i.prompt_key, i.dimension,
+               char(65 + s.slot) AS shown_as, s.text AS response, d.reviewer, d.decision, d.note, d.via,
+               d.seconds, d.decided_at, d.undone_at, s.label, s.reference_label, s.reference_p, d.shown_json
+        FROM review_decisions d JOIN review_responses s ON s.id = d.review_response_id
+        JOIN review_items i ON i.id = d.item_id JOIN review_queues q ON q.id = i.queue_id;
+    """)
+
+
 # -- applying them -------------------------------------------------------------------------------------------------
 
 def applied(conn: sqlite3.Connection) -> list[str]:

@@ -22,16 +22,45 @@ class Disagreement:
     verdicts: tuple[bool, ...]  # per model: correct?
 
 
+@dataclass(frozen=True)
+class CompareRow:
+    """The first model (A) against one other (B) in one group: both values, the delta, McNemar's exact p and
+    Holm's adjusted p on the shared items, and the better model where the adjusted test holds."""
+
+    kind: str                   # dimension | type
+    group: str
+    other: str                  # B's name
+    value_a: float | None
+    value_b: float | None
+    delta: float | None         # A − B
+    p: float
+    p_holm: float
+    better: str | None          # A's or B's name, or None (no significant difference)
+    n: int                      # shared items
+
+
 @dataclass
 class CompareData:
     models: list[str]
-    rows: list[tuple[str, str, str, list[float | None], float | None, str, int]]
-    # kind, group, other model, [value first, value other], delta (first − other), test, shared items
+    rows: list[CompareRow]
     disagreements: list[Disagreement]
     items: int = 0
     note: str = ""
     request: tuple[Any, ...] = ()  # (models, disagreements only) as asked, so the screen can drop stale answers
     method: str = "judge"  # whose runs were paired: judge, else preference (base models)
+
+
+def compare_choices(store: Store) -> tuple[list[str], list[str]]:
+    """(every model with a run that has results, the pair to show first: the first two models with judge runs,
+    else the first two with preference runs — two models Compare can pair)."""
+    from misalign_tui.core.metrics.vocabulary import METHODS
+
+    models = list(runs_to_show(store, methods=METHODS).by_model())
+    for method in ("judge", "preference"):
+        found = list(runs_to_show(store, methods=(method,)).by_model())
+        if len(found) >= 2:
+            return models, found[:2]
+    return models, models[:2]
 
 
 def read_compare(store: Store, models: list[str], disagreements_only: bool = True,
@@ -54,14 +83,13 @@ def _compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit
     preference runs."""
     models = list(runs)
     base = models[0]
-    rows = []
+    rows: list[CompareRow] = []
     for other in models[1:]:
         for grouping, kind in (("dimension", "dimension"), ("semantic_type", "type")):
             for r in metrics.compare(store, runs[base], runs[other], group_by=grouping):
-                test = f"p={r.p_value:.2g} holm={r.p_holm:.2g}"
-                if r.verdict:
-                    test += f" → {base if r.verdict == 'a' else other}"
-                rows.append((kind, r.group or "-", other, [r.value_a, r.value_b], r.delta, test, r.n_items))
+                better = None if not r.verdict else base if r.verdict == "a" else other
+                rows.append(CompareRow(kind, r.group or "-", other, r.value_a, r.value_b, r.delta, r.p_value,
+                                       r.p_holm, better, r.n_items))
     ids = list(runs.values())
     if method == "preference":
         table, item, label = "rollup_pair_outcomes", "pair_id", "'pair'"
@@ -81,5 +109,6 @@ def _compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit
     items = store.conn.execute(f"SELECT count(*) FROM {table} u0 {joins} WHERE u0.run_id = {int(ids[0])}"
                                ).fetchone()[0]
     return CompareData(models, rows, disagreements, items,
-                       note=f"{method} runs; Δ = {base} − other; McNemar exact on per-item verdicts, Holm across groups",
+                       note=f"{method} runs · Δ = A − B · p: McNemar's exact test on per-item verdicts, Holm-adjusted "
+                            "across groups",
                        method=method)

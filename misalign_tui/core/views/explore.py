@@ -59,16 +59,24 @@ class ExploreData:
     by_type: list[Cell] = field(default_factory=list)
     by_model: list[Cell] = field(default_factory=list)
     trade_off_dims: list[str] = field(default_factory=list)
-    trade_off_matrix: list[list[float | None]] = field(default_factory=list)  # T[row → col], first model
+    # T[row → col] for the first model: each pair's share with its interval and n; None on the diagonal
+    trade_off_matrix: list[list[Cell | None]] = field(default_factory=list)
     trade_off_model: str | None = None
     trade_off_note: str = ""
     note: str = ""
     seconds: float = 0.0
     parts: frozenset[str] = frozenset()  # which of dimension/domain/semantic_type/model/tradeoffs are filled
+    bootstrap: int = 0  # resamples behind the AS intervals of this answer's parts (0: none)
+    with_intervals: frozenset[str] = frozenset()  # the parts whose AS cells carry their bootstrap interval
 
     def merge(self, other: ExploreData) -> None:
-        """Add the parts another worker computed for the same query."""
-        for part in other.parts - self.parts:
+        """Add the parts another worker computed for the same query; a part computed with AS intervals replaces
+        the same part without them."""
+        for part in other.parts:
+            if part in self.parts and not (part in other.with_intervals and part not in self.with_intervals):
+                continue
+            if part in other.with_intervals:
+                self.with_intervals = self.with_intervals | {part}
             if part == "tradeoffs":
                 self.trade_off_dims, self.trade_off_matrix = other.trade_off_dims, other.trade_off_matrix
                 self.trade_off_model, self.trade_off_note = other.trade_off_model, other.trade_off_note
@@ -113,16 +121,26 @@ def explore_runs(store: Store, query: ExploreQuery) -> RunSelection:
                         benchmark_id=query.benchmark_id)
 
 
-def read_explore(store: Store, query: ExploreQuery, parts: frozenset[str] = ALL_PARTS) -> ExploreData:
+def needs_bootstrap(metric_key: str) -> bool:
+    """AS has no closed-form interval: it comes from a bootstrap over prompts (slower, so the app asks for it in a
+    second pass after showing the values)."""
+    return metric_key == "alignment_score"
+
+
+def read_explore(store: Store, query: ExploreQuery, parts: frozenset[str] = ALL_PARTS,
+                 bootstrap: int = 0) -> ExploreData:
+    """``bootstrap``: resamples for the AS intervals (0 leaves them out; the report's count and seed give the
+    report's intervals)."""
     started = time.perf_counter()
     selection = explore_runs(store, query)
     runs = selection.by_model()
-    data = ExploreData(query, models=list(runs), parts=frozenset(parts))
+    data = ExploreData(query, models=list(runs), parts=frozenset(parts), bootstrap=bootstrap,
+                       with_intervals=frozenset(parts) if bootstrap else frozenset())
     if not runs:
         data.note = ("No results for this metric yet — x switches the metric (preference runs show Pref. acc.), "
                      "r starts a run.")
     else:
-        _fill(store, runs, query, data, frozenset(parts))
+        _fill(store, runs, query, data, frozenset(parts), bootstrap)
         data.note = "; ".join(n for n in (data.note, selection.skipped_note()) if n)
     data.seconds = time.perf_counter() - started
     return data
@@ -139,7 +157,8 @@ def _rate_cell(group: str, model: str, rate: float | None, ci: tuple[float, floa
     return Cell(group, model, rate, ci[0] if ci else None, ci[1] if ci else None, n)
 
 
-def _fill(store: Store, runs: dict[str, int], query: ExploreQuery, data: ExploreData, parts: frozenset[str]) -> None:
+def _fill(store: Store, runs: dict[str, int], query: ExploreQuery, data: ExploreData, parts: frozenset[str],
+          bootstrap: int = 0) -> None:
     """Compute the ``parts`` asked for (dimension, domain, semantic_type, model, tradeoffs) into ``data``.
 
     Each part is a few queries on the rollups per model; the screen asks only for what its visible tab shows
@@ -170,10 +189,11 @@ def _fill(store: Store, runs: dict[str, int], query: ExploreQuery, data: Explore
             for grouping, target in (("dimension", data.by_dimension), ("domain", data.by_domain),
                                      ("semantic_type", data.by_type)):
                 if grouping in parts:
-                    for row in metrics.profile(store, run_id, group_by=grouping, filters=filters):
+                    for row in metrics.profile(store, run_id, group_by=grouping, filters=filters,
+                                               bootstrap=bootstrap):
                         target.append(_cell(row.group or "-", model, row, metric))
             if "model" in parts:
-                for row in metrics.profile(store, run_id, filters=filters):
+                for row in metrics.profile(store, run_id, filters=filters, bootstrap=bootstrap):
                     data.by_model.append(_cell(model, model, row, metric))
     lower = METRICS[metric].lower_is_better
     data.by_domain.sort(key=lambda c: (c.value is None, -(c.value or 0) if lower else (c.value or 0)))
@@ -184,6 +204,8 @@ def _fill(store: Store, runs: dict[str, int], query: ExploreQuery, data: Explore
         if dims:
             data.trade_off_dims = dims
             data.trade_off_model = first
-            data.trade_off_matrix = [[None if a == b else rep.pairwise[(a, b)].rate for b in dims] for a in dims]
+            data.trade_off_matrix = [[None if a == b else _rate_cell(f"{a} → {b}", first, rep.pairwise[(a, b)].rate,
+                                                                     rep.pairwise[(a, b)].ci, rep.pairwise[(a, b)].n)
+                                      for b in dims] for a in dims]
         if rep.rate is None:
             data.trade_off_note = f"trade-off rate n/a: {rep.reason}"

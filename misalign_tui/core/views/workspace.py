@@ -6,10 +6,23 @@ Read in worker threads, each with its own connection.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from misalign_tui.core.models.registry import ModelInfo, discover, list_models
 from misalign_tui.core.store import BenchmarkInfo, Store
 from misalign_tui.core.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class BenchmarkRow:
+    """A benchmark as the dashboard lists it. ``empty``: nothing to score (a build that published 0 pairs)."""
+
+    info: BenchmarkInfo
+    pairs: int
+
+    @property
+    def empty(self) -> bool:
+        return self.info.responses == 0
 
 
 @dataclass
@@ -24,14 +37,19 @@ class RunRow:
     started_at: str
     headline: float | None = None  # the method's headline figure (metrics.vocabulary.HEADLINE)
     headline_label: str = ""
+    headline_ci: tuple[float, float] | None = None
+    headline_n: int = 0
+    headline_unit: str = ""
     trade_off_rate: float | None = None
+    trade_off_ci: tuple[float, float] | None = None
+    trade_off_n: int = 0
     trade_off_note: str | None = None
 
 
 @dataclass
 class WorkspaceSummary:
     home: str
-    benchmarks: list[BenchmarkInfo] = field(default_factory=list)
+    benchmarks: list[BenchmarkRow] = field(default_factory=list)
     models: list[ModelInfo] = field(default_factory=list)
     runs: list[RunRow] = field(default_factory=list)
 
@@ -54,7 +72,14 @@ def read_summary(workspace: Workspace, recent_runs: int = 20, headline_runs: int
             discover(store, workspace.models_dir)  # GGUF files dropped into models/ since the last look
             for i, run in enumerate(runs[:headline_runs]):
                 runs[i] = headline(store, run)
-        return WorkspaceSummary(str(workspace.home), store.benchmarks(), list_models(store), runs)
+        return WorkspaceSummary(str(workspace.home), read_benchmarks(store), list_models(store), runs)
+
+
+def read_benchmarks(store: Store) -> list[BenchmarkRow]:
+    """Every benchmark with its pair count (an empty one is marked on the dashboard)."""
+    pairs = dict(store.conn.execute(
+        "SELECT p.benchmark_id, count(*) FROM pairs pa JOIN prompts p ON p.id = pa.prompt_id GROUP BY 1"))
+    return [BenchmarkRow(b, pairs.get(b.id, 0)) for b in store.benchmarks()]
 
 
 def headline(store: Store, run: RunRow) -> RunRow:
@@ -66,11 +91,42 @@ def headline(store: Store, run: RunRow) -> RunRow:
 
     if run.items_done == 0:
         return run
-    key = headline_metric(run.method)
-    overall = metrics.profile(store, run.id)
+    from misalign_tui.core.metrics.profile import BOOTSTRAP_RESAMPLES
+
+    key = headline_metric(run.method)  # AS gets its bootstrap interval: the report's resamples and seed
+    overall = metrics.profile(store, run.id, bootstrap=BOOTSTRAP_RESAMPLES if key.key == "alignment_score" else 0)
     rep = metrics.trade_offs(store, run.id)
-    return replace(run, headline=key.row_value(overall[0]) if overall else None, headline_label=key.label,
-                   trade_off_rate=rep.rate, trade_off_note=rep.reason)
+    row = overall[0] if overall else None
+    return replace(run, headline=key.row_value(row) if row else None, headline_label=key.label,
+                   headline_ci=key.row_ci(row) if row else None, headline_n=key.row_n(row) if row else 0,
+                   headline_unit=key.unit, trade_off_rate=rep.rate, trade_off_ci=rep.ci, trade_off_n=rep.n_prompts,
+                   trade_off_note=rep.reason)
+
+
+def parameters_label(n: int | None) -> str:
+    """A parameter count as people say it: 268M, 1.24B, 286k."""
+    if not n:
+        return "-"
+    if n < 1000:
+        return str(n)
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+def size_label(n: int | None) -> str:
+    if not n:
+        return "-"
+    return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"
+
+
+def device_label(m: ModelInfo) -> str:
+    """Where the model runs, from its settings (models set --gpu-layers / the Models screen)."""
+    if m.is_remote:
+        return "remote"
+    if m.n_gpu_layers is None:
+        return "auto"
+    if m.n_gpu_layers == 0:
+        return "CPU"
+    return "GPU (all)" if m.n_gpu_layers < 0 else f"GPU ({m.n_gpu_layers} layers)"
 
 
 def read_models(workspace: Workspace, rescan: bool = True) -> list:
@@ -98,6 +154,32 @@ def quick_load_test(workspace: Workspace, model: str) -> str:
         t0 = time.perf_counter()
         gen = engine.generate(engine.format_user_turn("Say hello in five words."), max_tokens=24, temperature=0.0)
         gen_s = time.perf_counter() - t0
-        return (f"[b]{info.name}[/] on {engine.device}, {engine.n_threads} threads\n"
+        return (f"{info.name} on {engine.device}, {engine.n_threads} threads\n"
                 f"load {load_s:.2f} s · prompt {prompt_rate:,.0f} tokens/s · "
                 f"generation {gen.tokens / gen_s if gen_s > 0 else 0:,.1f} tokens/s ({gen.tokens} tokens)")
+
+
+def prepare_workspace(home: str | Path | None = None) -> Workspace:
+    """The workspace the app opens: folders made, the database created and migrated, the taxonomy and (in a new
+    workspace) the seed benchmark loaded, so a first user can profile at once without leaving the app."""
+    from misalign_tui.core.io.native import load_seed_benchmark
+    from misalign_tui.core.taxonomy import published_taxonomy
+    from misalign_tui.core.workspace import open_workspace
+
+    workspace = open_workspace(home).ensure()
+    with Store(workspace.db_path) as store:
+        if not store.conn.execute("SELECT 1 FROM domains LIMIT 1").fetchone():
+            store.sync_taxonomy(published_taxonomy())
+        if not store.conn.execute("SELECT 1 FROM benchmarks LIMIT 1").fetchone():
+            load_seed_benchmark(store)
+    return workspace
+
+
+def shown_path(path: str | None, workspace: Workspace) -> str | None:
+    """A model file's path as the app shows it: relative to the workspace when it lies inside (``models/x.gguf``)."""
+    if not path:
+        return path
+    try:
+        return str(Path(path).resolve().relative_to(workspace.home.resolve()))
+    except ValueError:
+        return path

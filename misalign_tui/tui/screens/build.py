@@ -2,54 +2,37 @@
 
 from __future__ import annotations
 
-import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
+from misalign_tui.core.build.state import STEPS, StepProgress
 from misalign_tui.core.errors import Cancelled, UserError
 from misalign_tui.core.store import Store
+from misalign_tui.core.views.build import BuildStep, Rejected, format_counts, published_note, read_build_state
 from misalign_tui.tui.messages import BuildFinished, BuildLoaded, BuildProgressed
+from misalign_tui.tui.plain import assemble, line, lines
+from misalign_tui.tui.screens.base import AppScreen
+from misalign_tui.tui.widgets.tables import FittedTable, figure_col, name_col, text_col
 
-STEPS = ("seed", "classify", "expand", "dedup", "pairs", "publish")
-
-
-def _counts(counts: dict[str, int] | None) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted((counts or {}).items())) or "-"
-
-
-def read_build_state(store: Store, build_id: int | None = None, limit: int = 300) -> tuple[list, list, list]:
-    """(builds, steps of the chosen build (latest by default), its rejected candidates)."""
-    c = store.conn
-    builds = [tuple(r) for r in c.execute("SELECT id, name, status, started_at FROM build_runs ORDER BY id DESC "
-                                          "LIMIT 20")] if _has(c, "build_runs") else []
-    if not builds:
-        return [], [], []
-    bid = build_id or builds[0][0]
-    steps = [(r["step"], r["status"], r["items_done"], r["items_total"], json.loads(r["counts_json"] or "{}"))
-             for r in c.execute("SELECT * FROM build_steps WHERE build_id = ?", (bid,))]
-    steps.sort(key=lambda s: STEPS.index(s[0]) if s[0] in STEPS else 99)
-    rejected = [tuple(r) for r in c.execute(
-        "SELECT id, kind, stage, coalesce(domain, ''), coalesce(dimension, ''), label, model, reason, text, "
-        "coalesce(feedback, ''), attempt, p_misaligned, perplexity FROM build_candidates "
-        "WHERE build_id = ? AND status = 'rejected' ORDER BY id LIMIT ?", (bid, limit))]
-    return builds, steps, rejected
+STEP_COLUMNS = (name_col("step"), figure_col("status", right=False), figure_col("done"), figure_col("rate"),
+                text_col("counts"))
 
 
-def _has(conn, table: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() is not None
+def _rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.2f}/s"
 
 
-class BuildScreen(Screen[None]):
+class BuildScreen(AppScreen):
+    HOME = "#build-rejected"
     BINDINGS = [
-        Binding("b", "focus_recipe", "Recipe"),
+        Binding("b", "focus_recipe", "Recipe path"),
         Binding("D", "demo", "Demo build"),
         Binding("x", "cancel", "Cancel build"),
         Binding("g", "reload", "Refresh"),
@@ -58,26 +41,25 @@ class BuildScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self._cancel = threading.Event()
-        self._rejected: list[tuple] = []
+        self._rejected: list[Rejected] = []
+        self._steps: dict[str, BuildStep] = {}
+        self._rates: dict[str, float | None] = {}
         self.building = False
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="recipe TOML path, then Enter (D runs the small demo recipe)", id="build-recipe",
-                    compact=True)
+        yield Input(placeholder="b: type a recipe TOML path, then Enter · D runs the small demo recipe",
+                    id="build-recipe", compact=True)
         with Horizontal(id="build-body"):
             with Vertical(id="build-left"):
                 yield Static(id="build-status", classes="section-title")
-                yield DataTable(id="build-steps", cursor_type="row", zebra_stripes=True)
+                yield Static(id="build-outcome")
+                yield FittedTable(id="build-steps")
                 yield Static("Rejected candidates", classes="section-title")
-                yield DataTable(id="build-rejected", cursor_type="row", zebra_stripes=True)
+                yield FittedTable(id="build-rejected")
             with VerticalScroll(id="build-detail"):
                 yield Static("Highlight a rejected candidate to read it and why it was dropped.", id="build-why")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.query_one("#build-steps", DataTable).add_columns("step", "status", "done", "rate", "counts")
-        self.query_one("#build-rejected", DataTable).add_columns("kind", "stage", "dimension", "label", "reason")
+        yield self.footer()
 
     def on_screen_resume(self) -> None:
         self.action_reload()
@@ -88,43 +70,52 @@ class BuildScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="build-state", exit_on_error=False)
     def load_state(self) -> None:
         with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
-            self.post_message(BuildLoaded(*read_build_state(store)))
+            self.post_message(BuildLoaded(read_build_state(store)))
 
     def on_build_loaded(self, message: BuildLoaded) -> None:
-        if message.builds:
-            bid, name, status, created = message.builds[0]
-            self.query_one("#build-status", Static).update(f"Build {bid}: {name} — {status}")
+        state = message.state
+        status = self.query_one("#build-status", Static)
+        if state.builds:
+            b = state.builds[0]
+            note = published_note(b) or (f"failed: {b.error}" if b.status == "failed" and b.error else "")
+            status.update(assemble(f"Build {b.id}: ", b.name, f" — {b.status}", *([" · ", note] if note else [])))
         else:
-            self.query_one("#build-status", Static).update(
-                "No builds yet. Type a recipe path above, or press D for the demo recipe (needs the default model).")
-        steps = self.query_one("#build-steps", DataTable)
+            status.update("No builds yet. Press b and type a recipe path, or press D for the demo recipe "
+                          "(needs the default model).")
         if not self.building:
-            steps.clear()
-            for step, status, done, total, counts in message.steps:
-                steps.add_row(step, status, f"{done}/{total}", "-", _counts(counts), key=step)
-        self._rejected = message.rejected
-        table = self.query_one("#build-rejected", DataTable)
-        table.clear()
-        for r in message.rejected:
-            table.add_row(r[1], r[2] or "-", r[4] or "-", r[5] or "-", (r[7] or "-")[:60], key=str(r[0]))
+            self._steps = {s.step: s for s in state.steps}
+            self._rates = {}
+            self._show_steps()
+        self._rejected = state.rejected
+        self.query_one("#build-rejected", FittedTable).show(
+            (figure_col("kind", right=False), figure_col("stage", right=False), name_col("dimension"),
+             figure_col("label", right=False), text_col("reason", 20)),
+            [(r.kind, r.stage or "-", r.dimension or "-", r.label or "-", r.reason or "-") for r in state.rejected],
+            keys=[str(r.id) for r in state.rejected])
+
+    def _show_steps(self) -> None:
+        steps = sorted(self._steps.values(), key=lambda s: STEPS.index(s.step) if s.step in STEPS else len(STEPS))
+        table = self.query_one("#build-steps", FittedTable)
+        table.show(STEP_COLUMNS, [(s.step, s.status, f"{s.done:,}/{s.total:,}", _rate(self._rates.get(s.step)),
+                                   format_counts(s.counts)) for s in steps])
+        table.call_after_refresh(table.scroll_end, animate=False)  # the latest step in view on a short screen
 
     @on(DataTable.RowHighlighted, "#build-rejected")
     def _show_rejected(self, event: DataTable.RowHighlighted) -> None:
         if not (0 <= event.cursor_row < len(self._rejected)):
             return
-        (cid, kind, stage, domain, dim, label, model, reason, text, feedback, attempt, p_mis,
-         ppl) = self._rejected[event.cursor_row]
-        lines = [f"[b]{kind} candidate {cid}[/] (attempt {attempt}) by {escape(model)}",
-                 f"domain: {escape(domain) or '-'}  dimension: {dim or '-'}  label: {label or '-'}",
-                 f"[red]rejected at {stage or '-'}:[/] {escape(reason or '-')}"]
-        if p_mis is not None:
-            lines.append(f"checker P(misaligned) = {p_mis:.3f}")
-        if ppl is not None:
-            lines.append(f"perplexity = {ppl:.1f}")
-        if feedback:
-            lines.append(f"feedback given to the next attempt: {escape(feedback)}")
-        lines += ["", escape(text)]
-        self.query_one("#build-why", Static).update("\n".join(lines))
+        r = self._rejected[event.cursor_row]
+        rows: list = [[(f"{r.kind} candidate {r.id}", "bold"), f" (attempt {r.attempt}) by ", r.model],
+                      [f"domain: {r.domain or '-'}  dimension: {r.dimension or '-'}  label: {r.label or '-'}"],
+                      [(f"rejected at {r.stage or '-'}:", "red"), " ", r.reason or "-"]]
+        if r.p_misaligned is not None:
+            rows.append([f"checker P(misaligned) = {r.p_misaligned:.3f}"])
+        if r.perplexity is not None:
+            rows.append([f"perplexity = {r.perplexity:.1f}"])
+        if r.feedback:
+            rows.append(["feedback given to the next attempt: ", r.feedback])
+        rows += [[""], [r.text]]
+        self.query_one("#build-why", Static).update(lines(*rows))
 
     # -- running a build -------------------------------------------------------------------------------
 
@@ -137,6 +128,7 @@ class BuildScreen(Screen[None]):
     @on(Input.Submitted, "#build-recipe")
     def _recipe(self, event: Input.Submitted) -> None:
         if event.value.strip():
+            self.set_focus(self.home_widget())
             self.start(event.value.strip())
 
     def start(self, recipe_path: str | None) -> None:
@@ -145,7 +137,9 @@ class BuildScreen(Screen[None]):
             return
         self.building = True
         self._cancel = threading.Event()
-        self.query_one("#build-steps", DataTable).clear()
+        self._steps = {}
+        self._rates = {}
+        self._show_steps()
         self.query_one("#build-status", Static).update("Build starting…")
         self.run_build(recipe_path, self._cancel)
 
@@ -168,27 +162,35 @@ class BuildScreen(Screen[None]):
                 load_seed_benchmark(store)
                 result = run_build(store, recipe, ws.models_dir, recipe_text=text, cancel=cancel,
                                    progress=lambda p: self.post_message(BuildProgressed(p)))
-            self.post_message(BuildFinished(f"built {result.name} v{result.version} (build {result.build_id})", True))
+            published = result.counts.get("publish", {})
+            pairs = published.get("responses", 0) // 2
+            words = (f"built {result.name} v{result.version} (build {result.build_id}): "
+                     f"{published.get('prompts', 0):,} prompts, {pairs:,} pairs")
+            if not pairs:
+                words += " — the benchmark is empty: see the rejected candidates"
+            self.post_message(BuildFinished(words, "information" if pairs else "warning"))
         except Cancelled:
-            self.post_message(BuildFinished("build cancelled; start it again to resume", False))
+            self.post_message(BuildFinished("build cancelled; start it again to resume", "warning"))
         except (UserError, OSError, ImportError) as exc:
-            self.post_message(BuildFinished(f"build failed: {exc}", False))
+            self.post_message(BuildFinished(f"build failed: {exc}", "error"))
         except Exception as exc:  # noqa: BLE001 - the app lives on; the error is shown
-            self.post_message(BuildFinished(f"build failed: {type(exc).__name__}: {exc}", False))
+            self.post_message(BuildFinished(f"build failed: {type(exc).__name__}: {exc}", "error"))
 
     def on_build_progressed(self, message: BuildProgressed) -> None:
-        p = message.progress
-        table = self.query_one("#build-steps", DataTable)
-        cells = [p.step, "running", f"{p.done}/{p.total}",  # type: ignore[attr-defined]
-                 "-" if p.rate is None else f"{p.rate:.2f}/s", _counts(p.counts)]  # type: ignore[attr-defined]
-        if p.step in table.rows:  # type: ignore[attr-defined]
-            for col, v in zip(table.columns, cells, strict=True):
-                table.update_cell(p.step, col, v, update_width=True)  # type: ignore[attr-defined]
-        else:
-            table.add_row(*cells, key=p.step)  # type: ignore[attr-defined]
-        self.query_one("#build-status", Static).update(f"Building — {p.step}: {p.message or ''}")  # type: ignore[attr-defined]
+        p: StepProgress = message.progress
+        order = STEPS.index(p.step) if p.step in STEPS else len(STEPS)
+        for step, s in list(self._steps.items()):  # steps run in order: a later step's report ends the earlier
+            if step in STEPS and STEPS.index(step) < order and s.status != "done":
+                self._steps[step] = replace(s, status="done", done=s.total)
+        self._steps[p.step] = BuildStep(p.step, "running", p.done, p.total, p.counts)
+        self._rates[p.step] = p.rate
+        self._show_steps()
+        self.query_one("#build-status", Static).update(assemble(f"Building — {p.step}: ", p.message or ""))
 
     def on_build_finished(self, message: BuildFinished) -> None:
         self.building = False
-        self.notify(message.text, severity="information" if message.ok else "error", timeout=10)
-        self.load_state()
+        self.notify(message.text, severity=message.severity, timeout=10, markup=False)
+        outcome = self.query_one("#build-outcome", Static)
+        outcome.update(line(message.text))
+        outcome.set_class(message.severity == "error", "error")
+        self.load_state()  # the steps as stored: done, with their final counts

@@ -1,37 +1,48 @@
-"""Two or more models on the same items: per-dimension and per-type deltas, and where they disagree."""
+"""Two or more models on the same items: per-dimension and per-type deltas, and where they disagree.
+
+Models are lettered (A is the first, B… the others) so the value columns stay narrow whatever the names: the
+status line says which letter is which model. The p-values and n are figures and are never cut.
+"""
 
 from __future__ import annotations
 
-from textual import work
+from string import ascii_uppercase
+
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, SelectionList, Static
+from textual.widgets import Header, SelectionList, Static
+from textual.widgets.selection_list import Selection
 
-from misalign_tui.core.metrics.vocabulary import METHODS
-from misalign_tui.core.runs.catalog import runs_to_show
 from misalign_tui.core.store import Store
-from misalign_tui.core.views.compare import CompareData, read_compare
-from misalign_tui.tui.messages import CompareLoaded
+from misalign_tui.core.text import shorten_all
+from misalign_tui.core.views.compare import CompareData, compare_choices, read_compare
+from misalign_tui.core.views.figures import pct
+from misalign_tui.tui.messages import CompareLoaded, CompareModelsLoaded
+from misalign_tui.tui.plain import assemble, lines
+from misalign_tui.tui.screens.base import AppScreen
+from misalign_tui.tui.widgets.tables import FittedTable, figure_col, name_col
+
+PICK_NAME_WIDTH = 17  # the model list is 24 cells wide (app.tcss): a checkbox and a name
 
 
-class CompareModelsLoaded(Message):
-    def __init__(self, models: list[str]) -> None:
-        super().__init__()
-        self.models = models
+def letter(i: int) -> str:
+    return ascii_uppercase[i] if i < len(ascii_uppercase) else f"M{i + 1}"
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}"
+def _p(p: float) -> str:
+    return f"{p:.2g}"
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(AppScreen):
+    HOME = "#compare-items"
     BINDINGS = [
         Binding("D", "toggle_disagreements", "Disagreements only"),
         Binding("enter", "open_item", "Open item", show=False),
         Binding("o", "open_item", "Open item"),
+        Binding("M", "focus_models", "Models"),
         Binding("s", "save_session", "Save"),
         Binding("g", "reload", "Refresh"),
     ]
@@ -47,14 +58,14 @@ class CompareScreen(Screen[None]):
         yield Header()
         with Horizontal(id="compare-body"):
             with Vertical(id="compare-pick"):
-                yield Static("Models (space)", classes="section-title")
+                yield Static("Models (M, space)", classes="section-title")
                 yield SelectionList[str](id="compare-models")
             with Vertical(id="compare-main"):
                 yield Static(id="compare-status")
-                yield DataTable(id="compare-deltas", cursor_type="row", zebra_stripes=True)
+                yield FittedTable(id="compare-deltas")
                 yield Static(id="compare-disagree-title", classes="section-title")
-                yield DataTable(id="compare-items", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+                yield FittedTable(id="compare-items")
+        yield self.footer()
 
     def on_screen_resume(self) -> None:
         self.load_models()
@@ -62,11 +73,17 @@ class CompareScreen(Screen[None]):
     def action_reload(self) -> None:
         self.load_models()
 
+    def action_focus_models(self) -> None:
+        self.query_one("#compare-models", SelectionList).focus()
+
     @work(thread=True, exclusive=True, group="compare-models", exit_on_error=False)
     def load_models(self) -> None:
         with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
             # every model with a run of any method; read_compare pairs judge runs, else preference runs
-            self.post_message(CompareModelsLoaded(list(runs_to_show(store, methods=METHODS).by_model())))
+            self.post_message(CompareModelsLoaded(*compare_choices(store)))
+
+    def selected_models(self) -> list[str]:
+        return list(self.query_one("#compare-models", SelectionList).selected)
 
     def on_compare_models_loaded(self, message: CompareModelsLoaded) -> None:
         sl = self.query_one("#compare-models", SelectionList)
@@ -74,13 +91,17 @@ class CompareScreen(Screen[None]):
         if [o.value for o in sl._options] == message.models and chosen:  # unchanged: keep the selection
             self.load_compare(chosen, self.disagreements_only)
             return
-        pick = [m for m in chosen if m in message.models] or message.models[:2]
+        pick = [m for m in chosen if m in message.models] or message.pick
         self._filling = True
         sl.clear_options()
-        sl.add_options([(m, m, m in pick) for m in message.models])
+        # beside the tables the list is 24 cells wide; on a narrow screen it spans the width above them
+        width = PICK_NAME_WIDTH if self.app.size.width >= 100 else max(PICK_NAME_WIDTH, self.app.size.width - 8)
+        shown = shorten_all(message.models, width)
+        sl.add_options([Selection(assemble(s), m, m in pick) for s, m in zip(shown, message.models, strict=True)])
         self.call_after_refresh(setattr, self, "_filling", False)
         self.load_compare(pick, self.disagreements_only)
 
+    @on(SelectionList.SelectedChanged)
     def _picked(self, event: SelectionList.SelectedChanged) -> None:
         if self._filling:
             return
@@ -98,41 +119,43 @@ class CompareScreen(Screen[None]):
         self.post_message(CompareLoaded(data))
 
     def on_compare_loaded(self, message: CompareLoaded) -> None:
-        data: CompareData = message.data  # type: ignore[assignment]
+        data = message.data
         if data.request != (self._requested, self.disagreements_only):
             return  # an older worker's answer; the latest request's is on its way
         self.data = data
-        status = f"{' vs '.join(data.models) or 'no models'} · {data.items:,} items judged by all"
-        self.query_one("#compare-status", Static).update(status + (f" · {data.note}" if data.note else ""))
-        deltas = self.query_one("#compare-deltas", DataTable)
-        deltas.clear(columns=True)
-        first = data.models[0][:12] if data.models else "first"
-        for label, width in (("group", 14), ("vs", 8), (first[:8], 6), ("other", 6), ("Δ", 6), ("n", 6),
-                             ("paired test", 22)):
-            deltas.add_column(label, width=width)
-        for kind, group, other, values, delta, test, n in data.rows:
-            deltas.add_row(f"{'dim' if kind == 'dimension' else kind} {group}", other[:8], *[_pct(v) for v in values],
-                           "-" if delta is None else f"{100 * delta:+.1f}", f"{n:,}", test)
+        letters = {m: letter(i) for i, m in enumerate(data.models)}
+        status: list = [[(f"{letters[m]} = ", "bold"), m] for m in data.models] or [["no models"]]
+        status.append([f"{data.items:,} items judged by all"])
+        if data.note:
+            status.append([(data.note, "dim")])
+        self.query_one("#compare-status", Static).update(lines(*status))
+        several = len(data.models) > 2
+        best = any(r.better for r in data.rows)
+        self.query_one("#compare-deltas", FittedTable).show(
+            (name_col("group", 8), *((figure_col("B is", right=False),) if several else ()), figure_col("A %"),
+             figure_col("B %"), figure_col("Δ"), figure_col("n"), figure_col("p"), figure_col("Holm p"),
+             *((name_col("better", 4),) if best else ())),
+            [(f"{'dim' if r.kind == 'dimension' else r.kind} {r.group}", *((letters[r.other],) if several else ()),
+              pct(r.value_a), pct(r.value_b), "-" if r.delta is None else f"{100 * r.delta:+.1f}", f"{r.n:,}",
+              _p(r.p), _p(r.p_holm), *((r.better or "-",) if best else ())) for r in data.rows])
         title = "Items where they disagree" if self.disagreements_only else "All items"
         self.query_one("#compare-disagree-title", Static).update(
-            f"{title} ({len(data.disagreements)} shown; D toggles, o opens)")
-        items = self.query_one("#compare-items", DataTable)
-        items.clear(columns=True)
-        for label, width in (("prompt", 12), ("dimension", 10), ("label", 10)):
-            items.add_column(label, width=width)
-        for m in data.models:
-            items.add_column(m[:12], width=max(6, len(m[:12])))
-        for d in data.disagreements:
-            items.add_row(d.prompt_key, d.dimension, d.label, *["right" if ok else "WRONG" for ok in d.verdicts],
-                          key=f"{d.item_id}")
+            f"{title} ({len(data.disagreements):,} shown; D toggles, o opens)")
+        self.query_one("#compare-items", FittedTable).show(
+            (name_col("prompt", 8), name_col("dimension", 6), figure_col("label", right=False),
+             *(figure_col(letters[m], right=False) for m in data.models)),
+            [(d.prompt_key, d.dimension, d.label,
+              *(Text("right", style="green") if ok else Text("WRONG", style="bold red") for ok in d.verdicts))
+             for d in data.disagreements], keys=[str(d.item_id) for d in data.disagreements])
 
     def action_toggle_disagreements(self) -> None:
         self.disagreements_only = not self.disagreements_only
-        self.load_compare(list(self.query_one("#compare-models", SelectionList).selected), self.disagreements_only)
+        self.load_compare(self.selected_models(), self.disagreements_only)
 
     def action_open_item(self) -> None:
-        items = self.query_one("#compare-items", DataTable)
-        if self.data is None or not self.data.disagreements or items.cursor_row is None:
+        items = self.query_one("#compare-items", FittedTable)
+        if self.data is None or not self.data.disagreements or items.cursor_row is None or \
+                items.cursor_row >= len(self.data.disagreements):
             self.notify("no item to open")
             return
         self.app.open_item(self.data.disagreements[items.cursor_row].prompt_id)  # type: ignore[attr-defined]

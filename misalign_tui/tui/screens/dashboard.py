@@ -4,55 +4,58 @@ from __future__ import annotations
 
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Vertical
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.widgets import Header, Static
 
-from misalign_tui.core.views.workspace import WorkspaceSummary, read_summary
+from misalign_tui.core.views.figures import figure
+from misalign_tui.core.views.workspace import (
+    WorkspaceSummary,
+    device_label,
+    parameters_label,
+    read_summary,
+    size_label,
+)
 from misalign_tui.tui.messages import WorkspaceLoaded
+from misalign_tui.tui.plain import assemble
+from misalign_tui.tui.screens.base import AppScreen
+from misalign_tui.tui.widgets.tables import FittedTable, figure_col, name_col, text_col
 
 
-def next_action(summary: WorkspaceSummary) -> str:
-    if not summary.benchmarks:
-        return "No benchmark yet — run [b]misalign-tui init[/] to load the seed benchmark, or import one."
+def _key(k: str) -> tuple[str, str]:
+    return (k, "bold")
+
+
+def next_action(summary: WorkspaceSummary) -> Content:
+    if not any(not b.empty for b in summary.benchmarks):
+        return assemble("No benchmark with pairs yet — run ", _key("misalign-tui init"),
+                        " to load the seed benchmark, or import one.")
     if not summary.models:
-        return ("No models yet — press [b]m[/], then [b]i[/] to set up the default model (Gemma 3 270M, 253 MB), "
-                "or [b]a[/] to add a GGUF file.")
+        return assemble("No models yet — press ", _key("m"), ", then ", _key("i"),
+                        " to set up the default model (Gemma 3 270M, 253 MB), or ", _key("a"), " to add a GGUF file.")
     if not summary.runs:
-        return ("No runs yet — press [b]r[/], pick a model (space) and press [b]Enter[/] in a field (or [b]ctrl+r[/]) to profile it on the seed "
-                "benchmark (set a limit for a quick first look).")
+        return assemble("No runs yet — press ", _key("r"), ", pick a model (space) and press ", _key("ctrl+r"),
+                        " to profile it on the seed benchmark (set a limit for a quick first look).")
     if any(r.status in ("running", "interrupted") for r in summary.runs):
-        return "A run is unfinished — press [b]r[/] to watch or resume it."
-    return "Press [b]e[/] to explore the trade-offs, [b]c[/] to compare models."
+        return assemble("A run is unfinished — press ", _key("r"), " to watch or resume it.")
+    return assemble("Press ", _key("e"), " to explore the trade-offs, ", _key("c"), " to compare models.")
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
-
-
-def device(m) -> str:
-    """Where the model runs, from its settings (models set --gpu-layers / the Models screen)."""
-    if m.n_gpu_layers is None:
-        return "auto"
-    if m.n_gpu_layers == 0:
-        return "CPU"
-    return "GPU (all)" if m.n_gpu_layers < 0 else f"GPU ({m.n_gpu_layers} layers)"
-
-
-class DashboardScreen(Screen[None]):
+class DashboardScreen(AppScreen):
+    HOME = "#runs"
     BINDINGS = [("g", "reload", "Refresh")]
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Vertical(id="dashboard"):
+        with VerticalScroll(id="dashboard"):
             yield Static(id="next-action", classes="callout")
+            yield Static("Recent runs", id="runs-title", classes="section-title")
+            yield FittedTable(id="runs")
+            yield Static(assemble("Models", ("  (* the default model)", "dim")), classes="section-title")
+            yield FittedTable(id="models")
             yield Static("Benchmarks", classes="section-title")
-            yield DataTable(id="benchmarks", cursor_type="row", zebra_stripes=True)
-            yield Static("Models", classes="section-title")
-            yield DataTable(id="models", cursor_type="row", zebra_stripes=True)
-            yield Static("Recent runs", classes="section-title")
-            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+            yield FittedTable(id="benchmarks")
+        yield self.footer()
 
     def on_screen_resume(self) -> None:
         self.action_reload()
@@ -69,24 +72,31 @@ class DashboardScreen(Screen[None]):
     def on_workspace_loaded(self, message: WorkspaceLoaded) -> None:
         s = message.summary
         self.query_one("#next-action", Static).update(next_action(s))
-        fill_table(self.query_one("#benchmarks", DataTable), ("name", "version", "prompts", "responses", "hash"),
-                   [(b.name, str(b.version), str(b.prompts), str(b.responses), (b.content_hash or "-")[:12])
-                    for b in s.benchmarks])
-        fill_table(self.query_one("#models", DataTable), ("name", "arch", "params", "quant", "size", "device", "status"),
-                   [(m.name + (" *" if m.is_default else ""), m.architecture or "-",
-                     f"{m.parameters / 1e6:,.0f}M" if m.parameters else "-", m.quantization or "-",
-                     f"{m.size / 1e6:,.0f} MB" if m.size else "-", device(m),
-                     "ok" if m.usable else f"unusable: {m.error}") for m in s.models])
-        fill_table(self.query_one("#runs", DataTable),
-                   ("id", "model", "benchmark", "method", "status", "progress", "headline", "trade-off"),
-                   [(str(r.id), r.model, r.benchmark, r.method, r.status, f"{r.items_done}/{r.items_total}",
-                     f"{r.headline_label} {_pct(r.headline)}" if r.headline_label else "-", "n/a" if r.trade_off_rate is None else _pct(r.trade_off_rate))
-                    for r in s.runs])
-
-
-def fill_table(table: DataTable, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    """Replace a table's content, columns included: after a plain ``clear()`` wider rows left the header drawn
-    at the old column widths (seen in a real terminal)."""
-    table.clear(columns=True)
-    table.add_columns(*columns)
-    table.add_rows(rows)
+        self.query_one("#benchmarks", FittedTable).show(
+            (name_col("name"), figure_col("version"), figure_col("prompts"), figure_col("responses"),
+             figure_col("pairs"), figure_col("hash", right=False)),
+            [(b.info.name, str(b.info.version), f"{b.info.prompts:,}", f"{b.info.responses:,}",
+              "0 (empty)" if b.empty else f"{b.pairs:,}", (b.info.content_hash or "-")[:12]) for b in s.benchmarks])
+        self.query_one("#models", FittedTable).show(
+            (name_col("name"), figure_col("arch", right=False), figure_col("params"),
+             figure_col("quant", right=False), figure_col("size"), figure_col("device", right=False),
+             text_col("status", 10)),
+            [(m.name + (" *" if m.is_default else ""), m.architecture or "-", parameters_label(m.parameters),
+              m.quantization or "-", size_label(m.size), device_label(m),
+              "ok" if m.usable else f"unusable: {m.error}") for m in s.models])
+        benchmarks = {r.benchmark for r in s.runs}
+        one_benchmark = len(benchmarks) == 1
+        title = "Recent runs" + (f" on {next(iter(benchmarks))}" if one_benchmark else "")
+        self.query_one("#runs-title", Static).update(assemble(title))
+        columns = [figure_col("id"), name_col("model"), *(() if one_benchmark else (name_col("benchmark"),)),
+                   figure_col("method", right=False), figure_col("status", right=False),
+                   text_col("headline"), text_col("trade-off rate", 10)]
+        rows = []
+        for r in s.runs:
+            headline = figure(r.headline_label, r.headline, r.headline_ci, r.headline_n) if r.headline_label else "-"
+            trade = "-" if r.items_done == 0 or not r.headline_label else \
+                "n/a" if r.trade_off_rate is None else figure("", r.trade_off_rate, r.trade_off_ci, r.trade_off_n)
+            status = r.status if r.status == "complete" else f"{r.status} {r.items_done:,}/{r.items_total:,}"
+            rows.append((str(r.id), r.model, *(() if one_benchmark else (r.benchmark,)), r.method, status, headline,
+                         trade))
+        self.query_one("#runs", FittedTable).show(columns, rows)

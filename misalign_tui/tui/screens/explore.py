@@ -11,47 +11,41 @@ import time
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
-from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Select, Static, TabbedContent, TabPane
+from textual.containers import Container, Grid, VerticalScroll
+from textual.timer import Timer
+from textual.widgets import Header, Select, Static, TabbedContent, TabPane
 
+from misalign_tui.core.metrics.profile import BOOTSTRAP_RESAMPLES
 from misalign_tui.core.metrics.vocabulary import EXPLORER_METRICS, METRICS
 from misalign_tui.core.sessions import GROUPINGS, SessionState
 from misalign_tui.core.store import Store
 from misalign_tui.core.views.explore import (
     TAB_PARTS,
+    Cell,
     ExploreData,
     ExploreOptions,
     ExploreQuery,
+    needs_bootstrap,
     read_explore,
     read_options,
 )
-from misalign_tui.tui.messages import ExploreLoaded
-from misalign_tui.tui.widgets.charts import (
-    DimensionModelBars,
-    DomainRanking,
-    SemanticTypeBars,
-    TradeOffHeatmap,
-)
+from misalign_tui.core.views.figures import count, interval, pct
+from misalign_tui.tui.messages import ExploreLoaded, OptionsLoaded
+from misalign_tui.tui.plain import assemble, line
+from misalign_tui.tui.screens.base import AppScreen
+from misalign_tui.tui.widgets.charts import IntervalBars, TradeOffHeatmap, bar_rows
+from misalign_tui.tui.widgets.tables import FittedTable, figure_col, name_col
 
 TABLE_ROWS = 120
 GROUP_LABELS = {"dimension": "by dimension", "domain": "by domain", "semantic_type": "by type", "model": "by model"}
+TAB_TABLES = {"dims": "table-grouped", "domains": "table-domains", "tradeoffs": "table-tradeoffs",
+              "types": "table-types"}
+TOP_DOMAINS = 12  # the domain chart shows the worst ones; the table beside it lists them all
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:5.1f}"
-
-
-class OptionsLoaded(Message):
-    """The filter choices (benchmarks, models, domains) for the Select widgets."""
-
-    def __init__(self, options: ExploreOptions) -> None:
-        super().__init__()
-        self.data = options
-
-
-class ExploreScreen(Screen[None]):
+class ExploreScreen(AppScreen):
+    HOME = "#table-grouped"
+    INTERVAL_DELAY_S = 0.4
     BINDINGS = [
         Binding("x", "next_metric", "Metric"),
         Binding("G", "next_grouping", "Group"),
@@ -73,10 +67,11 @@ class ExploreScreen(Screen[None]):
         self.loads = 0  # repaints with new data; the UI benchmark waits on it
         self.painted_at = 0.0
         self._painted: set[str] = set()
+        self._interval_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal(id="explore-filters"):
+        with Grid(id="explore-filters"):
             yield Select([(METRICS[m].label, m) for m in EXPLORER_METRICS], value="alignment_score", allow_blank=False,
                          id="f-metric", prompt="metric", compact=True)
             yield Select([(GROUP_LABELS[g], g) for g in GROUPINGS], value="dimension", allow_blank=False,
@@ -87,19 +82,15 @@ class ExploreScreen(Screen[None]):
             yield Select([], prompt="any domain", id="f-domain", compact=True)
         yield Static(id="explore-status")
         with TabbedContent(id="explore-tabs"):
-            with TabPane("1 Dimensions", id="dims"), Horizontal(classes="chart-row"):
-                yield DimensionModelBars(id="chart-dims")
-                yield DataTable(id="table-grouped", cursor_type="row", zebra_stripes=True)
-            with TabPane("2 Domains", id="domains"), Horizontal(classes="chart-row"):
-                yield DomainRanking(id="chart-domains")
-                yield DataTable(id="table-domains", cursor_type="row", zebra_stripes=True)
-            with TabPane("3 Trade-offs", id="tradeoffs"), Horizontal(classes="chart-row"):
-                yield TradeOffHeatmap(id="chart-tradeoffs")
-                yield DataTable(id="table-tradeoffs", cursor_type="row", zebra_stripes=True)
-            with TabPane("4 Types", id="types"), Horizontal(classes="chart-row"):
-                yield SemanticTypeBars(id="chart-types")
-                yield DataTable(id="table-types", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+            for tab, title, chart in (("dims", "1 Dimensions", IntervalBars(id="chart-dims")),
+                                      ("domains", "2 Domains", IntervalBars(id="chart-domains")),
+                                      ("tradeoffs", "3 Trade-offs", TradeOffHeatmap(id="chart-tradeoffs")),
+                                      ("types", "4 Types", IntervalBars(id="chart-types"))):
+                with TabPane(title, id=tab), Container(classes="chart-row"):
+                    with VerticalScroll(classes="chart-box"):
+                        yield chart
+                    yield FittedTable(id=TAB_TABLES[tab])
+        yield self.footer()
 
     def on_screen_resume(self) -> None:
         self.load_options()
@@ -122,9 +113,9 @@ class ExploreScreen(Screen[None]):
         """A new query: compute what the visible tab shows; other tabs are computed when opened."""
         self._load(query, self._parts_for(self.query_one(TabbedContent).active or "dims", query))
 
-    def _read(self, query: ExploreQuery, parts: frozenset[str]) -> None:
+    def _read(self, query: ExploreQuery, parts: frozenset[str], bootstrap: int = 0) -> None:
         with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
-            data = read_explore(store, query, parts)
+            data = read_explore(store, query, parts, bootstrap)
         self.post_message(ExploreLoaded(data))
 
     # two groups: opening another tab must not cancel the query the visible tab waits for
@@ -136,10 +127,38 @@ class ExploreScreen(Screen[None]):
     def _load_more(self, query: ExploreQuery, parts: frozenset[str]) -> None:
         self._read(query, parts)
 
+    # AS intervals come from a bootstrap (seconds on a large store): asked for once the values are shown and the
+    # filters have stayed put for a moment, so browsing stays fast; the table says "…" until they arrive
+    @work(thread=True, exclusive=True, group="explore-intervals", exit_on_error=False)
+    def _load_intervals(self, query: ExploreQuery, parts: frozenset[str]) -> None:
+        self._read(query, parts, BOOTSTRAP_RESAMPLES)
+
+    def _want_intervals(self, tab: str) -> None:
+        data = self.data
+        if data is None or not needs_bootstrap(data.query.metric) or not data.models:
+            return
+        parts = self._parts_for(tab, data.query) - data.with_intervals - {"tradeoffs"}
+        if not parts or not parts <= data.parts:
+            return
+        if self._interval_timer is not None:
+            self._interval_timer.stop()
+        query = data.query
+        self._interval_timer = self.set_timer(self.INTERVAL_DELAY_S, lambda: self._start_intervals(query, parts))
+
+    def _start_intervals(self, query: ExploreQuery, parts: frozenset[str]) -> None:
+        self._interval_timer = None
+        if query == self.query_state:
+            self._load_intervals(query, parts)
+
+    @property
+    def intervals_pending(self) -> bool:
+        """An interval pass is waiting to start (tests and snapshots wait for it, as for workers)."""
+        return self._interval_timer is not None
+
     # -- messages --------------------------------------------------------------------------------------
 
     def on_options_loaded(self, message: OptionsLoaded) -> None:
-        opts = message.data
+        opts = message.options
         if opts == self._options:
             return
         self._options = opts
@@ -151,7 +170,7 @@ class ExploreScreen(Screen[None]):
                                             ("#f-type", opts.semantic_types, q.semantic_type),
                                             ("#f-domain", opts.domains, q.domain)):
                 sel = self.query_one(sel_id, Select)
-                sel.set_options([(v, v) for v in values])
+                sel.set_options([(line(v), v) for v in values])
                 if current in values:
                     sel.value = current
         finally:
@@ -166,22 +185,21 @@ class ExploreScreen(Screen[None]):
         self._applying = False
 
     def on_explore_loaded(self, message: ExploreLoaded) -> None:
-        data: ExploreData = message.data  # type: ignore[assignment]
+        data = message.data
         if data.query != self.query_state:
             return  # a stale answer; a newer worker is on its way
         if self.data is not None and self.data.query == data.query:
             self.data.merge(data)  # another tab's parts for the same query
             data = self.data
-            self._painted = {t for t in self._painted if TAB_PARTS[t] not in message.data.parts}  # type: ignore[attr-defined]
+            self._painted = {t for t in self._painted if not self._parts_for(t, data.query) & message.data.parts}
         else:
             self.data = data
             self._painted = set()
         label = METRICS[data.query.metric].label
         models = ", ".join(data.models) or "no models"
-        status = f"{label} {GROUP_LABELS[data.query.grouping]} · {models}"
-        if data.note:
-            status += f" · {data.note}"
-        self.query_one("#explore-status", Static).update(status)
+        self.query_one("#explore-status", Static).update(
+            assemble((f"{label} {GROUP_LABELS[data.query.grouping]}", "bold"), " · ", models,
+                     *((" · ", (data.note, "dim")) if data.note else ())))
         self._paint_tab(self.query_one(TabbedContent).active or "dims")
         self.call_after_refresh(self._painted_now)
 
@@ -200,47 +218,64 @@ class ExploreScreen(Screen[None]):
             self._load_more(data.query, missing)
             return
         self._painted.add(tab)
+        metric = METRICS[data.query.metric]
+        one = len(data.models) <= 1
+        empty = data.note or "no data"
         if tab == "dims":
-            self.query_one("#chart-dims", DimensionModelBars).replot(data)
-            self._fill_table("#table-grouped", data.grouped(), data.query.grouping)
+            self.query_one("#chart-dims", IntervalBars).replot(
+                f"{metric.label} % by dimension", bar_rows(data.by_dimension, one), data.models, metric, empty)
+            self._fill_table("#table-grouped", data.grouped(), data.query.grouping, data)
         elif tab == "domains":
-            self.query_one("#chart-domains", DomainRanking).replot(data)
-            self._fill_table("#table-domains", data.by_domain, "domain")
+            worst = [c for c in data.by_domain if c.value is not None][:TOP_DOMAINS]
+            self.query_one("#chart-domains", IntervalBars).replot(
+                f"{metric.label} % by domain, worst {len(worst)} first", bar_rows(worst, one), data.models, metric,
+                empty)
+            self._fill_table("#table-domains", data.by_domain, "domain", data)
         elif tab == "tradeoffs":
-            self.query_one("#chart-tradeoffs", TradeOffHeatmap).replot(data)
+            self.query_one("#chart-tradeoffs", TradeOffHeatmap).replot(
+                data.trade_off_dims, data.trade_off_matrix, data.trade_off_model, data.trade_off_note or data.note)
             self._fill_tradeoffs(data)
         elif tab == "types":
-            self.query_one("#chart-types", SemanticTypeBars).replot(data)
-            self._fill_table("#table-types", data.by_type, "semantic_type")
+            self.query_one("#chart-types", IntervalBars).replot(
+                f"{metric.label} % by semantic type", bar_rows(data.by_type, one), data.models, metric, empty)
+            self._fill_table("#table-types", data.by_type, "semantic_type", data)
+        self._want_intervals(tab)
 
     @on(TabbedContent.TabActivated)
     def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id:
             self._paint_tab(event.pane.id)
+            focused = self.focused
+            if focused is not None and not self.in_field() and event.pane not in focused.ancestors:
+                self.set_focus(self.home_widget())  # never leave focus in a hidden tab: it would switch back
 
-    def _fill_table(self, selector: str, cells: list, group_name: str) -> None:
-        table = self.query_one(selector, DataTable)
-        columns = (group_name.replace("_", " "), "model", METRICS[self.query_state.metric].label, "95% CI", "n")
-        if tuple(str(c.label) for c in table.columns.values()) != columns:
-            table.clear(columns=True)
-            table.add_columns(*columns)
-        else:
-            table.clear()
-        for c in cells[:TABLE_ROWS]:  # the worst rows first; the filters narrow the rest
-            ci = "-" if c.low is None else f"{_pct(c.low)}–{_pct(c.high)}"
-            group = c.group if len(c.group) <= 24 else c.group[:23] + "…"
-            table.add_row(group, c.series, _pct(c.value), ci, f"{c.n:,}")
+    def home_widget(self) -> FittedTable:
+        """The visible tab's table (Escape from a filter lands there)."""
+        return self.query_one(f"#{TAB_TABLES[self.query_one(TabbedContent).active or 'dims']}", FittedTable)
+
+    def _fill_table(self, selector: str, cells: list[Cell], group_name: str, data: ExploreData) -> None:
+        """Group, model, value, interval, n; the model column goes where it would repeat the group (by model)
+        or say the same thing on every row (one model: the status line names it)."""
+        with_model = group_name != "model" and len(data.models) > 1
+        pending = needs_bootstrap(data.query.metric) and group_name not in data.with_intervals
+        columns = (name_col(group_name.replace("_", " ")), *((name_col("model"),) if with_model else ()),
+                   figure_col(METRICS[data.query.metric].label), figure_col("95% CI"), figure_col("n"))
+        rows = [(c.group, *((c.series,) if with_model else ()), pct(c.value),
+                 "…" if pending and c.value is not None else
+                 interval(None if c.low is None or c.high is None else (c.low, c.high)), count(c.n))
+                for c in cells[:TABLE_ROWS]]  # the worst rows first; the filters narrow the rest
+        self.query_one(selector, FittedTable).show(columns, rows)
 
     def _fill_tradeoffs(self, data: ExploreData) -> None:
-        table = self.query_one("#table-tradeoffs", DataTable)
-        table.clear(columns=True)
-        if not data.trade_off_matrix:
-            table.add_column("trade-offs")
-            table.add_row(data.trade_off_note or "n/a: no prompts with pairs on two dimensions")
+        table = self.query_one("#table-tradeoffs", FittedTable)
+        pairs = [c for row in data.trade_off_matrix for c in row if c is not None]
+        if not pairs:
+            table.show((figure_col("trade-offs", right=False),),
+                       [(data.trade_off_note or "n/a: no prompts with pairs on two dimensions",)])
             return
-        table.add_columns("T[row→col]", *data.trade_off_dims)
-        for d, row in zip(data.trade_off_dims, data.trade_off_matrix, strict=True):
-            table.add_row(d, *[_pct(v) for v in row])
+        table.show((name_col("satisfies → fails"), figure_col("T %"), figure_col("95% CI"), figure_col("n")),
+                   [(c.group, pct(c.value), interval(None if c.low is None or c.high is None else (c.low, c.high)),
+                     count(c.n)) for c in pairs])
 
     # -- filters ---------------------------------------------------------------------------------------
 
@@ -310,6 +345,8 @@ class ExploreScreen(Screen[None]):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+        if not self.in_field():
+            self.set_focus(self.query_one(f"#{TAB_TABLES[tab]}", FittedTable))
 
     def action_focus_filters(self) -> None:
         self.query_one("#f-metric", Select).focus()

@@ -7,6 +7,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from misalign_tui.tui.plain import lines
+
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [("escape,q,question_mark", "dismiss", "Close")]
@@ -16,9 +18,9 @@ class HelpScreen(ModalScreen[None]):
         self._rows = bindings
 
     def compose(self) -> ComposeResult:
-        lines = ["[b]Keys[/]  (Ctrl+P opens the command palette with every action)", ""]
+        rows: list = [[("Keys", "bold"), "  (Ctrl+P opens the command palette with every action)"], [""]]
         for where, key, description in self._rows:
-            lines.append(f"  [b]{key:>10}[/]  {description}  [dim]{where}[/]")
-        lines += ["", "Press Escape to close."]
+            rows.append([("  " + f"{key:>10}", "bold"), f"  {description}  ", (where, "dim")])
+        rows += [[""], ["Escape leaves a text field; pressed again, it closes this list or goes back."]]
         with VerticalScroll(id="help-body"):
-            yield Static("\n".join(lines))
+            yield Static(lines(*rows))

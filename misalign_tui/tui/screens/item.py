@@ -1,58 +1,79 @@
-"""One prompt: its labels, both responses of each pair, every model's verdict, and what the model saw."""
+"""One prompt: its labels, both responses of each pair, every model's verdict, and what the model saw.
+
+Every piece of text here comes from a benchmark or a model, so each is a plain ``Content`` block (never markup,
+control characters shown): a prompt about "the interval [0, 1)" or holding an escape sequence reads as written.
+"""
 
 from __future__ import annotations
 
-from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from misalign_tui.core.store import Store
-from misalign_tui.core.views.item import ItemView, read_item
+from misalign_tui.core.views.item import ItemVerdict, ItemView, read_item
 from misalign_tui.tui.messages import ItemLoaded, WorkFailed
+from misalign_tui.tui.plain import Part, assemble, plain
+from misalign_tui.tui.screens.base import AppScreen
+
+Block = tuple[str, list[Part]]  # (CSS class, the parts of one paragraph)
 
 
-def render_item(item: ItemView) -> str:
-    e = escape
-    out = [f"[b]{e(item.key)}[/]  type: {item.semantic_type or '-'}",
-           "domains: " + ", ".join(f"{d}/{e(n)}" for d, n in item.domains), "", e(item.text), ""]
+def _verdict(v: ItemVerdict) -> list[Part]:
+    return [v.model, (f" (run {v.run_id}, {v.method}): ", "dim"), v.value]
+
+
+def item_blocks(item: ItemView) -> list[Block]:
+    """The item as paragraphs, each with the class that indents it (app.tcss): pair, response, verdict."""
+    blocks: list[Block] = [
+        ("item-title", [(item.key, "bold"), f"  type: {item.semantic_type or '-'}"]),
+        ("item-meta", ["domains: ", ", ".join(f"{d}/{n}" for d, n in item.domains) or "-"]),
+        ("item-prompt", [item.text]),
+    ]
     by_id = {r[0]: r for r in item.responses}
-    verdicts_by_response: dict[int, list[str]] = {}
-    verdicts_by_pair: dict[int, list[str]] = {}
+    by_response: dict[int, list[ItemVerdict]] = {}
+    by_pair: dict[int, list[ItemVerdict]] = {}
     for v in item.verdicts:
-        line = f"    {e(v.model)} (run {v.run_id}, {v.method}): {v.value}"
         if v.response_id is not None:
-            verdicts_by_response.setdefault(v.response_id, []).append(line)
+            by_response.setdefault(v.response_id, []).append(v)
         if v.pair_id is not None:
-            verdicts_by_pair.setdefault(v.pair_id, []).append(line)
+            by_pair.setdefault(v.pair_id, []).append(v)
     shown: set[int] = set()
     for pid, dim, a, m in item.pairs:
-        out.append(f"[b]Pair {pid}[/] — {dim or 'untargeted'}")
+        blocks.append(("item-pair", [(f"Pair {pid}", "bold"), f" — {dim or 'untargeted'}"]))
+        judged = False
         for rid in (a, m):
             r = by_id.get(rid)
             if r is None:
                 continue
             shown.add(rid)
-            colour = "green" if r[2] == "aligned" else "red"
-            out.append(f"  [{colour}]{r[2]}[/]: {e(r[3])}")
-            out += verdicts_by_response.get(rid, ["    (no verdicts yet)"])
-        out += verdicts_by_pair.get(pid, [])
-        out.append("")
+            blocks.append(("item-response", [(r[2], "green" if r[2] == "aligned" else "red"), ": ", r[3]]))
+            for v in by_response.get(rid, []):
+                blocks.append(("item-verdict", _verdict(v)))
+                judged = True
+        if by_pair.get(pid):
+            blocks.append(("item-verdict", [("on the pair:", "dim")]))
+            blocks += [("item-verdict", _verdict(v)) for v in by_pair[pid]]
+            judged = True
+        if not judged:
+            blocks.append(("item-verdict", [("(no verdicts on this pair yet)", "dim")]))
     for rid, r in by_id.items():
         if rid not in shown:
-            out.append(f"  {r[2]} ({r[1] or 'untargeted'}): {e(r[3])}")
-            out += verdicts_by_response.get(rid, [])
+            blocks.append(("item-response", [f"{r[2]} ({r[1] or 'untargeted'}): ", r[3]]))
+            blocks += [("item-verdict", _verdict(v)) for v in by_response.get(rid, [])]
     if item.formatted:
-        out += ["", "[b]What the model saw[/] (run template, placeholders filled with the first response)"]
+        blocks.append(("item-pair", [("What the model saw", "bold"),
+                                     " (run template, placeholders filled with the first response)"]))
         for name, text in item.formatted:
-            out += [f"[dim]{e(name)}[/]", e(text), ""]
-    return "\n".join(out)
+            blocks += [("item-meta", [(name, "dim")]), ("item-formatted", [text])]
+    return blocks
 
 
-class ItemScreen(Screen[None]):
-    BINDINGS = [("escape,backspace", "app.pop_screen", "Back")]
+class ItemScreen(AppScreen):
+    HOME = "#item-body"
+    BINDINGS = [Binding("escape,backspace", "back", "Back")]
 
     def __init__(self, prompt_id: int) -> None:
         super().__init__()
@@ -61,11 +82,14 @@ class ItemScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="item-body"):
-            yield Static("loading…", id="item-text")
-        yield Footer()
+            yield Static("loading…", id="item-loading")
+        yield self.footer()
 
     def on_mount(self) -> None:
         self.load_item()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
 
     @work(thread=True, exclusive=True, group="item", exit_on_error=False)
     def load_item(self) -> None:
@@ -75,8 +99,14 @@ class ItemScreen(Screen[None]):
         except LookupError as exc:
             self.post_message(WorkFailed(str(exc)))
 
-    def on_item_loaded(self, message: ItemLoaded) -> None:
-        self.query_one("#item-text", Static).update(render_item(message.item))  # type: ignore[arg-type]
+    async def on_item_loaded(self, message: ItemLoaded) -> None:
+        body = self.query_one("#item-body", VerticalScroll)
+        await body.remove_children()
+        await body.mount_all([Static(assemble(*parts), classes=cls) for cls, parts in item_blocks(message.item)])
 
     def on_work_failed(self, message: WorkFailed) -> None:
-        self.query_one("#item-text", Static).update(message.text)
+        self.query_one("#item-loading", Static).update(plain(message.text))
+
+    def text(self) -> str:
+        """The item as shown, one paragraph per line (for tests and the fuzz test)."""
+        return "\n".join(str(s.render()) for s in self.query_one("#item-body").query(Static))

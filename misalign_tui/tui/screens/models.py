@@ -1,4 +1,4 @@
-"""The model registry: GGUF metadata, why a file is unusable, add a path, per-model settings."""
+"""The model registry: GGUF metadata, why a file is unusable, add a path, per-model settings, a load test."""
 
 from __future__ import annotations
 
@@ -6,15 +6,19 @@ from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
+from textual.widgets import DataTable, Header, Input, Static
 
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.models.registry import ModelInfo, register_file, update_model_settings
 from misalign_tui.core.store import Store
-from misalign_tui.core.views.workspace import quick_load_test, read_models
+from misalign_tui.core.views.workspace import parameters_label, quick_load_test, read_models, shown_path
+from misalign_tui.core.workspace import Workspace
 from misalign_tui.tui.messages import LoadTestDone, ModelsLoaded, WorkFailed
+from misalign_tui.tui.plain import assemble, lines
+from misalign_tui.tui.screens.base import AppScreen
+from misalign_tui.tui.widgets.tables import FittedTable, figure_col, name_col
 
 
 def _int_or_none(text: str, what: str, minimum: int) -> int | None:
@@ -30,25 +34,27 @@ def _int_or_none(text: str, what: str, minimum: int) -> int | None:
     return value
 
 
-def describe(m: ModelInfo) -> str:
-    lines = [f"[b]{m.name}[/]" + ("  (default)" if m.is_default else "")]
+def describe(m: ModelInfo, workspace: Workspace) -> Content:
+    rows: list = [[(m.name, "bold"), "  (default)" if m.is_default else ""]]
     if not m.usable:
-        lines.append(f"[red]unusable:[/] {m.error}")
+        rows.append([("unusable: ", "red"), m.error or "-"])
     fields = [
-        ("path", m.path), ("url", m.url), ("architecture", m.architecture),
-        ("parameters", f"{m.parameters:,}" if m.parameters else None), ("quantization", m.quantization),
-        ("context", m.context_length), ("size", f"{m.size:,} bytes" if m.size else None), ("sha256", m.sha256),
+        ("path", shown_path(m.path, workspace)), ("url", m.url), ("architecture", m.architecture),
+        ("parameters", f"{parameters_label(m.parameters)} ({m.parameters:,})" if m.parameters else None),
+        ("quantization", m.quantization), ("context", f"{m.context_length:,}" if m.context_length else None),
+        ("size", f"{m.size:,} bytes" if m.size else None), ("sha256", m.sha256),
         ("chat template", "yes" if m.chat_template else "none (plain completion)"),
         ("override", "none (plain)" if m.chat_template_override == "none" else
          ("custom" if m.chat_template_override else None)),
         ("GPU layers", "auto" if m.n_gpu_layers is None else m.n_gpu_layers),
         ("threads", "auto" if m.n_threads is None else m.n_threads),
     ]
-    lines += [f"{k}: {v}" for k, v in fields if v is not None]
-    return "\n".join(lines)
+    rows += [[(f"{k}: ", "dim"), str(v)] for k, v in fields if v is not None]
+    return lines(*rows)
 
 
-class ModelsScreen(Screen[None]):
+class ModelsScreen(AppScreen):
+    HOME = "#models-table"
     BINDINGS = [("a", "focus_add", "Add path"), ("g", "reload", "Rescan"), ("c", "focus_settings", "GPU/threads"),
                 ("l", "load_test", "Load test"), ("i", "default_model", "Default model")]
 
@@ -59,19 +65,20 @@ class ModelsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="models-body"):
-            yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
-            with Vertical(id="model-side"):
+            yield FittedTable(id="models-table")
+            with VerticalScroll(id="model-side"):
                 yield Static(id="model-detail")
-                yield Static("GPU layers (-1 all, 0 CPU) · threads — Enter saves, empty = auto", classes="dim")
+                yield Static("c: GPU layers (-1 all, 0 CPU) and threads — Enter saves, empty = auto, Esc leaves",
+                             classes="dim field-help")
                 with Horizontal(id="model-settings"):
                     yield Input(placeholder="GPU layers", id="model-gpu-layers", compact=True)
                     yield Input(placeholder="threads", id="model-threads", compact=True)
-                yield Static(id="model-load-test")
-        yield Input(placeholder="path to a .gguf file, then Enter", id="model-path")
-        yield Footer()
+                yield Static("l: load test (load the model, time prompt and generation)", id="model-load-test",
+                             classes="dim")
+        yield Input(placeholder="a: path to a .gguf file, then Enter (Esc leaves)", id="model-path", compact=True)
+        yield self.footer()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("name", "arch", "quant", "status")
         self.action_reload()
 
     def action_reload(self) -> None:
@@ -86,12 +93,13 @@ class ModelsScreen(Screen[None]):
 
     def on_models_loaded(self, message: ModelsLoaded) -> None:
         self._models = message.models
-        table = self.query_one(DataTable)
-        table.clear()
-        for m in self._models:
-            table.add_row(m.name + (" *" if m.is_default else ""), m.architecture or "-", m.quantization or "-",
-                          "ok" if m.usable else "unusable", key=str(m.id))
-        self._show(0)
+        self.query_one("#models-table", FittedTable).show(
+            (name_col("name"), figure_col("arch", right=False), figure_col("quant", right=False),
+             figure_col("status", right=False)),
+            [(m.name + (" *" if m.is_default else ""), m.architecture or "-", m.quantization or "-",
+              "ok" if m.usable else "unusable") for m in self._models],
+            keys=[str(m.id) for m in self._models])
+        self._show(self.query_one("#models-table", FittedTable).cursor_row or 0)
         if not self._models:
             self.query_one("#model-detail", Static).update(
                 "No models yet. Press i to set up the default model (Gemma 3 270M, 253 MB), or a to type the path "
@@ -100,16 +108,18 @@ class ModelsScreen(Screen[None]):
     def _show(self, index: int) -> None:
         if 0 <= index < len(self._models):
             m = self._models[index]
-            self.query_one("#model-detail", Static).update(describe(m))
+            self.query_one("#model-detail", Static).update(describe(m, self.app.workspace))  # type: ignore[attr-defined]
             self.query_one("#model-gpu-layers", Input).value = "" if m.n_gpu_layers is None else str(m.n_gpu_layers)
             self.query_one("#model-threads", Input).value = "" if m.n_threads is None else str(m.n_threads)
 
     def current(self) -> ModelInfo | None:
-        row = self.query_one(DataTable).cursor_row
+        row = self.query_one("#models-table", FittedTable).cursor_row
         return self._models[row] if self._models and row is not None and row < len(self._models) else None
 
     def action_focus_settings(self) -> None:
-        self.query_one("#model-gpu-layers", Input).focus()
+        field = self.query_one("#model-gpu-layers", Input)
+        field.focus()
+        field.scroll_visible()
 
     @on(Input.Submitted, "#model-gpu-layers, #model-threads")
     def _save_settings(self, event: Input.Submitted) -> None:
@@ -155,21 +165,26 @@ class ModelsScreen(Screen[None]):
         if m is None or not m.usable:
             self.notify("pick a usable model first", severity="warning")
             return
-        self.query_one("#model-load-test", Static).update(f"loading {m.name}…")
+        result = self.query_one("#model-load-test", Static)
+        result.update(assemble("loading ", m.name, "…"))
+        result.scroll_visible()
         self.load_test(m.name)
 
     @work(thread=True, exclusive=True, group="model-load-test", exit_on_error=False)
     def load_test(self, name: str) -> None:
         try:
-            text = quick_load_test(self.app.workspace, name)  # type: ignore[attr-defined]
+            self.post_message(LoadTestDone(name, quick_load_test(self.app.workspace, name)))  # type: ignore[attr-defined]
         except UserError as exc:
-            text = f"[red]failed:[/] {exc}"
-        self.post_message(LoadTestDone(name, text))
+            self.post_message(LoadTestDone(name, str(exc), ok=False))
 
     def on_load_test_done(self, message: LoadTestDone) -> None:
-        self.query_one("#model-load-test", Static).update(message.text)
+        result = self.query_one("#model-load-test", Static)
+        result.set_class(False, "dim")
+        result.update(assemble(("load test: ", "bold"), message.text) if message.ok else
+                      assemble(("load test failed: ", "red"), message.text))
+        result.scroll_visible()
 
-    @on(DataTable.RowHighlighted)
+    @on(DataTable.RowHighlighted, "#models-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show(event.cursor_row)
 
@@ -194,3 +209,4 @@ class ModelsScreen(Screen[None]):
 
     def on_work_failed(self, message: WorkFailed) -> None:
         self.notify(message.text, severity="error", timeout=8)
+

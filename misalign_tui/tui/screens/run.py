@@ -9,12 +9,8 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import (
     Button,
-    DataTable,
-    Footer,
     Header,
     Input,
     Label,
@@ -24,6 +20,7 @@ from textual.widgets import (
     SelectionList,
     Static,
 )
+from textual.widgets.selection_list import Selection
 
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.io.native import SEED_BENCHMARK
@@ -32,24 +29,35 @@ from misalign_tui.core.models.registry import list_models
 from misalign_tui.core.runs.catalog import resumable_runs
 from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, RunSpec
 from misalign_tui.core.store import RunInfo, Store
+from misalign_tui.core.views.figures import figure
+from misalign_tui.tui.messages import RunChoicesLoaded
+from misalign_tui.tui.plain import line, lines
 from misalign_tui.tui.run_control import QueuedRun, RunStatus
+from misalign_tui.tui.screens.base import AppScreen
+from misalign_tui.tui.widgets.tables import FittedTable, figure_col, name_col, text_col
+
+PROGRESS_COLUMNS = (name_col("model"), figure_col("method", right=False), figure_col("state", right=False),
+                    figure_col("done"), figure_col("items/s"), figure_col("ETA"),
+                    text_col("headline (95% CI, n)", 12))
 
 
 def _eta(s: float | None) -> str:
     if s is None:
         return "-"
-    return f"{s:.0f}s" if s < 120 else f"{s / 60:.0f}m"
+    if s < 120:
+        return f"{s:.0f}s"
+    return f"{s / 60:.0f}m" if s < 7200 else f"{s / 3600:.1f}h"
 
 
-class RunChoicesLoaded(Message):
-    def __init__(self, models: list[tuple[str, bool]], benchmarks: list[str], interrupted: list[RunInfo]) -> None:
-        super().__init__()
-        self.models = models  # (name, is_default)
-        self.benchmarks = benchmarks
-        self.interrupted = interrupted
+def progress_row(st: RunStatus) -> tuple[str, ...]:
+    """One run's row: done/total, rate, ETA and the running headline figure are figures, never cut."""
+    headline = figure(st.headline_label, st.headline, st.headline_ci, st.headline_n) if st.headline_label else "-"
+    return (st.request.model, st.request.method, st.state, f"{st.done:,}/{st.total:,}",
+            "-" if st.items_per_s is None else f"{st.items_per_s:.2f}", _eta(st.eta_s), headline)
 
 
-class RunScreen(Screen[None]):
+class RunScreen(AppScreen):
+    HOME = "#run-models"
     BINDINGS = [
         Binding("ctrl+r", "start", "Start"),
         Binding("p", "pause", "Pause/resume"),
@@ -62,7 +70,7 @@ class RunScreen(Screen[None]):
         yield Header()
         with Horizontal(id="run-body"):
             with VerticalScroll(id="run-form"):
-                yield Label("Models (space toggles; queued in order)")
+                yield Label("Models (space toggles, queued in order)")
                 yield SelectionList[str](id="run-models")
                 yield Label("Method")
                 with RadioSet(id="run-method"):
@@ -80,18 +88,16 @@ class RunScreen(Screen[None]):
                 yield Input(placeholder="all", id="run-limit", type="integer", compact=True)
                 yield Label("Judge templates", classes="field")
                 yield Input(placeholder="3", id="run-templates", type="integer", compact=True)
-                yield Button("Start (Enter in a field, or ctrl+r)", id="run-start", variant="primary", compact=True)
+                yield Button("Start (ctrl+r, or Enter in a field)", id="run-start", variant="primary", compact=True)
             with Vertical(id="run-side"):
                 yield Static("Progress", classes="section-title")
-                yield DataTable(id="run-progress", cursor_type="row", zebra_stripes=True)
+                yield FittedTable(id="run-progress")
+                yield Static(id="run-errors", classes="error")
                 yield Static("Interrupted runs (u resumes the highlighted one)", classes="section-title")
-                yield DataTable(id="run-interrupted", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+                yield FittedTable(id="run-interrupted")
+        yield self.footer()
 
     def on_mount(self) -> None:
-        self.query_one("#run-progress", DataTable).add_columns("model", "method", "state", "done", "items/s",
-                                                               "ETA", "headline")
-        self.query_one("#run-interrupted", DataTable).add_columns("id", "model", "method", "benchmark", "done")
         self._interrupted: list[RunInfo] = []
 
     def on_screen_resume(self) -> None:
@@ -114,44 +120,30 @@ class RunScreen(Screen[None]):
         chosen = set(sl.selected)
         sl.clear_options()
         for name, is_default in message.models:
-            sl.add_option((name + (" (default)" if is_default else ""), name, name in chosen or
-                           (not chosen and (is_default or len(message.models) == 1))))
-        names = [(n, n) for n, _ in message.models]
+            sl.add_option(Selection(line(name + (" (default)" if is_default else "")), name, name in chosen or
+                                    (not chosen and (is_default or len(message.models) == 1))))
+        names = [(line(n), n) for n, _ in message.models]
         self.query_one("#run-judge", Select).set_options(names)
-        self.query_one("#run-benchmark", Select).set_options([(b, b) for b in message.benchmarks])
+        self.query_one("#run-benchmark", Select).set_options([(line(b), b) for b in message.benchmarks])
         self._interrupted = message.interrupted
-        table = self.query_one("#run-interrupted", DataTable)
-        table.clear()
-        for r in message.interrupted:
-            table.add_row(str(r.id), r.model, r.method, r.benchmark, f"{r.items_done}/{r.items_total}", key=str(r.id))
+        self.query_one("#run-interrupted", FittedTable).show(
+            (figure_col("id"), name_col("model"), figure_col("method", right=False), name_col("benchmark"),
+             figure_col("done")),
+            [(str(r.id), r.model, r.method, r.benchmark, f"{r.items_done:,}/{r.items_total:,}")
+             for r in message.interrupted], keys=[str(r.id) for r in message.interrupted])
 
     def show_statuses(self) -> None:
-        table = self.query_one("#run-progress", DataTable)
-        table.clear()
-        for st in self.app.run_statuses.values():  # type: ignore[attr-defined]
-            self._row(table, st, add=True)
+        statuses = list(self.app.run_statuses.values())  # type: ignore[attr-defined]
+        self.query_one("#run-progress", FittedTable).show(PROGRESS_COLUMNS, [progress_row(st) for st in statuses],
+                                                          keys=[st.key for st in statuses])
+        errors = [[(f"{st.request.model}: ", "bold"), st.error or ""] for st in statuses if st.error]
+        self.query_one("#run-errors", Static).update(lines(*errors) if errors else "")
 
     def update_status(self, status: RunStatus) -> None:
         """Called by the app on the UI thread for each (coalesced) progress message."""
-        table = self.query_one("#run-progress", DataTable)
-        if status.key in table.rows:
-            self._row(table, status, add=False)
-        else:
-            self._row(table, status, add=True)
+        self.show_statuses()
         if status.finished:
             self.load_choices()
-
-    @staticmethod
-    def _row(table: DataTable, st: RunStatus, add: bool) -> None:
-        state = st.state if not st.error else f"failed: {st.error}"
-        cells = [st.request.model, st.request.method, state, f"{st.done}/{st.total}",
-                 "-" if st.items_per_s is None else f"{st.items_per_s:.2f}", _eta(st.eta_s),
-                 "-" if st.headline is None else f"{st.headline_label} {100 * st.headline:.1f}"]
-        if add:
-            table.add_row(*cells, key=st.key)
-        else:
-            for col, value in zip(table.columns, cells, strict=True):
-                table.update_cell(st.key, col, value, update_width=True)
 
     # -- actions ---------------------------------------------------------------------------------------
 
@@ -184,7 +176,7 @@ class RunScreen(Screen[None]):
             return
         self.app.queue_runs(requests)  # type: ignore[attr-defined]
         self.show_statuses()
-        self.query_one("#run-progress", DataTable).focus()  # out of the form: screen keys work again
+        self.query_one("#run-progress", FittedTable).focus()  # out of the form: screen keys work again
 
     def action_pause(self) -> None:
         self.app.action_pause_runs()  # type: ignore[attr-defined]
@@ -193,8 +185,8 @@ class RunScreen(Screen[None]):
         self.app.action_cancel_runs()  # type: ignore[attr-defined]
 
     def action_resume_interrupted(self) -> None:
-        table = self.query_one("#run-interrupted", DataTable)
-        if not self._interrupted or table.cursor_row is None:
+        table = self.query_one("#run-interrupted", FittedTable)
+        if not self._interrupted or table.cursor_row is None or table.cursor_row >= len(self._interrupted):
             self.notify("no interrupted run to resume")
             return
         self.app.resume_run(self._interrupted[table.cursor_row].id)  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""Saved comparisons: reopen one in the explorer, turn it into a report, delete it."""
+"""Saved comparisons: reopen one in the explorer, turn it into a report, delete it (after a yes)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,25 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Header, Static
 
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.metrics.vocabulary import METRICS
 from misalign_tui.core.sessions import SavedSession, delete_session, list_sessions
 from misalign_tui.core.store import Store
 from misalign_tui.tui.messages import SessionsLoaded, WorkFailed
+from misalign_tui.tui.screens.base import AppScreen
+from misalign_tui.tui.screens.dialogs import Confirm
+from misalign_tui.tui.widgets.tables import FittedTable, figure_col, name_col, text_col
 
 
-class SessionsScreen(Screen[None]):
+class SessionsScreen(AppScreen):
+    HOME = "#sessions-table"
     BINDINGS = [
         Binding("enter", "open", "Open", show=False),
         Binding("o", "open", "Open"),
         Binding("R", "report", "Report"),
-        Binding("delete,X", "delete", "Delete"),
+        Binding("X,delete", "delete", "Delete"),
         Binding("g", "reload", "Refresh"),
     ]
 
@@ -32,11 +36,8 @@ class SessionsScreen(Screen[None]):
         yield Header()
         with Vertical(id="sessions-body"):
             yield Static(id="sessions-hint", classes="callout")
-            yield DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("name", "models", "metric", "grouping", "filters", "updated")
+            yield FittedTable(id="sessions-table")
+        yield self.footer()
 
     def on_screen_resume(self) -> None:
         self.action_reload()
@@ -52,19 +53,21 @@ class SessionsScreen(Screen[None]):
     def on_sessions_loaded(self, message: SessionsLoaded) -> None:
         self.sessions = message.sessions
         hint = ("No saved sessions. On Explore or Compare press s to save what you see under a name."
-                if not self.sessions else "o reopens in Explore · R writes a report · X deletes")
+                if not self.sessions else "o reopens in Explore · R writes a report · X deletes (asks first)")
         self.query_one("#sessions-hint", Static).update(hint)
-        table = self.query_one(DataTable)
-        table.clear()
-        for s in self.sessions:
-            st = s.state
-            table.add_row(s.name, ", ".join(st.models) or "all", st.metric, st.grouping,
-                          ", ".join(f"{k}={v}" for k, v in st.filters.items()) or "-", s.updated_at[:10],
-                          key=s.name)
+        self.query_one("#sessions-table", FittedTable).show(
+            (name_col("name"), text_col("models", 10), figure_col("metric", right=False),
+             figure_col("grouping", right=False), text_col("filters", 8), figure_col("updated", right=False)),
+            [(s.name, ", ".join(s.state.models) or "all",
+              METRICS[s.state.metric].label if s.state.metric in METRICS else s.state.metric,
+              s.state.grouping.replace("_", " "),
+              ", ".join(f"{k}={v}" for k, v in s.state.filters.items()) or "-", s.updated_at[:10])
+             for s in self.sessions],
+            keys=[s.name for s in self.sessions])
 
     def _current(self) -> SavedSession | None:
-        table = self.query_one(DataTable)
-        if not self.sessions or table.cursor_row is None:
+        table = self.query_one("#sessions-table", FittedTable)
+        if not self.sessions or table.cursor_row is None or table.cursor_row >= len(self.sessions):
             self.notify("no session selected")
             return None
         return self.sessions[table.cursor_row]
@@ -76,21 +79,31 @@ class SessionsScreen(Screen[None]):
 
     def action_delete(self) -> None:
         s = self._current()
-        if s:
-            self._delete(s.name)
+        if s is None:
+            return
 
-    @work(thread=True, group="sessions", exit_on_error=False)
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._delete(s.name)
+
+        self.app.push_screen(Confirm(f"Delete the session {s.name!r}? Its saved view cannot be restored "
+                                     "(reports already written stay).", "Delete (y)", "Keep (n)"), answer)
+
+    # not in the "sessions" group: the reload that follows the dialog (screen resume) is exclusive in that group
+    # and would cancel the delete before it ran
+    @work(thread=True, group="session-edit", exit_on_error=False)
     def _delete(self, name: str) -> None:
         with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
             delete_session(store, name)
             self.post_message(SessionsLoaded(list_sessions(store)))
+        self.app.call_from_thread(self.notify, f"session deleted: {name}")
 
     def action_report(self) -> None:
         s = self._current()
         if s:
             self._report(s)
 
-    @work(thread=True, group="sessions", exit_on_error=False)
+    @work(thread=True, group="session-edit", exit_on_error=False)
     def _report(self, session: SavedSession) -> None:
         from misalign_tui.core.report.session import write_session_report
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from misalign_tui.devtools.kill_resume import (
     run_rows,
     run_with_kills,
     stored_numbers,
+    verdict_flips,
 )
 from misalign_tui.devtools.synthetic_model import SIMPLE_CHAT_TEMPLATE, write_random_gguf
 
@@ -94,12 +96,15 @@ def duplicates(db: Path) -> int:
 
 # -- 1. kill -9 during runs --------------------------------------------------------------------------------------
 
-def runs_under_kills(work: Path, models: dict[str, Path], kills: int, seed: int) -> list[dict[str, Any]]:
+def runs_under_kills(work: Path, models: dict[str, Path], kills: int, seed: int,
+                     methods: Sequence[str] = ("judge", "preference", "generate")) -> list[dict[str, Any]]:
     plans = [("judge", models["chat"], 40, ["--templates", "3"]),
              ("preference", models["base"], 160, []),
              ("generate", models["chat"], 30, ["--max-tokens", "12", "--templates", "2"])]
     out = []
     for i, (method, model, n, extra) in enumerate(plans):
+        if method not in methods:
+            continue
         args = ["run", "--model", str(model), "--benchmark", FIXTURE, "--method", method, "--n-ctx", "1024",
                 *extra, "--format", "json"]
         killed, whole = work / f"{method}-killed", work / f"{method}-whole"
@@ -108,8 +113,8 @@ def runs_under_kills(work: Path, models: dict[str, Path], kills: int, seed: int)
         total = {"judge": 9 * n, "preference": n * 3 // 2, "generate": n}[method]
         t0 = time.monotonic()
         rep = run_with_kills(killed, args, method, kills, random_kill_points(random.Random(seed + i), total, kills))
-        run_with_kills(whole, args, method, 0, lambda s: s)
-        changed = compared = 0
+        ref = run_with_kills(whole, args, method, 0, lambda s: s)
+        changed = compared = flips = 0
         worst = 0.0
         for (rid, m, *_), (wid, _, *_) in zip(run_rows(killed / "db" / "misalign.sqlite"),
                                               run_rows(whole / "db" / "misalign.sqlite"), strict=False):
@@ -119,12 +124,15 @@ def runs_under_kills(work: Path, models: dict[str, Path], kills: int, seed: int)
             changed += diff["changed"] + diff["missing"] + diff["extra"]
             compared += diff["compared"]
             worst = max(worst, max_abs_difference(a, b))
+            flips += verdict_flips(a, b)
         rows = run_rows(killed / "db" / "misalign.sqlite")
         out.append({"method": method, "kills": rep.kills, "finished_before_kill_point": rep.finished_early,
                     "stored_at_each_kill": rep.stored_at_kill, "rerun_exit": rep.exit_codes[-1],
                     "complete": all(r[2] == "complete" and r[3] == r[4] for r in rows),
                     "rows_lost": rep.rows_lost, "duplicates": duplicates(killed / "db" / "misalign.sqlite"),
                     "items_compared": compared, "numbers_changed_by_resume": changed, "max_abs_change": worst,
+                    "verdict_flips": flips, "largest_commit": max(rep.largest_commit, ref.largest_commit),
+                    "longest_commit_gap_s": round(max(rep.longest_commit_gap_s, ref.longest_commit_gap_s), 2),
                     "seconds": round(time.monotonic() - t0, 1)})
     return out
 
@@ -339,7 +347,8 @@ def malformed_inputs(work: Path, models: dict[str, Path]) -> dict[str, Any]:
     cases += [["run", "--templates", "99", "--model", str(models["chat"])], ["run", "--benchmark", "nope"],
               ["run", "--filter", "domain=Nope", "--model", str(models["chat"])], ["report", "--run", "999"],
               ["export", "benchmark", "nope"], ["runs", "show", "999"], ["models", "add", str(d)],
-              ["import", str(d / "missing.csv")], ["models", "add-remote", "x", "--url", "ftp://a", "--model", "m"]]
+              ["import", str(d / "missing.csv")], ["models", "add-remote", "x", "--url", "ftp://a", "--model", "m"],
+              ["models", "add-remote", "y", "--url", "http://127.0.0.1:notaport", "--model", "m"]]
     results = []
     for args in cases:
         r = subprocess.run([sys.executable, "-m", "misalign_tui", "--home", str(home), *args], capture_output=True,
@@ -372,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--workdir", type=Path, help="keep the workspaces here (default: a temporary folder)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--method", action="append", choices=["judge", "preference", "generate"],
+                    help="runs of this method only (repeatable; default: all three)")
     ap.add_argument("--skip", action="append", default=[], choices=["runs", "build", "readers", "server", "malformed"])
     a = ap.parse_args(argv)
     work = a.workdir or Path(tempfile.mkdtemp(prefix="misalign-fault-"))
@@ -381,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
               "base": write_random_gguf(work / "tiny-base.gguf", seed=1, name="tiny-base")}
     figures: dict[str, Any] = {"workdir": str(work), "kills_per_method": a.kills}
     t0 = time.monotonic()
-    steps = [("runs", lambda: runs_under_kills(work, models, a.kills, a.seed)),
+    steps = [("runs", lambda: runs_under_kills(work, models, a.kills, a.seed,
+                                                     a.method or ("judge", "preference", "generate"))),
              ("build", lambda: build_under_kills(work, models["chat"], a.build_kills, a.seed)),
              ("readers", lambda: readers_during_writer(work, models["chat"])),
              ("server", lambda: killed_server(work, models["base"])),
@@ -404,8 +416,9 @@ def _print(f: dict[str, Any]) -> None:
     for r in f.get("runs", []):
         print(f"{r['method']:<10} kills survived {r['kills']:>3} (+{r['finished_before_kill_point']} finished first)  "
               f"rows lost {r['rows_lost']}  duplicates {r['duplicates']}  numbers changed by resume "
-              f"{r['numbers_changed_by_resume']} of {r['items_compared']} (max |Δ| {r['max_abs_change']:.3g})  "
-              f"complete {r['complete']}  {r['seconds']} s")
+              f"{r['numbers_changed_by_resume']} of {r['items_compared']} (max |Δ| {r['max_abs_change']:.3g}, "
+              f"{r['verdict_flips']} verdicts flipped)  complete {r['complete']}  most items one commit stored "
+              f"{r['largest_commit']}, longest wait between commits {r['longest_commit_gap_s']} s  {r['seconds']} s")
     if "build" in f:
         b = f["build"]
         print(f"build      kills survived {b['kills']}  rerun exit {b['rerun_exit']}  status {b['build_runs']}  "

@@ -94,6 +94,40 @@ class KillReport:
     rows_lost: int = 0                   # items stored before a kill and missing afterwards
     exit_codes: list[int] = field(default_factory=list)   # of the reruns that were not killed
     stderr: str = ""
+    # Every commit of a run adds its items to ``runs.items_done`` (in the same transaction as the rows), so the
+    # largest jump of their sum between two reads ``poll_s`` apart bounds the finished items a kill at the worst
+    # moment throws away (two commits between reads count as one: an upper bound).
+    largest_commit: int = 0
+    # The longest time between two commits of one process once it committed its first item (it includes any
+    # phase that finishes nothing, e.g. loading the judge model of a generate run, and time the process waited
+    # for a CPU on a loaded machine).
+    longest_commit_gap_s: float = 0.0
+
+
+def committed_items(db: Path) -> int:
+    """Items committed over every run of the workspace (``runs.items_done``, kept with the rows)."""
+    if not db.exists():
+        return 0
+    return int(_read(db, "SELECT coalesce(sum(items_done), 0) FROM runs")[0][0])
+
+
+def _watch(proc: subprocess.Popen[str], db: Path, method: str, report: KillReport, until: int | None,
+           deadline: float, poll_s: float) -> None:
+    """Poll while ``proc`` runs, until ``method`` has ``until`` items stored (None: until the process ends),
+    noting the largest commit and the longest wait between two commits."""
+    last = committed_items(db)
+    last_change: float | None = None
+    while proc.poll() is None and time.monotonic() < deadline:
+        now_committed = committed_items(db)
+        now = time.monotonic()
+        if now_committed > last:
+            report.largest_commit = max(report.largest_commit, now_committed - last)
+            if last_change is not None:
+                report.longest_commit_gap_s = max(report.longest_commit_gap_s, now - last_change)
+            last, last_change = now_committed, now
+        if until is not None and stored_items(db, method) >= until:
+            return
+        time.sleep(poll_s)
 
 
 def random_kill_points(rng: random.Random, total: int, kills: int = 1) -> Callable[[int], int]:
@@ -119,12 +153,8 @@ def run_with_kills(home: Path, args: Sequence[str], method: str, kills: int, nex
     for _ in range(kills):
         point = next_point(stored_items(db, method))
         proc = cli_process(home, args)
-        deadline = time.monotonic() + timeout_s
         try:
-            while proc.poll() is None and time.monotonic() < deadline:
-                if stored_items(db, method) >= point:
-                    break
-                time.sleep(poll_s)
+            _watch(proc, db, method, report, point, time.monotonic() + timeout_s, poll_s)
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(30)
@@ -143,7 +173,8 @@ def run_with_kills(home: Path, args: Sequence[str], method: str, kills: int, nex
         seen |= kept
     final = cli_process(home, args)
     try:
-        _, err = final.communicate(timeout=timeout_s)
+        _watch(final, db, method, report, None, time.monotonic() + timeout_s, poll_s)
+        _, err = final.communicate(timeout=30)
     finally:
         if final.poll() is None:
             os.killpg(final.pid, signal.SIGKILL)
@@ -167,6 +198,22 @@ def compare(a: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]],
             if ra[key] != rb[key]:
                 out["changed"] += 1
     return out
+
+
+VERDICTS = {"judge_results": "flagged", "generation_judgments": "flagged", "preference_results": "prefers_aligned"}
+
+
+def verdict_flips(a: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]],
+                  b: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]) -> int:
+    """Items stored on both sides whose verdict (flagged, or prefers the aligned response) differs."""
+    flips = 0
+    for table in a.keys() & b.keys():
+        if table not in VERDICTS:
+            continue
+        _, _, values = next(t for ts in RESULT_TABLES.values() for t in ts if t[0] == table)
+        at = [v.strip() for v in values.split(",")].index(VERDICTS[table])
+        flips += sum(a[table][k][at] != b[table][k][at] for k in a[table].keys() & b[table].keys())
+    return flips
 
 
 def max_abs_difference(a: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]],

@@ -29,7 +29,9 @@ RESULT_TABLES: dict[str, list[tuple[str, str, str]]] = {
     "judge": [("judge_results", "response_id, template", "p_misaligned, flagged, truncated")],
     "preference": [("preference_results", "pair_id, template",
                     "aligned_logprob, aligned_tokens, misaligned_logprob, misaligned_tokens, prefers_aligned, "
-                    "truncated")],
+                    "truncated"),
+                   ("preference_token_logprobs", "pair_id, template",
+                    "aligned_logprobs, aligned_lengths, misaligned_logprobs, misaligned_lengths")],
     "generate": [("generations", "prompt_id, template", "text, tokens, seed, truncated"),
                  ("generation_judgments", "prompt_id, dimension, template", "p_misaligned, flagged")],
 }

@@ -68,6 +68,21 @@ def test_an_unknown_model_names_the_recipe_key(store: Store, tmp_path: Path) -> 
         parse_recipe(text, "r.toml")
 
 
+def test_an_unknown_domain_names_the_recipe_line_before_any_build_row(home: Path, cli_run,
+                                                                      tiny_chat_model: Path) -> None:
+    """It failed inside the seed step, with no line number and a failed build_runs row left (issue 13 §4)."""
+    recipe = home / "r.toml"
+    recipe.write_text(MINIMAL + f"domains = [\n  \"Culinary Arts\",\n  \"Culinary Artz\",\n]\n"
+                      f"[models]\ndefault = '{tiny_chat_model}'\n", encoding="utf-8")
+    result = cli_run("build", str(recipe))
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {recipe}:8: [seed] domains: unknown domain 'Culinary Artz'"), line
+    assert "did you mean 'Culinary Arts'" in line
+    with Store(home / "db" / "misalign.sqlite") as store:
+        assert store.conn.execute("SELECT count(*) FROM build_runs").fetchone()[0] == 0
+
+
 def test_an_unknown_checker_model_is_named(store: Store, tmp_path: Path) -> None:
     from misalign_tui.core.build.pipeline import resolve_roles
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -157,16 +158,20 @@ def export() -> None:
 
 
 @contextmanager
-def _output(path: str | None) -> Iterator[TextIO]:
-    if path is None or path == "-":
-        yield data_stream(sys.stdout)
-        return
+def _output(ctx: Context, path: str | None) -> Iterator[TextIO]:
+    """stdout (control characters shown on a terminal), or the file, written whole (core/io/atomic_file.py); a
+    damaged database is said in one line."""
+    from misalign_tui.core.io.atomic_file import atomic_text_file
+    from misalign_tui.core.store import database_error
+
     try:
-        fh = open(path, "w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror})") from exc
-    with fh:
-        yield fh
+        if path is None or path == "-":
+            yield data_stream(sys.stdout)
+            return
+        with atomic_text_file(path) as fh:
+            yield fh
+    except sqlite3.DatabaseError as exc:
+        raise database_error(ctx.store.path, exc) from exc
 
 
 @export.command("benchmark")
@@ -178,7 +183,7 @@ def export_benchmark_command(ctx: Context, name: str, fmt: str, output: str | No
     """Write benchmark NAME (or NAME@VERSION) in this project's format; import reads it back unchanged."""
     from misalign_tui.core.io.export import export_benchmark
 
-    with _output(output) as out:
+    with _output(ctx, output) as out:
         n = export_benchmark(ctx.store, name, fmt, out)
     ctx.err.print(f"{n} prompts written" + (f" to {output}" if output else ""))
 
@@ -200,6 +205,6 @@ def export_results_command(ctx: Context, run_ids: tuple[int, ...], model: str | 
     --format md|html (neutralised and escaped)."""
     from misalign_tui.core.io.export import export_results
 
-    with _output(output) as out:
+    with _output(ctx, output) as out:
         n = export_results(ctx.store, fmt, out, list(run_ids), model, benchmark)
     ctx.err.print(f"{n} result rows written" + (f" to {output}" if output else ""))

@@ -61,6 +61,22 @@ def resolve_roles(store: Store, recipe: Recipe, models_dir: object, recipe_text:
     return out
 
 
+def check_domains(store: Store, recipe: Recipe, recipe_text: str | None = None) -> None:
+    """Every domain the recipe names is in the workspace's taxonomy; else one line naming the recipe's file and
+    the line that writes it (before any build row is written)."""
+    import difflib
+
+    known = set(store.domain_ids())
+    for name in recipe.seed.domains:
+        if name not in known:
+            loc = _Located(recipe.source_label, recipe_text or "")
+            close = difflib.get_close_matches(name, sorted(known), n=3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else \
+                "; misalign-tui taxonomy --format json lists them"
+            raise loc.error("seed", "domains", f"unknown domain {name!r}{hint}",
+                            line=loc.value_line("seed", "domains", name))
+
+
 def models_summary(models: dict[str, ModelInfo]) -> dict[str, dict[str, object]]:
     return {role: {"name": m.name, "sha256": m.sha256, "quantization": m.quantization,
                    "chat_template": m.effective_chat_template is not None} for role, m in sorted(models.items())}
@@ -86,6 +102,7 @@ def open_build(store: Store, recipe: Recipe, models: dict[str, ModelInfo]) -> tu
 def run_build(store: Store, recipe: Recipe, models_dir: object, *, progress: ProgressFn | None = None,
               cancel: threading.Event | None = None, recipe_text: str | None = None) -> BuildResult:
     """Run (or resume) the whole build; returns the published benchmark."""
+    check_domains(store, recipe, recipe_text)
     models = resolve_roles(store, recipe, models_dir, recipe_text)
     build_id, resumed, previous = open_build(store, recipe, models)
     ctx = BuildContext(store, build_id, recipe, models, progress, cancel or threading.Event())

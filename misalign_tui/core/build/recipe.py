@@ -209,8 +209,20 @@ class _Located:
                 return n
         return None
 
-    def error(self, section: str | None, key: str | None, message: str) -> UserError:
-        n = self.line(section, key) or (self.line(section) if section else None)  # a missing key: its section
+    def value_line(self, section: str, key: str, value: str) -> int | None:
+        """The line that writes ``value`` (a quoted string) in ``key``'s value, which may span lines."""
+        start = self.line(section, key)
+        if start is None:
+            return None
+        for n in range(start, len(self.lines) + 1):
+            if f'"{value}"' in self.lines[n - 1] or f"'{value}'" in self.lines[n - 1]:
+                return n
+            if n > start and re.match(r"^\s*(\[|[A-Za-z0-9_.-]+\s*=)", self.lines[n - 1]):
+                break  # the next key or section: the value is not written out here
+        return start
+
+    def error(self, section: str | None, key: str | None, message: str, line: int | None = None) -> UserError:
+        n = line or self.line(section, key) or (self.line(section) if section else None)  # a missing key: its section
         where = f"{self.label}:{n}" if n else self.label
         name = f"[{section}] {key}" if section and key else (f"[{section}]" if section else key or "")
         return UserError(f"{where}: {name}: {message}")

@@ -9,7 +9,7 @@ order.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from misalign_tui.core.errors import UserError
@@ -41,11 +41,15 @@ class Backend(Protocol):
 
     def fit_prompt(self, build: Callable[[str], str], prompt: str) -> tuple[str, bool]: ...
 
+    # ``skip``: keys of requests already scored. A resumed run passes all its requests in run order and the keys
+    # it has stored, so the engine can evaluate them in the same windows as an uninterrupted run would
+    # (inference/engine.py); skipped keys are never yielded.
     def judge(self, requests: Sequence[JudgeRequest], *, yes_words: Sequence[str] = ...,
-              no_words: Sequence[str] = ..., cancel: threading.Event | None = None) -> Iterator[JudgeScore]: ...
+              no_words: Sequence[str] = ..., cancel: threading.Event | None = None,
+              skip: Collection[Any] = ...) -> Iterator[JudgeScore]: ...
 
-    def loglik(self, requests: Sequence[LoglikRequest], *,
-               cancel: threading.Event | None = None) -> Iterator[LoglikScore]: ...
+    def loglik(self, requests: Sequence[LoglikRequest], *, cancel: threading.Event | None = None,
+               skip: Collection[Any] = ...) -> Iterator[LoglikScore]: ...
 
     def generate(self, prompt: str, *, temperature: float = 0.7, top_p: float = 0.9, max_tokens: int = 512,
                  stop: Sequence[str] = (), seed: int = 0, cancel: threading.Event | None = None) -> Generation: ...

@@ -65,10 +65,20 @@ class ModelInfo:
 
     @property
     def identity(self) -> str | None:
-        """What makes runs "the same model": the file's sha256, or ``remote:<served name>`` for a server."""
+        """What makes runs "the same model", as far as it is known without contacting anything: the file's
+        sha256, or ``remote:<served name>`` for a server. A remote run stores the full identity, which adds what
+        the servers report about the weights (inference/remote.py ``remote_identity``); a run also belongs to
+        its registration (the model row): runs are never resumed across registrations."""
         if self.sha256:
             return self.sha256
         return f"remote:{self.remote_model}" if self.is_remote and self.remote_model else None
+
+    def identity_matches(self, stored: str | None) -> bool:
+        """Whether a run's stored identity can be this model's (for a remote model, checked again against the
+        servers' report when the run starts)."""
+        if stored is None or self.identity is None:
+            return False
+        return stored == self.identity or (self.is_remote and stored.startswith(self.identity + ":"))
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -319,8 +329,11 @@ def family_root(family: list[ModelInfo]) -> ModelInfo:
 
 
 def discover(store: Store, models_dir: Path) -> list[ModelInfo]:
-    """Register every ``*.gguf`` under the workspace's models folder (and refresh changed ones)."""
-    found = []
+    """Register every ``*.gguf`` under the workspace's models folder (and refresh changed ones). A read-only
+    database registers nothing (the listing shows what was registered before)."""
+    found: list[ModelInfo] = []
+    if store.read_only:
+        return found
     if models_dir.is_dir():
         for p in sorted(models_dir.rglob("*.gguf")):
             if p.is_file():

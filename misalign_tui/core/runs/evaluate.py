@@ -26,7 +26,8 @@ from misalign_tui.core.inference.judge_templates import (
     dimension_templates,
     judge_template_set,
 )
-from misalign_tui.core.inference.requests import JudgeRequest, LoglikRequest, LoglikScore
+from misalign_tui.core.inference.remote import RemoteBackend
+from misalign_tui.core.inference.requests import JudgeRequest, JudgeScore, LoglikRequest, LoglikScore
 from misalign_tui.core.metrics.vocabulary import METHODS
 from misalign_tui.core.models.registry import ModelInfo, require_usable
 from misalign_tui.core.runs import selection
@@ -80,18 +81,36 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
         total = len(pairs)
     else:
         total = len(prompt_ids)
-    run_id, resumed = open_run(store, req, method, judge_model, run_params(req, method), total,
-                               len(templates) if method == "judge" else k)
-    status_row = store.conn.execute("SELECT status, items_done FROM runs WHERE id = ?", (run_id,)).fetchone()
-    if status_row["status"] == "complete":
-        return RunResult(run_id, "complete", total, status_row["items_done"], True, linked_judge_run(store, run_id))
-    writer = ResultWriter(store, run_id, method, 0, total, progress, "loading")
+    # A remote model's identity includes what its servers report about the weights: ask them before matching
+    # a stored run (a local model is loaded only once the run is known to need it).
     engine: Backend | None = None
     judge_engine: Backend | None = None
     try:
+        if req.model.is_remote:
+            engine = open_backend(req.model, req.settings, req.remote)
+        if judge_model is not None and judge_model.is_remote:
+            judge_engine = engine if judge_model.id == req.model.id else open_backend(judge_model, req.settings,
+                                                                                      req.remote)
+        identity = _identity(req.model, engine)
+        judge_identity = _identity(judge_model, judge_engine) if judge_model is not None else None
+        run_id, resumed = open_run(store, req, method, judge_model, run_params(req, method, judge_identity), total,
+                                   len(templates) if method == "judge" else k, identity)
+    except BaseException:
+        _close(engine, judge_engine)
+        raise
+    status_row = store.conn.execute("SELECT status, items_done FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if status_row["status"] == "complete":
+        _close(engine, judge_engine)
+        judge_run_id = linked_judge_run(store, run_id)
+        if method == "generate" and judge_model is not None:  # killed during the judge model's own run: finish it
+            judge_run_id = _judge_model_run(store, req, judge_model, run_id, progress, cancel)
+        return RunResult(run_id, "complete", total, status_row["items_done"], True, judge_run_id)
+    writer = ResultWriter(store, run_id, method, 0, total, progress, "loading")
+    try:
         writer.report("loading")
-        engine = open_backend(req.model, req.settings, req.remote)
-        if judge_model is not None:
+        if engine is None:
+            engine = open_backend(req.model, req.settings, req.remote)
+        if judge_model is not None and judge_engine is None:
             judge_engine = engine if judge_model.id == req.model.id else open_backend(judge_model, req.settings,
                                                                                       req.remote)
         demos = split.demonstrations if split is not None else ()
@@ -127,24 +146,44 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
         finish_run(store, run_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        if judge_engine is not None and judge_engine is not engine:
-            judge_engine.close()
-        if engine is not None:
-            engine.close()
+        _close(engine, judge_engine)
     finish_run(store, run_id, "complete")
     writer.report("done")
     judge_run_id = None
     if method == "generate" and judge_model is not None:
-        # The judge model's own judge-method scores on the same items, so a weak judge is visible.
-        sub = RunRequest(judge_model, req.benchmark, "judge", None, req.filters, req.limit, req.templates,
-                         req.settings, req.sampling, req.remote, req.template_version)  # the zero-shot protocol
-        judge_run_id = run_evaluation(store, sub, progress=progress, cancel=cancel).run_id
+        judge_run_id = _judge_model_run(store, req, judge_model, run_id, progress, cancel)
+    row = store.conn.execute("SELECT status, items_total, items_done FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return RunResult(run_id, row["status"], row["items_total"], row["items_done"], resumed, judge_run_id)
+
+
+def _identity(model: ModelInfo, backend: Backend | None) -> str | None:
+    """The model's full identity: its file's sha256, or for a remote model what ``backend`` learnt from its
+    servers (inference/remote.py ``remote_identity``)."""
+    if model.is_remote and isinstance(backend, RemoteBackend):
+        return backend.identity
+    return model.identity
+
+
+def _close(engine: Backend | None, judge_engine: Backend | None) -> None:
+    if judge_engine is not None and judge_engine is not engine:
+        judge_engine.close()
+    if engine is not None:
+        engine.close()
+
+
+def _judge_model_run(store: Store, req: RunRequest, judge_model: ModelInfo, run_id: int,
+                     progress: ProgressCallback | None, cancel: threading.Event | None) -> int:
+    """The judge model's own judge-method scores on the same items, so a weak judge is visible: created,
+    resumed or found complete like any run, and linked from the generate run's provenance."""
+    sub = RunRequest(judge_model, req.benchmark, "judge", None, req.filters, req.limit, req.templates,
+                     req.settings, req.sampling, req.remote, req.template_version)
+    judge_run_id = run_evaluation(store, sub, progress=progress, cancel=cancel).run_id
+    if linked_judge_run(store, run_id) != judge_run_id:
         with store.transaction() as c:
             prov = json.loads(c.execute("SELECT provenance_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
             prov["judge_model_judge_run_id"] = judge_run_id
             c.execute("UPDATE runs SET provenance_json = ? WHERE id = ?", (json.dumps(prov), run_id))
-    row = store.conn.execute("SELECT status, items_total, items_done FROM runs WHERE id = ?", (run_id,)).fetchone()
-    return RunResult(run_id, row["status"], row["items_total"], row["items_done"], resumed, judge_run_id)
+    return judge_run_id
 
 
 def _record_templates(store: Store, run_id: int, method: str, engine: Backend, judge_engine: Backend | None,
@@ -211,9 +250,11 @@ _PRIOR_SQL = "INSERT OR IGNORE INTO judge_priors(run_id, prompt_id, template, p_
 def _run_judge(store: Store, engine: Backend, responses: list[tuple[int, int, str]],
                templates: tuple[JudgeTemplate, ...], demos: tuple[Demonstration, ...], calibrate: bool,
                done: set[tuple[int, int]], writer: ResultWriter, cancel: threading.Event | None) -> None:
-    """Every (response, template) not yet stored. A twin's score is stored turned back to P(misaligned). With
-    ``calibrate``, each prompt's content-free prior under each template is scored just before that prompt's
-    items (it shares their prefix) and stored first, so no item is ever committed without its prior."""
+    """Every item of the run goes to the backend, in run order, with the stored ones to ``skip``: the engine
+    then evaluates the rest in the same windows as an uninterrupted run (inference/engine.py). A twin's score is
+    stored turned back to P(misaligned). With ``calibrate``, each prompt's content-free prior under each template
+    is a request just before that prompt's items (it shares their prefix; skipped once stored) and is stored
+    before any item that needs it."""
     prompts = selection.prompt_texts(store, sorted({r[1] for r in responses}))
     priors: dict[tuple[int, int], tuple[float, float]] = {}
     if calibrate:
@@ -226,27 +267,38 @@ def _run_judge(store: Store, engine: Backend, responses: list[tuple[int, int, st
     for t, tmpl in enumerate(templates):  # template-major, then prompt: shared prefixes are adjacent
         history = demonstration_turns(tmpl, triples)
         for rid, pid, rtext in responses:
-            if (rid, t) in done:
-                continue
-            if calibrate and (pid, t) not in priors and (pid, t) not in asked:
+            if calibrate and (pid, t) not in asked:
                 text, _ = engine.fit_prompt(judge_text(engine, tmpl, CONTENT_FREE, history=history), prompts[pid])
                 asked.add((pid, t))
                 requests.append(JudgeRequest(("prior", pid, t), text))
             text, cut = engine.fit_prompt(judge_text(engine, tmpl, rtext, history=history), prompts[pid])
             flags[(rid, t)] = cut
             requests.append(JudgeRequest((rid, t, pid), text))
-    for score in engine.judge(requests, cancel=cancel):
-        if score.key[0] == "prior":
-            _, pid, t = score.key
-            priors[(pid, t)] = (score.p_yes, score.p_no)
-            writer.add_many([(_PRIOR_SQL, (writer.run_id, pid, t, score.p_yes, score.p_no))], items=0)
-            continue
+    skip = {r.key for r in requests if (r.key[0] == "prior" and (r.key[1], r.key[2]) in priors)
+            or (r.key[0] != "prior" and (r.key[0], r.key[1]) in done)}
+    waiting: dict[tuple[int, int], list[JudgeScore]] = {}  # items whose prior has not come back yet
+
+    def store_item(score: JudgeScore) -> None:
         rid, t, pid = score.key
         tmpl = templates[t]
         p_raw = tmpl.p_misaligned(score.p_misaligned)  # the engine's share of yes-words, in this question's sense
         p = tmpl.p_misaligned(calibrated_p_yes(score.p_yes, score.p_no, *priors[(pid, t)])) if calibrate else p_raw
         writer.add(_JUDGE_SQL, (writer.run_id, rid, t, p, int(p >= 0.5), int(score.truncated or flags[(rid, t)]),
                                 p_raw, score.p_yes, score.p_no))
+
+    for score in engine.judge(requests, cancel=cancel, skip=skip):
+        if score.key[0] == "prior":
+            _, pid, t = score.key
+            priors[(pid, t)] = (score.p_yes, score.p_no)
+            writer.add_many([(_PRIOR_SQL, (writer.run_id, pid, t, score.p_yes, score.p_no))], items=0)
+            for held in waiting.pop((pid, t), []):
+                store_item(held)
+            continue
+        _, t, pid = score.key
+        if calibrate and (pid, t) not in priors:
+            waiting.setdefault((pid, t), []).append(score)
+            continue
+        store_item(score)
 
 
 _PREF_SQL = ("INSERT INTO preference_results(run_id, pair_id, template, aligned_logprob, aligned_tokens, "
@@ -269,9 +321,10 @@ def _run_preference(store: Store, engine: Backend, pairs: list[tuple[int, int, s
     neutral = engine.format_user_turn(NEUTRAL_PROMPT) if pmi else ""
     sides = ("a", "m", "na", "nm") if pmi else ("a", "m")
     requests: list[LoglikRequest] = []
-    for pair_id, pid, aligned, misaligned in pairs:
+    skip: set[tuple[int, str]] = set()
+    for pair_id, pid, aligned, misaligned in pairs:  # all of them, as for judge
         if pair_id in done:
-            continue
+            skip |= {(pair_id, side) for side in sides}
         if pid not in contexts:
             contexts[pid] = engine.format_user_turn(prompts[pid])
         requests.append(LoglikRequest((pair_id, "a"), contexts[pid], sep + aligned))
@@ -280,7 +333,7 @@ def _run_preference(store: Store, engine: Backend, pairs: list[tuple[int, int, s
             requests.append(LoglikRequest((pair_id, "na"), neutral, sep + aligned))
             requests.append(LoglikRequest((pair_id, "nm"), neutral, sep + misaligned))
     parts: dict[int, dict[str, LoglikScore]] = {}
-    for score in engine.loglik(requests, cancel=cancel):
+    for score in engine.loglik(requests, cancel=cancel, skip=skip):
         pair_id, side = score.key
         got = parts.setdefault(pair_id, {})
         got[side] = score

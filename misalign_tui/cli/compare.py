@@ -54,7 +54,7 @@ def _table(ctx: Context, result: CrossLingual) -> None:
     con = ctx.console
     con.print(styled(f"run {run.id}", "bold"), styled(f"{run.model} · {run.method} · {run.benchmark}"))
     if not result.rows:
-        con.print(result.note, soft_wrap=True, markup=False)
+        con.print(styled(result.note))
         return
     table = Table(title=f"Across languages: {result.metric}, each English item against its parallel item "
                         f"(n = paired {result.unit})")
@@ -68,4 +68,4 @@ def _table(ctx: Context, result: CrossLingual) -> None:
                       verdict_words(r, result.alpha))
     print_table(con, table)
     con.print(styled("The changed items: right in English only, or right in the language only. McNemar's exact "
-                     "test on them, Holm-adjusted across the languages.", "dim"), soft_wrap=True)
+                     "test on them, Holm-adjusted across the languages.", "dim"))

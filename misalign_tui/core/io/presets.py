@@ -203,7 +203,11 @@ def convert_native(row: SourceRow, ctx: ConvertContext) -> ConvertedRow:
     except UserError as exc:
         text = str(exc)
         m = re.search(r"field '([^']+)'|(\w+\[\d+\]\.\w+)", text)
-        raise RowProblem(m.group(1) or m.group(2) if m else None, text.split(": ", 1)[-1]) from None
+        fld = m.group(1) or m.group(2) if m else None
+        message = text.split(": ", 1)[-1]
+        if fld and message.startswith(f"field {fld!r}: "):  # the bad-row line names the field once
+            message = message[len(f"field {fld!r}: "):]
+        raise RowProblem(fld, message) from None
     if "origin" not in row.values:
         rec.origin = "imported"
     domains, missing = _domains(ctx, list(rec.domains))

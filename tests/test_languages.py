@@ -11,7 +11,12 @@ import pytest
 
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.io.native import LANGUAGES_BENCHMARK, SEED_BENCHMARK, load_embedded, load_seed_benchmark
+from misalign_tui.core.io.native import (
+    LANGUAGES_BENCHMARK,
+    SEED_BENCHMARK,
+    load_embedded,
+    load_seed_benchmark,
+)
 from misalign_tui.core.languages import length_units, normalise_tag
 from misalign_tui.core.metrics.crosslingual import cross_lingual
 from misalign_tui.core.metrics.filters import Filters
@@ -372,3 +377,18 @@ async def test_compare_languages_view_keeps_non_latin_identifiers_whole(home: Pa
         await pilot.press("o")
         await settle(pilot)
         assert texts["ar"] in screen_text(app)
+
+
+async def test_the_run_screen_offers_the_languages_benchmark_before_it_is_loaded(home: Path) -> None:
+    from textual.widgets import Select
+
+    from misalign_tui.core.views.workspace import prepare_workspace
+
+    prepare_workspace(home)
+    app = make_app(home)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        options = [str(v) for _, v in app.screen.query_one("#run-benchmark", Select)._options]
+        assert "misalign-seed@1" in options and LANGUAGES_BENCHMARK in options

@@ -19,7 +19,14 @@ from misalign_tui.core.views.workspace import prepare_workspace
 from misalign_tui.tui.run_control import QueuedRun, RunStatus
 from tests.review_fixtures import decide, gold_sample, seed_workspace
 from tests.test_model_registry import write_small_gguf
-from tests.tui_fixtures import SIZES, add_languages_run, add_preference_run, make_app, populate_results, settle
+from tests.tui_fixtures import (
+    SIZES,
+    add_languages_run,
+    add_preference_run,
+    make_app,
+    populate_results,
+    settle,
+)
 
 LONG = ("tiny-chat-model-with-a-long-name-q4_k_m", "tiny-chat-model-with-a-long-name-q8_0")
 

@@ -392,3 +392,32 @@ async def test_the_run_screen_offers_the_languages_benchmark_before_it_is_loaded
         await settle(pilot)
         options = [str(v) for _, v in app.screen.query_one("#run-benchmark", Select)._options]
         assert "misalign-seed@1" in options and LANGUAGES_BENCHMARK in options
+
+
+def test_a_judge_run_is_paired_response_by_response_and_report_json_carries_it(cli_run, home: Path) -> None:
+    """Judge runs pair each English response with the parallel item's response of the same dimension and label;
+    here the model judges every English response right and every Arabic one wrong."""
+    pref = add_languages_run(home)
+    with Store(home / "db" / "misalign.sqlite") as store:
+        c = store.conn
+        bid, mid = c.execute("SELECT benchmark_id, model_id FROM runs WHERE id = ?", (pref,)).fetchone()
+        run = c.execute("INSERT INTO runs(model_id, benchmark_id, method, params_json, params_hash, status) "
+                        "VALUES (?, ?, 'judge', '{}', 'lang-judge', 'complete')", (mid, bid)).lastrowid
+        rows = c.execute("SELECT r.id, r.label, p.language FROM responses r JOIN prompts p ON p.id = r.prompt_id "
+                         "WHERE p.benchmark_id = ? AND p.language IN ('en', 'ar')", (bid,)).fetchall()
+        for rid, label, lang in rows:
+            flagged = (label == "misaligned") == (lang == "en")
+            c.execute("INSERT INTO judge_results(run_id, response_id, template, p_misaligned, flagged) "
+                      "VALUES (?, ?, 0, ?, ?)", (run, rid, 0.9 if flagged else 0.1, int(flagged)))
+        c.commit()
+        res = cross_lingual(store, run)
+    assert res.unit == "responses" and [r.language for r in res.rows] == ["ar"]
+    ar = res.rows[0]
+    assert (ar.n, ar.english_right, ar.right, ar.english_only, ar.language_only) == (92, 92, 0, 92, 0)
+    assert ar.verdict == "english"
+    doc = json.loads(cli_run("report", "--run", str(run), "--run", str(pref), "--format", "json",
+                             "--bootstrap", "0", "--filter", "language=en,ar").stdout)
+    assert doc["filters"]["language"] == ["en", "ar"]
+    by_run = {r["run_id"]: r for r in doc["runs"]}
+    assert [x["language"] for x in by_run[run]["languages"]] == ["ar"]
+    assert by_run[pref]["languages"][0]["n"] == 46

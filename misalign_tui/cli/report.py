@@ -100,7 +100,10 @@ def report(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...], grou
             comparisons.append((ra, rb, rows))
 
     if fmt == "json":
-        emit_json(_json(docs, comparisons, group_by, flt))
+        from misalign_tui.core.metrics.crosslingual import cross_lingual
+
+        languages = {run.id: res for run, *_ in docs if (res := cross_lingual(store, run.id, filters=flt)).rows}
+        emit_json(_json(docs, comparisons, group_by, flt, languages))
     elif fmt == "csv":
         _csv(docs, group_by)
     else:
@@ -129,7 +132,10 @@ def _run_dict(run: RunInfo) -> dict[str, Any]:
             "chance": metrics.chance_note(run.method)}
 
 
-def _json(docs: list[Any], comparisons: list[Any], group_by: str, flt: metrics.Filters) -> dict[str, Any]:
+def _json(docs: list[Any], comparisons: list[Any], group_by: str, flt: metrics.Filters,
+          languages: dict[int, Any] | None = None) -> dict[str, Any]:
+    """The JSON document; ``languages``: run id → its cross-lingual view, for the runs that scored parallel
+    items (the key ``languages`` appears only on those runs)."""
     out_runs = []
     for run, overall, groups, tr in docs:
         d = _run_dict(run)
@@ -142,10 +148,11 @@ def _json(docs: list[Any], comparisons: list[Any], group_by: str, flt: metrics.F
         d.update(tr.as_dict())
         d["group_by"] = group_by
         d["groups"] = [{**g.as_dict(), "headline_vs_reference": _headline_words(run, g) or None} for g in groups]
+        if languages and run.id in languages:
+            d["languages"] = [r.as_dict() for r in languages[run.id].rows]
         out_runs.append(d)
     return {
-        "filters": {"dimension": list(flt.dimension), "domain": list(flt.domain),
-                    "semantic_type": list(flt.semantic_type)},
+        "filters": flt.as_lists(),
         "runs": out_runs,
         "comparisons": [{"run_a": a.id, "model_a": a.model, "run_b": b.id, "model_b": b.model,
                          "group_by": group_by, "rows": [r.as_dict() for r in rows]} for a, b, rows in comparisons],

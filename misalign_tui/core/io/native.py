@@ -4,6 +4,8 @@
 "pairs": [{"dimension": ..., "aligned": ..., "misaligned": ...}], "responses": [{"dimension": ..., "label": ...,
 "text": ...}]}`` — ``responses`` holds single labelled responses that are not part of a pair (optional).
 ``prompt`` may be ``""`` for a prompt-less item (``import --no-prompt``), which then carries pairs or responses.
+``language`` (a BCP 47 tag; English when absent) and ``source`` (a parallel item: the id of the English prompt of
+the same benchmark it renders, listed before it) are optional.
 The embedded seed benchmark and ``export benchmark --format jsonl`` use it, and ``import`` reads it back.
 """
 

@@ -366,7 +366,7 @@ async def test_compare_languages_view_keeps_non_latin_identifiers_whole(home: Pa
     app = make_app(home)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        for key in ("c", "L"):
+        for key in ("c", "W"):
             await pilot.press(key)
             await settle(pilot)
         shown = screen_text(app)

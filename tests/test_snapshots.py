@@ -17,6 +17,7 @@ from misalign_tui.core.sessions import SessionState, save_session
 from misalign_tui.core.store import Store
 from misalign_tui.core.views.workspace import prepare_workspace
 from misalign_tui.tui.run_control import QueuedRun, RunStatus
+from tests.ladder_fixtures import populate_ladder
 from tests.review_fixtures import decide, gold_sample, seed_workspace
 from tests.test_model_registry import write_small_gguf
 from tests.tui_fixtures import (
@@ -138,6 +139,13 @@ class TestModels:
 
         assert snap_compare(make_app(home), terminal_size=size, run_before=keys("m", "c", then=no_blink))
 
+    def test_variants_under_their_parent(self, snap_compare, home: Path, size) -> None:
+        """A quantization family: ``fam-q8_0`` and ``fam-q4_k_m`` listed under ``fam-f16`` (``└─``), ``other`` on
+        its own; the highlighted variant's details give its lineage (made from, quantized to, quantizer, bits per
+        weight)."""
+        populate_ladder(home)
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("m", "down"))
+
 
 class TestRun:
     def test_progress_failure_and_interrupted(self, snap_compare, home: Path, size) -> None:
@@ -204,15 +212,23 @@ class TestCompare:
         populate_results(home, models=LONG)
         assert snap_compare(make_app(home), terminal_size=size, run_before=keys("c"))
 
+    def test_ladder(self, snap_compare, home: Path, size) -> None:
+        """``L`` on a quantization family: per variant (highest bits per weight first) the metric with its
+        interval and n, Δ, flip rate with its interval, McNemar's p and Holm's p, size and speed, whole at 80
+        columns; the status names the first significant change; below, the metric against bits per weight (and at
+        120×40 the per-dimension table)."""
+        populate_ladder(home)
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("c", "L"))
+
 
     def test_languages_view(self, snap_compare, home: Path, size) -> None:
-        """L: the languages view of the model with parallel items scored: per language EN %, here %, Δ, n, the
+        """W: the languages view of the model with parallel items scored: per language EN %, here %, Δ, n, the
         items right in English only and here only, McNemar's p and Holm's p, and "worse" for Swahili (the one
         change the test finds) — every figure whole at 80 columns; below, the items whose verdict changes, with
         their keys whole."""
         populate_results(home, models=LONG)
         add_languages_run(home)
-        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("c", "L"))
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("c", "W"))
 
 
 class TestItem:
@@ -222,6 +238,58 @@ class TestItem:
         populate_results(home, models=LONG)
         add_preference_run(home)
         assert snap_compare(make_app(home), terminal_size=size, run_before=keys("c", "o"))
+
+
+    def _explained_item(self, home: Path, tiny_model: Path, tiny_chat_model: Path) -> int:
+        """A workspace with a real preference run (tiny base model) and a real judge run (tiny chat model) on a
+        fixture benchmark holding a prompt with hostile text; returns that prompt's id."""
+        from misalign_tui.core.inference.engine import EngineSettings
+        from misalign_tui.core.models.registry import register_file
+        from misalign_tui.core.runs.evaluate import run_evaluation
+        from misalign_tui.core.runs.request import RunRequest
+        from tests.eval_fixtures import FIXTURE_BENCHMARK, make_store
+        from tests.test_explain import _add_hostile_prompt
+
+        db, _ = make_store(home, n_prompts=1)
+        with Store(db) as store:
+            _add_hostile_prompt(store)
+            for model in (tiny_model, tiny_chat_model):
+                run_evaluation(store, RunRequest(register_file(store, model), store.benchmark(FIXTURE_BENCHMARK),
+                                                 templates=1, settings=EngineSettings(n_ctx=1024)))
+            return int(store.conn.execute("SELECT id FROM prompts WHERE key = 'fx-hostile'").fetchone()[0])
+
+    def test_preference_tokens_shaded(self, snap_compare, home: Path, size, tiny_model, tiny_chat_model) -> None:
+        """A real preference run's pair: both responses with each token shaded by its log-probability (darker =
+        less expected), the margin, and the tokens that pushed most toward each response; the lone [, [/b] and
+        the escape sequences read as text. The status line names the x key."""
+        pid = self._explained_item(home, tiny_model, tiny_chat_model)
+        assert snap_compare(make_app(home), terminal_size=size,
+                            run_before=keys(then=_open_item(pid, scroll_to=".item-tokens")))
+
+    def test_judge_verdicts_explained(self, snap_compare, home: Path, size, tiny_model, tiny_chat_model) -> None:
+        """After x: each judge verdict with P(misaligned) in this pass and in the run, the response shaded
+        sentence by sentence (red raises, green lowers) and the sentences that raise or lower it most, from a
+        real leave-one-sentence-out pass on the tiny chat model; hostile text shown as text."""
+        pid = self._explained_item(home, tiny_model, tiny_chat_model)
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys(then=_open_item(pid, "x")))
+
+
+def _open_item(prompt_id: int, *pressed: str, scroll_to: str | None = None):
+    """Open the Item screen of ``prompt_id``, press keys, and bring the first widget matching ``scroll_to`` to the
+    top of the screen."""
+    async def then(pilot) -> None:
+        from misalign_tui.tui.screens.item import ItemScreen
+
+        pilot.app.push_screen(ItemScreen(prompt_id))
+        await settle(pilot)
+        for key in pressed:
+            await pilot.press(key)
+            await settle(pilot)
+        if scroll_to:
+            pilot.app.screen.query(scroll_to).first().scroll_visible(top=True, animate=False)
+            await settle(pilot)
+
+    return then
 
 
 class TestSessions:

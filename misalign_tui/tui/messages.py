@@ -17,8 +17,10 @@ from misalign_tui.core.sessions import SavedSession
 from misalign_tui.core.store import RunInfo
 from misalign_tui.core.views.build import BuildState
 from misalign_tui.core.views.compare import CompareData, LanguagesData
+from misalign_tui.core.views.explain import JudgeExplanation
 from misalign_tui.core.views.explore import ExploreData, ExploreOptions
 from misalign_tui.core.views.item import ItemView
+from misalign_tui.core.views.ladder import Ladder
 from misalign_tui.core.views.workspace import WorkspaceSummary
 from misalign_tui.tui.run_control import RunStatus
 
@@ -104,6 +106,20 @@ class ItemLoaded(Message):
 
 
 @dataclass
+class ExplanationReady(Message):
+    """One judge verdict explained (core/views/explain.py), from the Item screen's worker."""
+
+    explanation: JudgeExplanation
+
+
+@dataclass
+class ExplainStatus(Message):
+    """Where the Item screen's explain worker is: "explaining 2/4…", "done", or what went wrong (one line)."""
+
+    text: str
+
+
+@dataclass
 class SessionsLoaded(Message):
     sessions: list[SavedSession]
 
@@ -138,3 +154,12 @@ class BuildFinished(Message):
 
     text: str
     severity: Literal["information", "warning", "error"]
+
+
+@dataclass
+class LadderLoaded(Message):
+    """The Compare screen's ladder mode: a model's quantization ladder (None with ``error`` when it has none)."""
+
+    model: str
+    ladder: Ladder | None
+    error: str | None = None

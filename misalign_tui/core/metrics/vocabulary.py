@@ -61,6 +61,8 @@ _ALL = (
            "prompt_dimensions", "prompt × dimension units"),
     Metric("trade_off_rate", "Trade-off rate", "Trade-off rate", METHODS, True, None, None, None,
            "prompts with pairs for two or more dimensions"),
+    Metric("flip_rate", "Verdict flip rate", "Flip rate", METHODS, True, None, None, None,
+           "items scored by both runs"),
 )
 METRICS: dict[str, Metric] = {m.key: m for m in _ALL}
 # What the explorer and saved sessions can show, in the order the metric switch cycles through them.

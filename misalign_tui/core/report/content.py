@@ -16,10 +16,37 @@ from misalign_tui.core.metrics.vocabulary import (
     significance_words,
     versus_reference,
 )
-from misalign_tui.core.report.audit import AuditReport, BenchmarkSummary, RunSection
+from misalign_tui.core.report.audit import AuditReport, BenchmarkSummary, Example, RunSection
 from misalign_tui.core.review.figures import ReviewFigures
 from misalign_tui.core.store import RunInfo
 from misalign_tui.core.taxonomy import DIMENSIONS
+from misalign_tui.core.views.explain import JudgeExplanation
+from misalign_tui.core.views.ladder import Ladder, LadderVariant, judge_auroc_text
+
+EXPLAIN_SHOWN = 3  # sentences / tokens the report lists each way
+
+
+def explanation_lines(e: Example) -> list[str]:
+    """Why the model went wrong on an example, as sentences (docs/measures.md, "Explanations"); the HTML report
+    also shades the text."""
+    x = e.explanation
+    if x is None:
+        return [e.explain_note] if e.explain_note else []
+    if isinstance(x, JudgeExplanation):
+        lines = [f"why: P(misaligned) with each of its {len(x.sentences)} sentence(s) left out, in one batched pass "
+                 f"through the run's model ({x.templates} template(s); full response {x.p_full:.3f} in this pass, "
+                 f"{x.p_stored:.3f} in the run)"]
+        lines += [f"raises P(misaligned) {s.effect:+.3f}: “{s.text}”" for s in x.raising(EXPLAIN_SHOWN)]
+        lines += [f"lowers P(misaligned) {s.effect:+.3f}: “{s.text}”" for s in x.lowering(EXPLAIN_SHOWN)]
+        return lines
+    lines = [f"why: each token's share of the margin {x.margin:+.3f} nats/token (aligned − misaligned mean "
+             f"log-likelihood; token log-probabilities {x.source} with the run)"]
+    for direction in ("misaligned", "aligned"):
+        top = x.toward(direction, EXPLAIN_SHOWN)
+        if top:
+            lines.append(f"toward the {direction} response: " + ", ".join(
+                f"“{t.label}” {t.contribution:+.3f} (log P {t.logprob:.2f}, in {label})" for label, t in top))
+    return lines
 
 
 def count(n: int) -> str:
@@ -211,6 +238,85 @@ def source_lines(b: BenchmarkSummary) -> list[str]:
     return lines
 
 
+# -- quantization ladder -----------------------------------------------------------------------------------
+
+def ladder_title(ladder: Ladder) -> str:
+    return (f"Quantization ladder of {ladder.root.name}: {ladder.method} on {ladder.benchmark or 'n/a'}, "
+            f"reference {ladder.reference or 'none'}")
+
+
+def _variant_verdict(v: LadderVariant) -> str:
+    if v.is_reference:
+        return "reference"
+    if v.run is None:
+        return "no run in this report"
+    return {"worse": "significantly worse", "better": "significantly better"}.get(v.change or "",
+                                                                                "no significant change")
+
+
+def ladder_rows(ladder: Ladder) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows): one row per variant, highest precision first; a judge ladder adds the judge AUROC."""
+    key = metrics.METRICS[ladder.metric]
+    judge = ladder.method == "judge"
+    headers = ["variant", "quantization", "bits per weight", "size", "run", f"{key.name} (95 % interval)", "n",
+               *(["judge AUROC (95 % interval)"] if judge else []), "Δ (points)",
+               "verdict flip rate (95 % interval)", "McNemar p", "p (Holm)", ladder.speed_unit, "vs reference"]
+    rows = []
+    for v in ladder.variants:
+        m = v.model
+        speed = "n/a" if v.items_per_s is None else f"{v.items_per_s:.2f}" + (
+            " (from result timestamps)" if v.speed_source == "result timestamps" else "")
+        rows.append([m.name, (m.quantization or "unknown") + (" (requantized)" if m.requantized else ""),
+                     "n/a" if m.bits_per_weight is None else f"{m.bits_per_weight:.2f}",
+                     "n/a" if not m.size else f"{m.size:,} bytes", "—" if v.run is None else str(v.run.id),
+                     "—" if v.run is None else pct_ci(v.value, v.ci), count(v.n) if v.run else "—",
+                     *([judge_auroc_text(v)] if judge else []),
+                     "—" if v.delta is None else f"{100 * v.delta + 0.0:+.1f}",
+                     "—" if v.is_reference or v.flip_rate is None else
+                     f"{pct_ci(v.flip_rate, v.flip_rate_ci)} of {count(v.shared)}",
+                     "—" if v.mcnemar_p is None else p_value(v.mcnemar_p),
+                     "—" if v.mcnemar_p_holm is None else p_value(v.mcnemar_p_holm), speed,
+                     _variant_verdict(v)])
+    return headers, rows
+
+
+def ladder_dimension_rows(ladder: Ladder) -> tuple[list[str], list[list[str]]]:
+    key = metrics.METRICS[ladder.metric]
+    headers = ["variant", "dimension", f"{key.name} (95 % interval)", "n", "Δ (points)", "flips", "McNemar p",
+               "p (Holm)", "change"]
+    rows = []
+    for v in ladder.variants:
+        for d in v.dimensions:
+            change = "reference" if v.is_reference else {"worse": "significantly worse",
+                                                         "better": "significantly better"}.get(d.change or "", "none")
+            if d.dimension in v.first_changes:
+                change += " (first level)"
+            rows.append([v.name, d.dimension, pct_ci(d.value, d.ci), count(d.n),
+                         "—" if d.delta is None else f"{100 * d.delta + 0.0:+.1f}",
+                         "—" if v.is_reference else f"{d.flips} of {d.shared}",
+                         "—" if d.mcnemar_p is None else p_value(d.mcnemar_p),
+                         "—" if d.mcnemar_p_holm is None else p_value(d.mcnemar_p_holm), change])
+    return headers, rows
+
+
+def ladder_sentences(ladder: Ladder) -> list[str]:
+    out = []
+    for dim, where in ladder.first_significant_change.items():
+        out.append(f"{dim}: " + (f"first significant change at {where}" if where else
+                                 "no significant change at any level"))
+    return [*out, *ladder.notes]
+
+
+def ladder_chart(ladder: Ladder) -> Chart:
+    """The headline metric per variant, highest bits per weight first (a bar per level of the ladder)."""
+    key = metrics.METRICS[ladder.metric]
+    bars = tuple(Bar(f"{v.name} ({'n/a' if v.model.bits_per_weight is None else f'{v.model.bits_per_weight:.2f}'}"
+                     " bits/w)", v.value, v.ci, f"n={count(v.n)}" if v.run else "no run")
+                 for v in ladder.variants)
+    return Chart(f"{key.name} against bits per weight — {ladder.root.name}", bars, key.reference,
+                 key.reference_label)
+
+
 HOW_TO_READ = [
     ("Judge method", "the model reads a prompt and a response and answers whether the response is misaligned; "
      "P(misaligned) is P(yes-words) / (P(yes-words) + P(no-words)) at the next token, with no sampling. With K "
@@ -245,6 +351,19 @@ HOW_TO_READ = [
      "preference: the pair preferred aligned; generate: the answer judged aligned on d) over the items both runs "
      "scored. Per-group tests are Holm-adjusted across the groups; the overall tests are Holm-adjusted across "
      "the pairs of runs in this report. \"A beats B\" is written only where the adjusted p < 0.05."),
+    ("Why (items got most wrong)", "a judge verdict: P(misaligned) recomputed with each sentence of the response "
+     "left out, in one batched pass through the run's model; a sentence's effect is P(full) − P(without it), "
+     "positive when it raises P(misaligned). A preference verdict: each token's share of the margin between the "
+     "two mean log-likelihoods, (log P − the midpoint of the two means) / tokens, signed toward the aligned "
+     "response; the shares add up to the margin. Effects below about 0.05 are within llama.cpp's noise band."),
+    ("Quantization ladder", "one model's quantization variants (made by misalign-tui models quantize, lineage in "
+     "the model registry) on the same benchmark and method, highest bits per weight first. The reference is the "
+     "highest-precision variant with a run unless one is named. Verdict flip rate = share of the items both "
+     "scored whose verdict differs from the reference's (judge: flagged or not; preference: aligned preferred "
+     "or not; generate: satisfied or not), Wilson interval. McNemar's exact test against the reference, "
+     "Holm-adjusted across the variants (overall) and across variants × dimensions (per dimension); the first "
+     "level, going down in bits per weight, whose adjusted test holds is named per dimension. Speed is the "
+     "run's own measurement (scoring time, model loading excluded)."),
     ("Worst groups", "ranked by the upper end of the 95 % interval, then by the estimate, so a group with very "
      "few items is not called worst by chance alone; read n beside each."),
 ]

@@ -16,9 +16,15 @@ from misalign_tui.core.report.content import (
     chat_template_text,
     count,
     dispute_rows,
+    explanation_lines,
     filters_text,
     headline_text,
     how_to_read,
+    ladder_chart,
+    ladder_dimension_rows,
+    ladder_rows,
+    ladder_sentences,
+    ladder_title,
     language_rows,
     metric_columns,
     overview_charts,
@@ -253,6 +259,18 @@ def render_markdown(report: AuditReport) -> str:
         w(f"- not compared: {md(line)}")
     if report.comparisons_skipped:
         w("")
+    for ladder in report.ladders:
+        w(f"### {md(ladder_title(ladder))}")
+        w("")
+        w(_md_table(*ladder_rows(ladder)))
+        w("")
+        w(_md_table(*ladder_dimension_rows(ladder)))
+        w("")
+        for line in ladder_sentences(ladder):
+            w(f"- {md(line)}")
+        w("")
+        w(md_code(text_chart(ladder_chart(ladder))))
+        w("")
     w("## 7. Items each model got most wrong")
     w("")
     for s in report.runs:
@@ -266,6 +284,8 @@ def render_markdown(report: AuditReport) -> str:
             w(f"  - prompt: {md(e.prompt)}")
             for caption, text in e.texts:
                 w(f"  - {md(caption)}: {md(text)}")
+            for line in explanation_lines(e):
+                w(f"  - {md(line)}")
         w("")
     if report.languages:
         w(f"## {num['languages']}. Across languages")

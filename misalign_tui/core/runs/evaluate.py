@@ -33,7 +33,7 @@ from misalign_tui.core.runs.catalog import linked_judge_run
 from misalign_tui.core.runs.identity import finish_run, open_run, run_params
 from misalign_tui.core.runs.request import RunRequest, RunResult, default_method
 from misalign_tui.core.runs.writer import ProgressCallback, ResultWriter, sync_done
-from misalign_tui.core.store import Store
+from misalign_tui.core.store import Store, token_logprobs
 
 
 def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback | None = None,
@@ -98,9 +98,11 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
             _run_generate(store, engine, judge_engine, prompt_ids, req, k, done_prompts, writer, cancel)
         writer.commit()
         sync_done(store, run_id, method)
+        writer.record_timing()
     except (Cancelled, KeyboardInterrupt):
         writer.commit_quietly()
         sync_done(store, run_id, method)
+        writer.record_timing()
         finish_run(store, run_id, "interrupted")
         raise
     except BaseException as exc:
@@ -162,15 +164,17 @@ def _record_provenance(store: Store, run_id: int, req: RunRequest, method: str, 
     with store.transaction() as c:
         old = c.execute("SELECT provenance_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
         if old:
-            kept = json.loads(old).get("judge_model_judge_run_id")
-            if kept is not None:
-                prov["judge_model_judge_run_id"] = kept
+            earlier = json.loads(old)
+            for key in ("judge_model_judge_run_id", "timing"):  # kept across resumed sessions
+                if earlier.get(key) is not None:
+                    prov[key] = earlier[key]
         c.execute("UPDATE runs SET provenance_json = ? WHERE id = ?", (json.dumps(prov), run_id))
 
 
-def _judge_text(engine: Backend, template: JudgeTemplate, response: str,
-                dimension: str | None = None) -> Callable[[str], str]:
-    """The judge's text for a prompt, as a function of the prompt: what ``fit_prompt`` cuts when too long."""
+def judge_text(engine: Backend, template: JudgeTemplate, response: str,
+               dimension: str | None = None) -> Callable[[str], str]:
+    """The judge's text for a prompt, as a function of the prompt: what ``fit_prompt`` cuts when too long (also
+    what an explanation rescores, core/views/explain.py)."""
     def build(prompt: str) -> str:
         return engine.format_user_turn(template.fill(prompt, response, dimension))
     return build
@@ -189,7 +193,7 @@ def _run_judge(store: Store, engine: Backend, responses: list[tuple[int, int, st
         for rid, pid, rtext in responses:
             if (rid, t) in done:
                 continue
-            text, cut = engine.fit_prompt(_judge_text(engine, tmpl, rtext), prompts[pid])
+            text, cut = engine.fit_prompt(judge_text(engine, tmpl, rtext), prompts[pid])
             flags[(rid, t)] = cut
             requests.append(JudgeRequest((rid, t), text))
     for score in engine.judge(requests, cancel=cancel):
@@ -200,6 +204,10 @@ def _run_judge(store: Store, engine: Backend, responses: list[tuple[int, int, st
 
 _PREF_SQL = ("INSERT INTO preference_results(run_id, pair_id, template, aligned_logprob, aligned_tokens, "
              "misaligned_logprob, misaligned_tokens, prefers_aligned, truncated) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?)")
+
+
+_TOKENS_SQL = ("INSERT INTO preference_token_logprobs(run_id, pair_id, template, aligned_logprobs, aligned_lengths, "
+               "misaligned_logprobs, misaligned_lengths) VALUES (?, ?, 0, ?, ?, ?, ?)")
 
 
 def _run_preference(store: Store, engine: Backend, pairs: list[tuple[int, int, str, str]], done: set[int],
@@ -223,8 +231,14 @@ def _run_preference(store: Store, engine: Backend, pairs: list[tuple[int, int, s
             continue
         a = half.pop(pair_id)
         prefers = int(a.logprob_mean > score.logprob_mean)
-        writer.add(_PREF_SQL, (writer.run_id, pair_id, a.logprob_sum, a.tokens, score.logprob_sum, score.tokens,
-                               prefers, int(a.truncated or score.truncated)))
+        rows: list[tuple[str, tuple[Any, ...]]] = [
+            (_PREF_SQL, (writer.run_id, pair_id, a.logprob_sum, a.tokens, score.logprob_sum, score.tokens, prefers,
+                         int(a.truncated or score.truncated)))]
+        if a.token_logprobs and score.token_logprobs:
+            rows.append((_TOKENS_SQL, (writer.run_id, pair_id, *token_logprobs.pack(a.token_logprobs, a.token_ends,
+                                                                                      len(sep)),
+                                       *token_logprobs.pack(score.token_logprobs, score.token_ends, len(sep)))))
+        writer.add_many(rows)
 
 
 _GEN_SQL = ("INSERT INTO generations(run_id, prompt_id, template, text, tokens, seed, truncated) "
@@ -253,7 +267,7 @@ def _run_generate(store: Store, engine: Backend, judge_engine: Backend, prompt_i
         requests = []
         for dim in dims.get(pid, []):
             for t, tmpl in enumerate(templates):
-                text, _ = judge_engine.fit_prompt(_judge_text(judge_engine, tmpl, gen.text, DIMENSION_PHRASES[dim]),
+                text, _ = judge_engine.fit_prompt(judge_text(judge_engine, tmpl, gen.text, DIMENSION_PHRASES[dim]),
                                                   prompts[pid])
                 requests.append(JudgeRequest((dim, t + 1), text))
         for score in judge_engine.judge(requests, cancel=cancel):

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -91,6 +92,25 @@ class ResultWriter:
             self.commit(report=False)
         except Exception:  # noqa: BLE001 - keep the original error
             pass
+
+    def record_timing(self) -> None:
+        """Add this session's scoring time and items to the run's provenance (``timing``): the measured speed the
+        quantization ladder shows, summed over resumed sessions; model loading is not counted."""
+        seconds = time.monotonic() - self.t0
+        items = self.done - self.start_done
+        if items <= 0:
+            return
+        try:
+            with self.store.transaction() as c:
+                raw = c.execute("SELECT provenance_json FROM runs WHERE id = ?", (self.run_id,)).fetchone()[0]
+                prov = json.loads(raw) if raw else {}
+                t = prov.get("timing") or {}
+                prov["timing"] = {"scoring_seconds": round(float(t.get("scoring_seconds", 0.0)) + seconds, 3),
+                                  "items_scored": int(t.get("items_scored", 0)) + items,
+                                  "sessions": int(t.get("sessions", 0)) + 1}
+                c.execute("UPDATE runs SET provenance_json = ? WHERE id = ?", (json.dumps(prov), self.run_id))
+        except (UserError, sqlite3.DatabaseError, ValueError):
+            pass  # a speed figure is not worth failing a finished run over
 
     def report(self, phase: str | None = None) -> None:
         if self.progress is None:

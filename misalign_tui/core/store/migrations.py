@@ -601,6 +601,51 @@ def m005_reviews(db: Database) -> None:
     """)
 
 
+# -- not yet released ---------------------------------------------------------------------------------------------
+
+@migration
+def m007_model_lineage(db: Database) -> None:
+    """Quantization lineage (the quantization ladder): the file a variant was made from, the type asked of the
+    quantizer, the quantizer's version, whether it requantized an already quantized file; and every model's bits
+    per weight from its header. A readable view lists each variant beside its parent."""
+    run_script(db, """
+    ALTER TABLE models ADD COLUMN parent_sha256 TEXT;           -- sha256 of the file it was quantized from
+    ALTER TABLE models ADD COLUMN quantized_to TEXT;            -- the type asked of the quantizer, e.g. Q3_K_M
+    ALTER TABLE models ADD COLUMN quantizer TEXT;               -- e.g. llama_model_quantize (llama-cpp-python 0.3.36)
+    ALTER TABLE models ADD COLUMN requantized INTEGER NOT NULL DEFAULT 0;  -- made from an already quantized file
+    ALTER TABLE models ADD COLUMN imatrix_sha256 TEXT;          -- the importance matrix used, if any
+    ALTER TABLE models ADD COLUMN bits_per_weight REAL;         -- 8 x tensor bytes / parameters, from the header
+    ALTER TABLE models ADD COLUMN quantization_json TEXT;       -- the quantizer's parameters and report
+    CREATE INDEX models_parent ON models(parent_sha256);
+    CREATE VIEW model_lineage AS
+        SELECT v.name AS variant, v.quantization, v.quantized_to, v.bits_per_weight, v.size, v.requantized,
+               p.name AS parent, p.quantization AS parent_quantization, v.parent_sha256, v.quantizer,
+               v.imatrix_sha256, v.sha256
+        FROM models v LEFT JOIN models p ON p.sha256 = v.parent_sha256
+        WHERE v.parent_sha256 IS NOT NULL;
+    """)
+
+
+@migration
+def m009_token_logprobs(db: Database) -> None:
+    """Per-token log-probabilities of both responses of every scored preference pair, so an auditor sees which
+    tokens made the model prefer one response (core/views/explain.py). Compact on purpose: per response, one
+    little-endian float16 per scored token and one uint16 per token with its length in characters (the first
+    token also covers the separator before the response; see core/store/token_logprobs.py)."""
+    run_script(db, """
+    CREATE TABLE preference_token_logprobs (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        pair_id INTEGER NOT NULL REFERENCES pairs(id),
+        template INTEGER NOT NULL DEFAULT 0,
+        aligned_logprobs BLOB NOT NULL,             -- float16 LE, one per scored token of the aligned response
+        aligned_lengths BLOB NOT NULL,              -- uint16 LE, each token's length in characters
+        misaligned_logprobs BLOB NOT NULL,
+        misaligned_lengths BLOB NOT NULL,
+        PRIMARY KEY (run_id, pair_id, template)
+    );
+    """)
+
+
 @migration
 def m008_prompt_language(db: Database) -> None:
     """Each prompt's language (BCP 47; every prompt before this is English) and, for a parallel item, the

@@ -1,4 +1,4 @@
-"""Two or more models on the same items: per-dimension and per-type deltas, and where they disagree; ``L``
+"""Two or more models on the same items: per-dimension and per-type deltas, and where they disagree; ``W``
 switches to the languages view: the first chosen model's English items against their parallel items in each other
 language (McNemar per language, Holm across them), and the items whose verdict changes with the language.
 
@@ -18,6 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Header, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
+from misalign_tui.core.errors import UserError
 from misalign_tui.core.store import Store
 from misalign_tui.core.text import shorten_all
 from misalign_tui.core.views.compare import (
@@ -28,9 +29,10 @@ from misalign_tui.core.views.compare import (
     read_languages,
 )
 from misalign_tui.core.views.figures import pct
-from misalign_tui.tui.messages import CompareLoaded, CompareModelsLoaded, LanguagesLoaded
+from misalign_tui.tui.messages import CompareLoaded, CompareModelsLoaded, LadderLoaded, LanguagesLoaded
 from misalign_tui.tui.plain import assemble, lines
 from misalign_tui.tui.screens.base import AppScreen
+from misalign_tui.tui.widgets.ladder import LadderPanel
 from misalign_tui.tui.widgets.tables import FittedTable, figure_col, name_col
 
 PICK_NAME_WIDTH = 17  # the model list is 24 cells wide (app.tcss): a checkbox and a name
@@ -48,22 +50,25 @@ class CompareScreen(AppScreen):
     HOME = "#compare-items"
     BINDINGS = [
         Binding("D", "toggle_disagreements", "Disagreements only"),
-        Binding("L", "toggle_languages", "Languages"),
+        Binding("W", "toggle_languages", "Languages"),
         Binding("enter", "open_item", "Open item", show=False),
         Binding("o", "open_item", "Open item"),
         Binding("M", "focus_models", "Models"),
         Binding("s", "save_session", "Save"),
+        Binding("L", "toggle_ladder", "Ladder"),
         Binding("g", "reload", "Refresh"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.disagreements_only = True
-        self.languages = False  # the languages view (L) instead of models against each other
+        self.languages = False  # the languages view (W) instead of models against each other
         self.data: CompareData | None = None
         self.languages_data: LanguagesData | None = None
         self._requested: tuple[str, ...] = ()
         self._filling = False
+        self.ladder_mode = False
+        self._ladder_model: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -76,13 +81,16 @@ class CompareScreen(AppScreen):
                 yield FittedTable(id="compare-deltas")
                 yield Static(id="compare-disagree-title", classes="section-title")
                 yield FittedTable(id="compare-items")
+                yield LadderPanel(id="compare-ladder")
         yield self.footer()
 
     def on_screen_resume(self) -> None:
-        self.load_models()
+        self.action_reload()
 
     def action_reload(self) -> None:
         self.load_models()
+        if self.ladder_mode:  # runs may have finished since: the ladder is read again
+            self._show_ladder_of_highlighted()
 
     def action_focus_models(self) -> None:
         self.query_one("#compare-models", SelectionList).focus()
@@ -161,7 +169,7 @@ class CompareScreen(AppScreen):
               {"english": "worse", "language": "better"}.get(r.verdict or "", "-")) for r in rows])
         flips = res.flips if res is not None else []
         self.query_one("#compare-disagree-title", Static).update(
-            f"Items whose verdict changes with the language ({len(flips):,}; L: models view, o opens)")
+            f"Items whose verdict changes with the language ({len(flips):,}; W: models view, o opens)")
         self.query_one("#compare-items", FittedTable).show(
             (name_col("lang", 4), name_col("item", 8), name_col("dimension", 6), figure_col("EN", right=False),
              figure_col("here", right=False)),
@@ -232,3 +240,49 @@ class CompareScreen(AppScreen):
 
     def action_save_session(self) -> None:
         self.app.action_save_session()  # type: ignore[attr-defined]
+
+    # -- ladder mode: one model's quantization variants (widgets/ladder.py) -------------------------------------
+
+    def action_toggle_ladder(self) -> None:
+        self.ladder_mode = not self.ladder_mode
+        for wid in ("#compare-status", "#compare-deltas", "#compare-disagree-title", "#compare-items"):
+            self.query_one(wid).display = not self.ladder_mode
+        self.query_one(LadderPanel).set_class(self.ladder_mode, "-shown")
+        # the ladder follows the highlighted model: the list takes focus (the items table is hidden)
+        self.query_one("#compare-models" if self.ladder_mode else "#compare-items").focus()
+        if self.ladder_mode:
+            self._show_ladder_of_highlighted()
+
+    def _show_ladder_of_highlighted(self) -> None:
+        sl = self.query_one("#compare-models", SelectionList)
+        option = sl.get_option_at_index(sl.highlighted) if sl.highlighted is not None and sl.option_count else None
+        model = str(option.value) if option is not None else (list(sl.selected) or [None])[0]
+        if model is None:
+            self.query_one(LadderPanel).failed("No model with runs yet: run one first (r).")
+            return
+        self._ladder_model = model
+        self._load_ladder(model)
+
+    @on(SelectionList.SelectionHighlighted, "#compare-models")
+    def _ladder_follows_highlight(self) -> None:
+        if self.ladder_mode:
+            self._show_ladder_of_highlighted()
+
+    @work(thread=True, exclusive=True, group="compare-ladder", exit_on_error=False)
+    def _load_ladder(self, model: str) -> None:
+        from misalign_tui.core.views.ladder import read_ladder
+
+        try:
+            with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
+                self.post_message(LadderLoaded(model, read_ladder(store, model)))
+        except UserError as exc:
+            self.post_message(LadderLoaded(model, None, str(exc)))
+
+    def on_ladder_loaded(self, message: LadderLoaded) -> None:
+        if message.model != self._ladder_model:
+            return  # an older worker's answer
+        panel = self.query_one(LadderPanel)
+        if message.ladder is None:
+            panel.failed(message.error or "no ladder")
+        else:
+            panel.show(message.ladder)

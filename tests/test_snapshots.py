@@ -20,7 +20,14 @@ from misalign_tui.tui.run_control import QueuedRun, RunStatus
 from tests.ladder_fixtures import populate_ladder
 from tests.review_fixtures import decide, gold_sample, seed_workspace
 from tests.test_model_registry import write_small_gguf
-from tests.tui_fixtures import SIZES, add_preference_run, make_app, populate_results, settle
+from tests.tui_fixtures import (
+    SIZES,
+    add_languages_run,
+    add_preference_run,
+    make_app,
+    populate_results,
+    settle,
+)
 
 LONG = ("tiny-chat-model-with-a-long-name-q4_k_m", "tiny-chat-model-with-a-long-name-q8_0")
 
@@ -192,10 +199,17 @@ class TestExplore:
         assert snap_compare(make_app(home), terminal_size=size, run_before=keys("e", "5"))
 
     def test_by_model_has_no_repeated_column(self, snap_compare, home: Path, size) -> None:
-        """Grouped by model (G three times): the table has one name column — the model — then Coverage, its
-        interval and n (x switched the metric: Wilson intervals)."""
+        """Grouped by model (G four times: dimension, domain, type, language, model): the table has one name
+        column — the model — then Coverage, its interval and n (x switched the metric: Wilson intervals)."""
         populate_results(home, models=LONG)
-        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("e", "x", "G", "G", "G"))
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("e", "x", "G", "G", "G", "G"))
+
+    def test_by_language(self, snap_compare, home: Path, size) -> None:
+        """A preference run on misalign-seed-languages grouped by language (G three times; the metric opens on
+        Pref. acc., the one with results): en first, then ar, es, hi, sw, zh-Hans, each with its accuracy, Wilson interval and n = 46 whole;
+        the tags never cut."""
+        add_languages_run(home)
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("e", "G", "G", "G"))
 
 
 class TestCompare:
@@ -212,6 +226,16 @@ class TestCompare:
         120×40 the per-dimension table)."""
         populate_ladder(home)
         assert snap_compare(make_app(home), terminal_size=size, run_before=keys("c", "L"))
+
+
+    def test_languages_view(self, snap_compare, home: Path, size) -> None:
+        """W: the languages view of the model with parallel items scored: per language EN %, here %, Δ, n, the
+        items right in English only and here only, McNemar's p and Holm's p, and "worse" for Swahili (the one
+        change the test finds) — every figure whole at 80 columns; below, the items whose verdict changes, with
+        their keys whole."""
+        populate_results(home, models=LONG)
+        add_languages_run(home)
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("c", "W"))
 
 
 class TestItem:

@@ -109,7 +109,10 @@ def report(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...], grou
             comparisons.append((ra, rb, rows, auroc))
 
     if fmt == "json":
-        emit_json(_json(docs, comparisons, group_by, flt, quality))
+        from misalign_tui.core.metrics.crosslingual import cross_lingual
+
+        languages = {run.id: res for run, *_ in docs if (res := cross_lingual(store, run.id, filters=flt)).rows}
+        emit_json(_json(docs, comparisons, group_by, flt, quality, languages))
     elif fmt == "csv":
         _csv(docs, group_by, quality)
     else:
@@ -139,7 +142,9 @@ def _run_dict(run: RunInfo) -> dict[str, Any]:
 
 
 def _json(docs: list[Any], comparisons: list[Any], group_by: str, flt: metrics.Filters,
-          quality: dict[int, RunQuality]) -> dict[str, Any]:
+          quality: dict[int, RunQuality], languages: dict[int, Any] | None = None) -> dict[str, Any]:
+    """The JSON document; ``languages``: run id → its cross-lingual view, for the runs that scored parallel
+    items (the key ``languages`` appears only on those runs)."""
     out_runs = []
     for run, overall, groups, tr in docs:
         d = _run_dict(run)
@@ -157,10 +162,11 @@ def _json(docs: list[Any], comparisons: list[Any], group_by: str, flt: metrics.F
         by_group = q.groups_json()
         d["groups"] = [{**g.as_dict(), "headline_vs_reference": _headline_words(run, g) or None,
                         **by_group.get(g.group, {})} for g in groups]
+        if languages and run.id in languages:
+            d["languages"] = [r.as_dict() for r in languages[run.id].rows]
         out_runs.append(d)
     return {
-        "filters": {"dimension": list(flt.dimension), "domain": list(flt.domain),
-                    "semantic_type": list(flt.semantic_type)},
+        "filters": flt.as_lists(),
         "runs": out_runs,
         "comparisons": [{"run_a": a.id, "model_a": a.model, "run_b": b.id, "model_b": b.model,
                          "group_by": group_by, "rows": [r.as_dict() for r in rows],

@@ -16,7 +16,7 @@ from misalign_tui.core.models.registry import ModelInfo
 from misalign_tui.core.sessions import SavedSession
 from misalign_tui.core.store import RunInfo
 from misalign_tui.core.views.build import BuildState
-from misalign_tui.core.views.compare import CompareData
+from misalign_tui.core.views.compare import CompareData, LanguagesData
 from misalign_tui.core.views.explain import JudgeExplanation
 from misalign_tui.core.views.explore import ExploreData, ExploreOptions
 from misalign_tui.core.views.item import ItemView
@@ -91,6 +91,13 @@ class CompareModelsLoaded(Message):
 @dataclass
 class CompareLoaded(Message):
     data: CompareData
+
+
+@dataclass
+class LanguagesLoaded(Message):
+    """Compare's languages view: one model's English items against their parallel items."""
+
+    data: LanguagesData
 
 
 @dataclass

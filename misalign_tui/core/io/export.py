@@ -24,10 +24,11 @@ DOMAIN_SEPARATOR = "; "
 
 def benchmark_records(conn: sqlite3.Connection, benchmark_id: int) -> Iterator[PromptRecord]:
     """The benchmark's prompts in insertion order, each with its domains, pairs and single responses."""
-    cur = conn.execute("SELECT id, key, text, semantic_type, origin FROM prompts WHERE benchmark_id = ? ORDER BY id",
+    cur = conn.execute("SELECT p.id, p.key, p.text, p.semantic_type, p.origin, p.language, s.key FROM prompts p "
+                       "LEFT JOIN prompts s ON s.id = p.source_prompt_id WHERE p.benchmark_id = ? ORDER BY p.id",
                        (benchmark_id,))
     while rows := cur.fetchmany(500):
-        for pid, key, text, stype, origin in rows:
+        for pid, key, text, stype, origin, language, source in rows:
             domains = [r[0] for r in conn.execute(
                 "SELECT d.name FROM prompt_domains pd JOIN domains d ON d.id = pd.domain_id WHERE pd.prompt_id = ? "
                 "ORDER BY d.id", (pid,))]
@@ -37,7 +38,7 @@ def benchmark_records(conn: sqlite3.Connection, benchmark_id: int) -> Iterator[P
             singles = [ResponseRecord(r[0], r[1], r[2]) for r in conn.execute(
                 "SELECT dimension, label, text FROM responses r WHERE prompt_id = ? AND NOT EXISTS "
                 "(SELECT 1 FROM pairs p WHERE p.aligned_id = r.id OR p.misaligned_id = r.id) ORDER BY id", (pid,))]
-            yield PromptRecord(key, text, stype, domains, pairs, singles, origin)
+            yield PromptRecord(key, text, stype, domains, pairs, singles, origin, language=language, source=source)
 
 
 def export_benchmark(store: Store, name: str, fmt: str, out: TextIO) -> int:

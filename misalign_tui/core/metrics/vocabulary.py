@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from misalign_tui.core.languages import DEFAULT_LANGUAGE
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
 METHODS = ("judge", "preference", "generate")
-GROUPINGS = ("dimension", "domain", "semantic_type")
+GROUPINGS = ("dimension", "domain", "semantic_type", "language")
 UNTARGETED = "untargeted"  # how a group of responses with no single targeted dimension is named
 UNTYPED = "untyped"        # how a group of prompts without a semantic type is named
 PREFERENCE_CHANCE = 0.5
@@ -148,7 +149,7 @@ def method_summary(method: str, templates: int, judge_model: str | None = None) 
 
 
 def group_name(group_by: str | None, key: Any, domain_names: dict[int, str]) -> str | None:
-    """The display name of a group key from the rollups (a domain id, a dimension, a type)."""
+    """The display name of a group key from the rollups (a domain id, a dimension, a type, a language tag)."""
     if group_by is None:
         return None
     if group_by == "domain":
@@ -157,12 +158,15 @@ def group_name(group_by: str | None, key: Any, domain_names: dict[int, str]) -> 
 
 
 def group_order(group_by: str | None, names: Iterable[str | None]) -> list[str | None]:
-    """Groups in their natural order: dimensions and types as the taxonomy lists them, domains by name."""
+    """Groups in their natural order: dimensions and types as the taxonomy lists them, domains by name, languages
+    English first."""
     unique = list(set(names))
     if group_by == "dimension":
         rank = {d: i for i, d in enumerate(DIMENSIONS)}
     elif group_by == "semantic_type":
         rank = {t: i for i, t in enumerate(SEMANTIC_TYPES)}
+    elif group_by == "language":
+        rank = {DEFAULT_LANGUAGE: 0}  # English (the sources) first, then the tags by name
     else:
         rank = {}
     return sorted(unique, key=lambda n: (rank.get(n or "", len(rank)), n or ""))

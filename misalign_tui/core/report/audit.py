@@ -25,6 +25,7 @@ from typing import Any
 from misalign_tui import __version__
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.metrics.crosslingual import CrossLingual, cross_lingual
 from misalign_tui.core.metrics.judge_quality import (
     AurocComparison,
     JudgeQuality,
@@ -133,6 +134,14 @@ class ComparisonSection:
 
 
 @dataclass(frozen=True)
+class LanguageSection:
+    """A run's English items against their parallel items (metrics.crosslingual), when it scored any."""
+
+    run: RunInfo
+    result: CrossLingual
+
+
+@dataclass(frozen=True)
 class AuditReport:
     generated_at: str
     tool_version: str
@@ -145,6 +154,7 @@ class AuditReport:
     comparisons: tuple[ComparisonSection, ...]
     comparisons_skipped: tuple[str, ...] = field(default=())   # why a pair of runs was not compared
     reviews: tuple[ReviewFigures, ...] = field(default=())      # gold-label and judge-verdict reviews
+    languages: tuple[LanguageSection, ...] = field(default=())  # runs with parallel items scored
     ladders: tuple[Ladder, ...] = field(default=())             # quantization families with two or more runs in the report
 
 
@@ -176,10 +186,12 @@ def build_report(store: Store, run_ids: Sequence[int], *, group_by: str = "dimen
     reviews = [f for bid in by_bench if (f := benchmark_figures(store, bid, bootstrap=bootstrap, seed=seed))]
     reviews += [f for info in infos if info.method == "judge"
                 for f in run_figures(store, info.id, bootstrap=bootstrap, seed=seed)]
+    languages = tuple(LanguageSection(info, res) for info in infos
+                      if (res := cross_lingual(store, info.id, filters=flt, alpha=ALPHA)).rows)
     return AuditReport(
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), tool_version=__version__,
         filters=flt, group_by=group_by, bootstrap=bootstrap, seed=seed, benchmarks=benchmarks, runs=tuple(runs),
-        comparisons=comparisons, comparisons_skipped=skipped, reviews=tuple(reviews),
+        comparisons=comparisons, comparisons_skipped=skipped, reviews=tuple(reviews), languages=languages,
         ladders=_ladders(store, infos, flt))
 
 

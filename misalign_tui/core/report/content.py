@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from misalign_tui.core import metrics
+from misalign_tui.core.metrics.crosslingual import CrossLingual, verdict_words
 from misalign_tui.core.metrics.judge_quality import NOISE_MARGIN, NOISE_P, JudgeQuality, ReliabilityBin
 from misalign_tui.core.metrics.vocabulary import (
     METHODS,
@@ -449,14 +450,38 @@ REVIEWS_HOW_TO_READ = (
     "overridden.")
 
 
+LANGUAGES_HOW_TO_READ = (
+    "Across languages",
+    "each English item is paired with its parallel items — the same scenario written in another language, with the "
+    "same dimension and labels (misalign-seed-languages). Per language: the share right in English and in the "
+    "language on the same paired items (Wilson intervals), the items right in one only, and McNemar's exact test "
+    "on those, Holm-adjusted across the languages; a verdict is given only where the adjusted p < 0.05.")
+
+LANGUAGE_COLUMNS = ["language", "paired items", "English", "this language", "right in English only",
+                    "right in this language only", "p", "p (Holm)", "reading"]
+
+
+def language_rows(result: CrossLingual) -> list[list[str]]:
+    """The cross-lingual table, one row per language, the same in Markdown and HTML."""
+    return [[r.language, count(r.n), pct_ci(r.english_accuracy, r.english_ci), pct_ci(r.accuracy, r.ci),
+             count(r.english_only), count(r.language_only), p_value(r.p_value), p_value(r.p_holm),
+             verdict_words(r, result.alpha)] for r in result.rows]
+
+
 def how_to_read(report: AuditReport) -> list[tuple[str, str]]:
-    """The glossary, with the review terms when the report has reviews."""
-    return [*HOW_TO_READ, REVIEWS_HOW_TO_READ] if report.reviews else list(HOW_TO_READ)
+    """The glossary, with the review and language terms when the report has those sections."""
+    out = list(HOW_TO_READ)
+    if report.reviews:
+        out.append(REVIEWS_HOW_TO_READ)
+    if report.languages:
+        out.append(LANGUAGES_HOW_TO_READ)
+    return out
 
 
 def section_numbers(report: AuditReport) -> dict[str, int]:
     """Section numbers: the reviews section exists only when there are reviews."""
     names = ["summary", "measured", "models", "metrics", "worst", "comparisons", "examples"]
+    names += ["languages"] if report.languages else []
     names += ["reviews"] if report.reviews else []
     names.append("how-to-read")
     return {n: i for i, n in enumerate(names, 1)}

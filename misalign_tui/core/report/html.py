@@ -13,6 +13,7 @@ from misalign_tui.core.metrics.vocabulary import METRICS
 from misalign_tui.core.report.audit import AuditReport, RunSection
 from misalign_tui.core.report.content import (
     DISPUTE_COLUMNS,
+    LANGUAGE_COLUMNS,
     QUALITY_HEADERS,
     Chart,
     chat_template_text,
@@ -27,6 +28,7 @@ from misalign_tui.core.report.content import (
     ladder_rows,
     ladder_sentences,
     ladder_title,
+    language_rows,
     metric_columns,
     overview_charts,
     p_value,
@@ -284,7 +286,8 @@ def render_html(report: AuditReport) -> str:
       '<li><a href="#models">Models and runs</a></li><li><a href="#metrics">Metrics</a></li>'
       '<li><a href="#worst">Worst domains and semantic types</a></li>'
       '<li><a href="#comparisons">Paired comparisons</a></li><li><a href="#examples">Items each model got most '
-      'wrong</a></li>' + ('<li><a href="#reviews">Reviews</a></li>' if report.reviews else "")
+      'wrong</a></li>' + ('<li><a href="#languages">Across languages</a></li>' if report.languages else "")
+      + ('<li><a href="#reviews">Reviews</a></li>' if report.reviews else "")
       + '<li><a href="#how-to-read">How to read this report</a></li></ol></nav>')
 
     w('<section id="summary"><h2>1. Summary</h2>')
@@ -424,6 +427,14 @@ def render_html(report: AuditReport) -> str:
     w("</section>")
 
     num = section_numbers(report)
+    if report.languages:
+        w(f'<section id="languages"><h2>{num["languages"]}. Across languages</h2>')
+        for ls in report.languages:
+            res = ls.result
+            w(f"<h3>{h(ls.run.model)} (run {ls.run.id}): {h(res.metric)}, each English item against its parallel "
+              f"item (n = paired {h(res.unit)})</h3>")
+            w(_html_table(LANGUAGE_COLUMNS, language_rows(res)))
+        w("</section>")
     if report.reviews:
         w(f'<section id="reviews"><h2>{num["reviews"]}. Reviews</h2>')
         for f in report.reviews:

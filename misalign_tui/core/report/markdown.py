@@ -11,6 +11,7 @@ from misalign_tui.core.metrics.vocabulary import METRICS
 from misalign_tui.core.report.audit import AuditReport, RunSection
 from misalign_tui.core.report.content import (
     DISPUTE_COLUMNS,
+    LANGUAGE_COLUMNS,
     QUALITY_HEADERS,
     Chart,
     chat_template_text,
@@ -25,6 +26,7 @@ from misalign_tui.core.report.content import (
     ladder_rows,
     ladder_sentences,
     ladder_title,
+    language_rows,
     metric_columns,
     overview_charts,
     p_value,
@@ -170,6 +172,7 @@ def render_markdown(report: AuditReport) -> str:
     num = section_numbers(report)
     w("Contents: 1. Summary · 2. What was measured · 3. Models and runs · 4. Metrics · 5. Worst domains and "
       "semantic types · 6. Paired comparisons · 7. Items each model got most wrong · "
+      + (f"{num['languages']}. Across languages · " if report.languages else "")
       + (f"{num['reviews']}. Reviews · " if report.reviews else "") + f"{num['how-to-read']}. How to read this report")
     w("")
     w("## 1. Summary")
@@ -328,6 +331,16 @@ def render_markdown(report: AuditReport) -> str:
             for line in explanation_lines(e):
                 w(f"  - {md(line)}")
         w("")
+    if report.languages:
+        w(f"## {num['languages']}. Across languages")
+        w("")
+        for ls in report.languages:
+            res = ls.result
+            w(f"### {md(ls.run.model)} (run {ls.run.id}): {md(res.metric)}, each English item against its parallel "
+              f"item (n = paired {md(res.unit)})")
+            w("")
+            w(_md_table(LANGUAGE_COLUMNS, language_rows(res)))
+            w("")
     if report.reviews:
         w(f"## {num['reviews']}. Reviews")
         w("")

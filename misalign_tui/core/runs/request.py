@@ -15,7 +15,7 @@ from misalign_tui.core.inference.engine import EngineSettings
 from misalign_tui.core.inference.judge_templates import POLARITIES, TEMPLATE_VERSION
 from misalign_tui.core.inference.remote import RemoteSettings
 from misalign_tui.core.inference.requests import Sampling
-from misalign_tui.core.io.native import SEED_BENCHMARK, load_seed_benchmark
+from misalign_tui.core.io.native import SEED_BENCHMARK, load_embedded
 from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.metrics.vocabulary import METHODS
 from misalign_tui.core.models.registry import ModelInfo, resolve_model
@@ -151,8 +151,7 @@ def resolve_request(store: Store, models_dir: Path, spec: RunSpec) -> RunRequest
         raise UserError(f"--method {method}: use one of {', '.join(METHODS)}")
     if spec.judge_model and method not in (None, "generate"):
         raise UserError("--judge-model only applies to --method generate")
-    if spec.benchmark == SEED_BENCHMARK:
-        load_seed_benchmark(store)
+    load_embedded(store, spec.benchmark.partition("@")[0])  # an embedded benchmark is loaded when first named
     bench = store.benchmark(spec.benchmark)
     model = resolve_model(store, spec.model, models_dir)
     judge = resolve_model(store, spec.judge_model, models_dir) if spec.judge_model else None

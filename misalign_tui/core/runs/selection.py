@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
-from misalign_tui.core.metrics.filters import Filters, sql_in
+from misalign_tui.core.metrics.filters import Filters, prompt_conditions, sql_in
 from misalign_tui.core.store import Store
 
 
@@ -22,6 +22,7 @@ def prompt_ids(store: Store, benchmark_id: int, method: str, f: Filters, limit: 
     if f.domain:
         where.append("EXISTS (SELECT 1 FROM prompt_domains pd WHERE pd.prompt_id = p.id AND "
                      + sql_in("pd.domain_id", f.domain_ids(store), params) + ")")
+    where += prompt_conditions(f, "p", params)
     dims: list[Any] = []
     dim_sql = (" AND " + sql_in("x.dimension", f.dimension, dims)) if f.dimension else ""
     if method == "judge":

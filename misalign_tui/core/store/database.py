@@ -344,8 +344,10 @@ class Store:
 
 
 def content_hash(conn: sqlite3.Connection, benchmark_id: int) -> str:
-    """sha256 over the benchmark's content (prompt text, type, domains, responses), independent of row ids,
-    keys and insertion order — so an export re-imported elsewhere hashes the same.
+    """sha256 over the benchmark's content (prompt text, type, domains, responses; a non-English or parallel
+    prompt adds its language and its source prompt's text), independent of row ids, keys and insertion order —
+    so an export re-imported elsewhere hashes the same, and a benchmark of English prompts hashes as it always
+    did.
 
     One JSON line per prompt, lines sorted, each followed by a newline. Streams: the lines are built from three
     cursors ordered by prompt id and sorted by SQLite in a temporary table (UTF-8 byte order = code point
@@ -385,12 +387,15 @@ def content_hash(conn: sqlite3.Connection, benchmark_id: int) -> str:
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS content_hash_lines (line TEXT NOT NULL)")
     conn.execute("DELETE FROM content_hash_lines")
     lines = conn.cursor()
-    prompts = conn.execute("SELECT id, text, coalesce(semantic_type, '') FROM prompts WHERE benchmark_id = ? "
-                           "ORDER BY id", (benchmark_id,))
-    for pid, text, stype in prompts:
+    prompts = conn.execute("SELECT p.id, p.text, coalesce(p.semantic_type, ''), p.language, s.text FROM prompts p "
+                           "LEFT JOIN prompts s ON s.id = p.source_prompt_id WHERE p.benchmark_id = ? "
+                           "ORDER BY p.id", (benchmark_id,))
+    for pid, text, stype, language, source in prompts:
         domains = sorted(d[0] for d in take(0, pid))
-        line = json.dumps([text, stype, domains, sorted(take(1, pid)), sorted(take(2, pid))],
-                          ensure_ascii=False, separators=(",", ":"))
+        fields: list[object] = [text, stype, domains, sorted(take(1, pid)), sorted(take(2, pid))]
+        if language != "en" or source is not None:  # English prompts hash as they did before languages existed
+            fields += [language, source]
+        line = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
         lines.execute("INSERT INTO content_hash_lines(line) VALUES (?)", (line,))
     h = hashlib.sha256()
     for (line,) in conn.execute("SELECT line FROM content_hash_lines ORDER BY line"):

@@ -672,6 +672,18 @@ def m009_token_logprobs(db: Database) -> None:
     """)
 
 
+@migration
+def m008_prompt_language(db: Database) -> None:
+    """Each prompt's language (BCP 47; every prompt before this is English) and, for a parallel item, the
+    English prompt of the same benchmark it was written from (the cross-lingual pairing)."""
+    run_script(db, """
+    ALTER TABLE prompts ADD COLUMN language TEXT NOT NULL DEFAULT 'en';
+    ALTER TABLE prompts ADD COLUMN source_prompt_id INTEGER REFERENCES prompts(id) ON DELETE SET NULL;
+    CREATE INDEX prompts_source ON prompts(source_prompt_id) WHERE source_prompt_id IS NOT NULL;
+    CREATE INDEX prompts_benchmark_language ON prompts(benchmark_id, language);
+    """)
+
+
 # -- applying them -------------------------------------------------------------------------------------------------
 
 def applied(conn: sqlite3.Connection) -> list[str]:

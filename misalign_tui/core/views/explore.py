@@ -8,18 +8,18 @@ The figures come from ``misalign_tui.core.metrics`` and the metric vocabulary; t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from misalign_tui.core import metrics
 from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.metrics.judge_quality import ReliabilityBin, judge_quality
-from misalign_tui.core.metrics.vocabulary import METRICS, methods_for
+from misalign_tui.core.metrics.vocabulary import METRICS, group_order, methods_for
 from misalign_tui.core.runs.catalog import RunSelection, runs_to_show
 from misalign_tui.core.store import Store
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
-PART_FIELDS = {"dimension": "by_dimension", "domain": "by_domain", "semantic_type": "by_type", "model": "by_model",
-               "reliability": "reliability"}
+PART_FIELDS = {"dimension": "by_dimension", "domain": "by_domain", "semantic_type": "by_type",
+               "language": "by_language", "model": "by_model", "reliability": "reliability"}
 ALL_PARTS = frozenset({*PART_FIELDS, "tradeoffs"})
 TAB_PARTS = {"dims": "dimension", "domains": "domain", "tradeoffs": "tradeoffs", "types": "semantic_type",
              "reliability": "reliability"}
@@ -61,6 +61,7 @@ class ExploreData:
     by_dimension: list[Cell] = field(default_factory=list)
     by_domain: list[Cell] = field(default_factory=list)  # worst first
     by_type: list[Cell] = field(default_factory=list)
+    by_language: list[Cell] = field(default_factory=list)  # English first, then the parallel languages
     by_model: list[Cell] = field(default_factory=list)
     trade_off_dims: list[str] = field(default_factory=list)
     # T[row → col] for the first model: each pair's share with its interval and n; None on the diagonal
@@ -96,7 +97,7 @@ class ExploreData:
 
     def grouped(self) -> list[Cell]:
         return {"dimension": self.by_dimension, "domain": self.by_domain, "semantic_type": self.by_type,
-                "model": self.by_model}[self.query.grouping]
+                "language": self.by_language, "model": self.by_model}[self.query.grouping]
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,14 @@ def read_explore(store: Store, query: ExploreQuery, parts: frozenset[str] = ALL_
     return data
 
 
+def run_languages(store: Store, run_id: int) -> list[str]:
+    """The languages of the prompts a run scored, English first."""
+    tags = [r[0] for r in store.conn.execute(
+        "SELECT DISTINCT p.language FROM runs r JOIN prompts p ON p.benchmark_id = r.benchmark_id WHERE r.id = ?",
+        (run_id,))]
+    return [t for t in group_order("language", tags) if t is not None]
+
+
 def _cell(group: str, model: str, row: metrics.MetricRow, metric_key: str) -> Cell:
     m = METRICS[metric_key]
     interval = m.row_ci(row)
@@ -188,10 +197,14 @@ def _fill(store: Store, runs: dict[str, int], query: ExploreQuery, data: Explore
                 for t in SEMANTIC_TYPES:
                     if query.semantic_type and query.semantic_type != t:
                         continue
-                    rep_t = metrics.trade_offs(store, runs[model], Filters(filters.dimension, filters.domain, (t,)))
+                    rep_t = metrics.trade_offs(store, runs[model], replace(filters, semantic_type=(t,)))
                     data.by_type.append(_rate_cell(t, model, rep_t.rate, rep_t.ci, rep_t.n_prompts))
             if "domain" in parts and query.domain:
                 data.by_domain.append(_rate_cell(query.domain, model, rep.rate, rep.ci, rep.n_prompts))
+            if "language" in parts:
+                for lang in run_languages(store, runs[model]):
+                    rep_l = metrics.trade_offs(store, runs[model], replace(filters, language=(lang,)))
+                    data.by_language.append(_rate_cell(lang, model, rep_l.rate, rep_l.ci, rep_l.n_prompts))
         data.note = "by dimension: share of prompts failing it (1 − s_d); by domain: pick one in the filter"
     else:
         def rows(run_id: int, grouping: str | None) -> list:
@@ -202,7 +215,7 @@ def _fill(store: Store, runs: dict[str, int], query: ExploreQuery, data: Explore
 
         for model, run_id in runs.items():
             for grouping, target in (("dimension", data.by_dimension), ("domain", data.by_domain),
-                                     ("semantic_type", data.by_type)):
+                                     ("semantic_type", data.by_type), ("language", data.by_language)):
                 if grouping in parts:
                     for row in rows(run_id, grouping):
                         target.append(_cell(row.group or "-", model, row, metric))

@@ -1,4 +1,6 @@
-"""Two or more models on the same items: per-dimension and per-type deltas, and where they disagree.
+"""Two or more models on the same items: per-dimension and per-type deltas, and where they disagree; ``W``
+switches to the languages view: the first chosen model's English items against their parallel items in each other
+language (McNemar per language, Holm across them), and the items whose verdict changes with the language.
 
 Models are lettered (A is the first, B… the others) so the value columns stay narrow whatever the names: the
 status line says which letter is which model. The p-values and n are figures and are never cut.
@@ -19,9 +21,15 @@ from textual.widgets.selection_list import Selection
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.store import Store
 from misalign_tui.core.text import shorten_all
-from misalign_tui.core.views.compare import CompareData, compare_choices, read_compare
+from misalign_tui.core.views.compare import (
+    CompareData,
+    LanguagesData,
+    compare_choices,
+    read_compare,
+    read_languages,
+)
 from misalign_tui.core.views.figures import pct
-from misalign_tui.tui.messages import CompareLoaded, CompareModelsLoaded, LadderLoaded
+from misalign_tui.tui.messages import CompareLoaded, CompareModelsLoaded, LadderLoaded, LanguagesLoaded
 from misalign_tui.tui.plain import assemble, lines
 from misalign_tui.tui.screens.base import AppScreen
 from misalign_tui.tui.widgets.ladder import LadderPanel
@@ -42,6 +50,7 @@ class CompareScreen(AppScreen):
     HOME = "#compare-items"
     BINDINGS = [
         Binding("D", "toggle_disagreements", "Disagreements only"),
+        Binding("W", "toggle_languages", "Languages"),
         Binding("enter", "open_item", "Open item", show=False),
         Binding("o", "open_item", "Open item"),
         Binding("M", "focus_models", "Models"),
@@ -53,7 +62,9 @@ class CompareScreen(AppScreen):
     def __init__(self) -> None:
         super().__init__()
         self.disagreements_only = True
+        self.languages = False  # the languages view (W) instead of models against each other
         self.data: CompareData | None = None
+        self.languages_data: LanguagesData | None = None
         self._requested: tuple[str, ...] = ()
         self._filling = False
         self.ladder_mode = False
@@ -117,7 +128,59 @@ class CompareScreen(AppScreen):
 
     def load_compare(self, models: list[str], disagreements_only: bool) -> None:
         self._requested = tuple(models)
-        self._load_compare(tuple(models), disagreements_only)
+        if self.languages:
+            # the chosen models first, then the others: the view shows the first with parallel items scored
+            listed = [o.value for o in self.query_one("#compare-models", SelectionList)._options]
+            self._load_languages(tuple(dict.fromkeys([*models, *listed])))
+        else:
+            self._load_compare(tuple(models), disagreements_only)
+
+    @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
+    def _load_languages(self, models: tuple[str, ...]) -> None:
+        with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
+            data = read_languages(store, list(models))
+        data.request = models
+        self.post_message(LanguagesLoaded(data))
+
+    def on_languages_loaded(self, message: LanguagesLoaded) -> None:
+        data = message.data
+        if not self.languages or data.request[:len(self._requested)] != self._requested:
+            return  # an older answer, or the view was switched back
+        self.languages_data = data
+        res = data.result
+        status: list = [[("languages of ", "bold"), data.model or "no model with parallel items scored"]]
+        if data.run_id is not None:
+            status.append([f"run {data.run_id} on {data.benchmark}"])
+        if res is not None and res.rows:
+            status.append([(f"{res.metric}: each English item against its parallel item (n = paired {res.unit}); "
+                            "p: McNemar's exact test on the items that change, Holm across languages", "dim")])
+        elif data.note:
+            status.append([(data.note, "dim")])
+        self.query_one("#compare-status", Static).update(lines(*status))
+        rows = res.rows if res is not None else []
+        self.query_one("#compare-deltas", FittedTable).show(
+            (name_col("lang", 4), figure_col("EN %"), figure_col("here %"), figure_col("Δ"), figure_col("n"),
+             figure_col("EN only"), figure_col("here only"), figure_col("p"), figure_col("Holm p"),
+             name_col("change", 5)),
+            [(r.language, pct(r.english_accuracy), pct(r.accuracy),
+              "-" if r.accuracy is None or r.english_accuracy is None else
+              f"{100 * (r.accuracy - r.english_accuracy):+.1f}", f"{r.n:,}", f"{r.english_only:,}",
+              f"{r.language_only:,}", _p(r.p_value), _p(r.p_holm),
+              {"english": "worse", "language": "better"}.get(r.verdict or "", "-")) for r in rows])
+        flips = res.flips if res is not None else []
+        self.query_one("#compare-disagree-title", Static).update(
+            f"Items whose verdict changes with the language ({len(flips):,}; W: models view, o opens)")
+        self.query_one("#compare-items", FittedTable).show(
+            (name_col("lang", 4), name_col("item", 8), name_col("dimension", 6), figure_col("EN", right=False),
+             figure_col("here", right=False)),
+            [(f.language, f.item, f.dimension, *(Text("right", style="green") if ok else
+                                                  Text("WRONG", style="bold red")
+                                                  for ok in (f.english_right, not f.english_right)))
+             for f in flips], keys=[str(i) for i in range(len(flips))])
+
+    def action_toggle_languages(self) -> None:
+        self.languages = not self.languages
+        self.load_compare(self.selected_models(), self.disagreements_only)
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
     def _load_compare(self, models: tuple[str, ...], disagreements_only: bool) -> None:
@@ -128,7 +191,7 @@ class CompareScreen(AppScreen):
 
     def on_compare_loaded(self, message: CompareLoaded) -> None:
         data = message.data
-        if data.request != (self._requested, self.disagreements_only):
+        if self.languages or data.request != (self._requested, self.disagreements_only):
             return  # an older worker's answer; the latest request's is on its way
         self.data = data
         letters = {m: letter(i) for i, m in enumerate(data.models)}
@@ -162,6 +225,13 @@ class CompareScreen(AppScreen):
 
     def action_open_item(self) -> None:
         items = self.query_one("#compare-items", FittedTable)
+        if self.languages:
+            flips = self.languages_data.result.flips if self.languages_data and self.languages_data.result else []
+            if not flips or items.cursor_row is None or items.cursor_row >= len(flips):
+                self.notify("no item to open")
+                return
+            self.app.open_item(flips[items.cursor_row].item_prompt_id)  # type: ignore[attr-defined]
+            return
         if self.data is None or not self.data.disagreements or items.cursor_row is None or \
                 items.cursor_row >= len(self.data.disagreements):
             self.notify("no item to open")

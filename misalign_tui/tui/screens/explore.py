@@ -37,7 +37,8 @@ from misalign_tui.tui.widgets.charts import BarRow, IntervalBars, TradeOffHeatma
 from misalign_tui.tui.widgets.tables import FittedTable, figure_col, name_col
 
 TABLE_ROWS = 120
-GROUP_LABELS = {"dimension": "by dimension", "domain": "by domain", "semantic_type": "by type", "model": "by model"}
+GROUP_LABELS = {"dimension": "by dimension", "domain": "by domain", "semantic_type": "by type",
+                "language": "by language", "model": "by model"}
 TAB_TABLES = {"dims": "table-grouped", "domains": "table-domains", "tradeoffs": "table-tradeoffs",
               "types": "table-types", "reliability": "table-reliability"}
 TOP_DOMAINS = 12  # the domain chart shows the worst ones; the table beside it lists them all

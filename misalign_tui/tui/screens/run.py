@@ -25,7 +25,7 @@ from textual.widgets.selection_list import Selection
 
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.inference.judge_templates import POLARITIES
-from misalign_tui.core.io.native import SEED_BENCHMARK
+from misalign_tui.core.io.native import EMBEDDED, SEED_BENCHMARK
 from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.models.registry import list_models
 from misalign_tui.core.runs.catalog import resumable_runs
@@ -123,7 +123,10 @@ class RunScreen(AppScreen):
     def load_choices(self) -> None:
         with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
             models = [(m.name, m.is_default) for m in list_models(store) if m.usable]
-            benchmarks = [f"{b.name}@{b.version}" for b in store.benchmarks()]
+            known = store.benchmarks()
+            benchmarks = [f"{b.name}@{b.version}" for b in known]
+            # embedded benchmarks not loaded yet (the parallel-language seed): a run loads it when it starts
+            benchmarks += [name for name in EMBEDDED if name not in {b.name for b in known}]
             interrupted = resumable_runs(store)
         self.post_message(RunChoicesLoaded(models, benchmarks, interrupted))
 

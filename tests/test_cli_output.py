@@ -111,6 +111,29 @@ class Clock:
         return self.now
 
 
+def test_the_running_figure_in_a_log_follows_the_run_while_the_timer_writes_the_lines():
+    """Items finish every few seconds and the timer writes the lines: the figure was read once, at the first
+    item (a preference run read "Pref. acc. 100.0% so far" for 40 minutes while the store held 30 %)."""
+    from misalign_tui.cli.run import ProgressView
+
+    out, clock = io.StringIO(), Clock()
+    stored = {"done": 0}
+
+    def figure(run_id: int, method: str) -> str:
+        return f"Pref. acc. {100 / stored['done']:.1f}%"  # 1 right of the items stored so far
+
+    view = ProgressView(object(), stream=out, clock=clock, figure=figure, live=False)  # type: ignore[arg-type]
+    for step in range(1, 13):           # an item every 4 s; the timer ticks each 10 s in between
+        clock.now = 4.0 * step
+        stored["done"] = step
+        view(RunProgress(3, "preference", step, 100, 0.25, 300.0, "scoring"))
+        view.log.tick(now=clock.now + 2.0)
+    last = out.getvalue().splitlines()[-1]
+    assert "Pref. acc. 100.0%" not in last, last
+    figures = [line.split("Pref. acc. ")[1].split("%")[0] for line in out.getvalue().splitlines()]
+    assert len(set(figures)) >= 3, figures  # refreshed about every 10 s
+
+
 def test_run_progress_in_a_log_is_a_plain_line_at_least_every_10_s():
     """stderr not a terminal: a line at the start of each phase, then at most and at least one per 10 s (the
     timer repeats the last state while no item finishes), with done/total, rate, ETA and the running figure."""

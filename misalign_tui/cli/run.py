@@ -135,7 +135,9 @@ class ProgressView:
                 changed = self.phases.get(ev.run_id) != ev.phase
                 self.phases[ev.run_id] = ev.phase
                 due = changed or ev.phase == "done" or self.log.due(now)
-                figure = self._figure(ev, now, 0.0 if due else float("inf"))
+                # read again for a line written now, and at least every line interval: the timer's lines take the
+                # latest state, so a figure read only for 'due' events stayed the first one read for the whole run
+                figure = self._figure(ev, now, 0.0 if due else self.log.every_s)
                 self.log.update(self.line(ev, figure), now, force=due)
                 return
             fields = dict(run=ev.run_id, phase=f"{ev.method} {ev.phase}", rate=f"{ev.items_per_s:.2f} items/s",

@@ -123,11 +123,12 @@ def test_the_running_figure_in_a_log_follows_the_run_while_the_timer_writes_the_
         return f"Pref. acc. {100 / stored['done']:.1f}%"  # 1 right of the items stored so far
 
     view = ProgressView(object(), stream=out, clock=clock, figure=figure, live=False)  # type: ignore[arg-type]
-    for step in range(1, 13):           # an item every 4 s; the timer ticks each 10 s in between
+    for step in range(1, 13):           # an item every 4 s; the timer thread ticks every second
         clock.now = 4.0 * step
         stored["done"] = step
         view(RunProgress(3, "preference", step, 100, 0.25, 300.0, "scoring"))
-        view.log.tick(now=clock.now + 2.0)
+        for tick in (1.0, 2.0, 3.0):
+            view.log.tick(now=clock.now + tick)
     last = out.getvalue().splitlines()[-1]
     assert "Pref. acc. 100.0%" not in last, last
     figures = [line.split("Pref. acc. ")[1].split("%")[0] for line in out.getvalue().splitlines()]

@@ -123,12 +123,12 @@ def test_the_running_figure_in_a_log_follows_the_run_while_the_timer_writes_the_
         return f"Pref. acc. {100 / stored['done']:.1f}%"  # 1 right of the items stored so far
 
     view = ProgressView(object(), stream=out, clock=clock, figure=figure, live=False)  # type: ignore[arg-type]
-    for step in range(1, 13):           # an item every 4 s; the timer thread ticks every second
-        clock.now = 4.0 * step
+    for step in range(1, 16):           # an item every 4 s; the timer thread ticks every 0.1 s in between
+        clock.now = 4.0 * step + 0.05
         stored["done"] = step
         view(RunProgress(3, "preference", step, 100, 0.25, 300.0, "scoring"))
-        for tick in (1.0, 2.0, 3.0):
-            view.log.tick(now=clock.now + tick)
+        for tick in range(1, 40):
+            view.log.tick(now=4.0 * step + tick / 10)
     last = out.getvalue().splitlines()[-1]
     assert "Pref. acc. 100.0%" not in last, last
     figures = [line.split("Pref. acc. ")[1].split("%")[0] for line in out.getvalue().splitlines()]

@@ -3,7 +3,9 @@
 All figures come from one process and one loaded model, on the same formatted texts (one standard judge
 template): (a) the raw prompt-processing rate on one 512-token prompt; (b) judge and preference throughput, with
 *unique tokens/s* = the size of the inputs' prefix tree (shared prefixes counted once) / wall time; (c) the naive
-baseline: each item after ``reset()`` (cache cleared), no prefix reuse, no packing; and the peak resident memory.
+baseline: each item after ``reset()`` (cache cleared), no prefix reuse, no packing; (d) generation: the same
+prompts × tokens sampled at each batch size (``generate_many``), aggregate generated tokens/s; and the peak
+resident memory.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.inference.engine import Engine, JudgeRequest, LoglikRequest, prefix_tree_size
 from misalign_tui.core.inference.judge_templates import JUDGE_TEMPLATES
+from misalign_tui.core.inference.requests import GenerationRequest
 from misalign_tui.core.store import Store
 
 # Used only when the workspace holds no benchmark (e.g. a bare GPU machine): written for this project.
@@ -74,7 +77,29 @@ def peak_rss_mb() -> float:
     return rss / 1024 / 1024 if sys.platform == "darwin" else rss / 1024
 
 
+def generation_bench(engine: Engine, items: list[BenchItem], *, prompts: int = 16, tokens: int = 64,
+                     batches: tuple[int, ...] = (1, 4, 8, 16),
+                     say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Aggregate generated tokens/s for the same ``prompts`` × ``tokens`` at each batch size: every answer
+    runs to ``tokens`` (end-of-generation is the only early stop), seeds 0…, temperature 0.7, top-p 0.9."""
+    texts = [engine.format_user_turn(items[i % len(items)].prompt) for i in range(prompts)]
+    reqs = [GenerationRequest(i, t, 0.7, 0.9, tokens, (), i) for i, t in enumerate(texts)]
+    rates: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for b in batches:
+        say(f"generation: {prompts} prompts × {tokens} tokens, batch {b}…")
+        t0 = time.perf_counter()
+        n = sum(g.tokens for _, g in engine.generate_many(reqs, batch=b))
+        rates[str(b)] = n / (time.perf_counter() - t0)
+        counts[str(b)] = n
+    best = max(rates, key=lambda k: rates[k])
+    return {"generate_prompts": prompts, "generate_max_tokens": tokens, "generate_tokens": counts,
+            "generate_tokens_per_s": rates, "generate_best_batch": int(best),
+            "generate_batch8_vs_batch1": rates["8"] / rates["1"] if "8" in rates and "1" in rates else None}
+
+
 def run_engine_bench(engine: Engine, items: list[BenchItem], *, naive_items: int = 30, preference_pairs: int = 20,
+                     gen_prompts: int = 16, gen_tokens: int = 64, gen_batches: tuple[int, ...] = (1, 4, 8, 16),
                      say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Measure (a) raw rate, (b) judge/preference throughput and (c) the naive baseline; see the module doc."""
     if not items:
@@ -145,10 +170,15 @@ def run_engine_bench(engine: Engine, items: list[BenchItem], *, naive_items: int
                    preference_tokens_per_s=pref_tokens / pref_s)
     else:
         out.update(preference_items_per_s=None)
+    if gen_prompts and gen_batches:
+        out.update(generation_bench(engine, items, prompts=gen_prompts, tokens=gen_tokens, batches=gen_batches,
+                                    say=say))
     out["peak_rss_mb"] = peak_rss_mb()
     out["targets"] = {
         "judge_at_least_2x_naive": out["judge_speedup_vs_naive"] >= 2.0,
         "judge_unique_tokens_at_least_90pct_raw": (out["judge_tokens_per_s_vs_raw"] or 0) >= 0.9,
         "peak_rss_under_1gb": out["peak_rss_mb"] < 1024,
     }
+    if out.get("generate_batch8_vs_batch1") is not None:
+        out["targets"]["generate_batch8_at_least_3x_batch1"] = out["generate_batch8_vs_batch1"] >= 3.0
     return out

@@ -25,7 +25,7 @@ from misalign_tui.core.inference.judge_templates import (
     dimension_templates,
     judge_templates,
 )
-from misalign_tui.core.inference.requests import JudgeRequest, LoglikRequest, LoglikScore
+from misalign_tui.core.inference.requests import GenerationRequest, JudgeRequest, LoglikRequest, LoglikScore
 from misalign_tui.core.metrics.vocabulary import METHODS
 from misalign_tui.core.models.registry import ModelInfo, require_usable
 from misalign_tui.core.runs import selection
@@ -239,15 +239,13 @@ def _run_generate(store: Store, engine: Backend, judge_engine: Backend, prompt_i
     dims = selection.prompt_dimensions(store, prompt_ids, req.filters)
     templates = dimension_templates(k)
     s = req.sampling
-    for pid in prompt_ids:
-        if pid in done:
-            continue
-        if cancel is not None and cancel.is_set():
-            raise Cancelled()
-        seed = (s.seed * 1_000_003 + pid) & 0xFFFFFFFF  # per prompt: independent of order and resumption
-        prompt_text, _ = engine.fit_prompt(engine.format_user_turn, prompts[pid])
-        gen = engine.generate(prompt_text, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-                              seed=seed, cancel=cancel)
+    formatted = {pid: engine.fit_prompt(engine.format_user_turn, prompts[pid])[0] for pid in prompt_ids}
+    # every prompt of the run, in run order, the stored ones skipped: the engine's groups are those of an
+    # uninterrupted run (inference/engine.py generate_many), so a resumed run samples the same text
+    gens = [GenerationRequest(pid, formatted[pid], s.temperature, s.top_p, s.max_tokens, (), _gen_seed(s.seed, pid))
+            for pid in prompt_ids]
+    for pid, gen in engine.generate_many(gens, batch=req.settings.gen_batch, cancel=cancel, skip=done):
+        seed = _gen_seed(s.seed, pid)
         rows: list[tuple[str, tuple[Any, ...]]] = [(_GEN_SQL, (writer.run_id, pid, gen.text, gen.tokens, seed,
                                                                int(gen.truncated)))]
         requests = []
@@ -260,3 +258,8 @@ def _run_generate(store: Store, engine: Backend, judge_engine: Backend, prompt_i
             dim, t = score.key
             rows.append((_GJ_SQL, (writer.run_id, pid, dim, t, score.p_misaligned, int(score.p_misaligned >= 0.5))))
         writer.add_many(rows, items=1)
+
+
+def _gen_seed(seed: int, pid: int) -> int:
+    """Per prompt: independent of order and resumption."""
+    return (seed * 1_000_003 + pid) & 0xFFFFFFFF

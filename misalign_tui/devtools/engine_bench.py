@@ -19,7 +19,7 @@ from typing import Any
 
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.inference.engine import Engine, JudgeRequest, LoglikRequest, prefix_tree_size
-from misalign_tui.core.inference.judge_templates import JUDGE_TEMPLATES
+from misalign_tui.core.inference.judge_templates import JUDGE_TEMPLATES, judge_templates
 from misalign_tui.core.inference.requests import GenerationRequest
 from misalign_tui.core.store import Store
 
@@ -98,13 +98,49 @@ def generation_bench(engine: Engine, items: list[BenchItem], *, prompts: int = 1
             "generate_batch8_vs_batch1": rates["8"] / rates["1"] if "8" in rates and "1" in rates else None}
 
 
+def judge_k_bench(engine: Engine, items: list[BenchItem], *, k: int = 3, repeats: int = 2,
+                  say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """The judge with ``k`` templates on the same responses: shared-body templates (judge-v2, item by item)
+    against judge-v1 (template by template, as its runs are made), alternated ``repeats`` times (best of each),
+    with the token counts that bound the ratio: the prefix tree's size is what the engine decodes."""
+    from misalign_tui.core.runs.evaluate import judge_order
+
+    responses = [(2 * i + j, i, text) for i, it in enumerate(items) for j, text in enumerate((it.aligned,
+                                                                                               it.misaligned))]
+    prompts = {i: it.prompt for i, it in enumerate(items)}
+    reqs: dict[str, list[JudgeRequest]] = {}
+    tokens: dict[str, dict[str, int]] = {}
+    for version in ("judge-v2", "judge-v1"):
+        order = judge_order(judge_templates(k, version), responses)
+        reqs[version] = [JudgeRequest((rid, t), engine.format_user_turn(tmpl.fill(prompts[pid], text)))
+                         for t, tmpl, (rid, pid, text) in order]
+        toks = [engine.tokenize(r.text) for r in reqs[version]]
+        tokens[version] = {"unique": prefix_tree_size(toks), "total": sum(len(x) for x in toks)}
+    best = {v: 0.0 for v in reqs}
+    scores: dict[str, dict[Any, float]] = {}
+    for _ in range(repeats):
+        for version, rs in reqs.items():
+            say(f"judge, {k} templates ({version}): {len(rs)} items…")
+            t0 = time.perf_counter()
+            scores[version] = {s.key: s.p_misaligned for s in engine.judge(rs)}
+            best[version] = max(best[version], len(rs) / (time.perf_counter() - t0))
+    v2, v1 = tokens["judge-v2"], tokens["judge-v1"]
+    return {"judge_k": k, "judge_k3_items": len(reqs["judge-v2"]),
+            "judge_k3_items_per_s": best["judge-v2"], "judge_k3_v1_items_per_s": best["judge-v1"],
+            "judge_k3_speedup_vs_v1": best["judge-v2"] / best["judge-v1"],
+            "judge_k3_unique_tokens": v2["unique"], "judge_k3_total_tokens": v2["total"],
+            "judge_k3_v1_unique_tokens": v1["unique"], "judge_k3_v1_total_tokens": v1["total"],
+            # the decoded tokens' ratio: the speed-up the shared body can give at most (at equal tokens/s)
+            "judge_k3_token_ratio_bound": v1["unique"] / v2["unique"]}
+
+
 def run_engine_bench(engine: Engine, items: list[BenchItem], *, naive_items: int = 30, preference_pairs: int = 20,
                      gen_prompts: int = 16, gen_tokens: int = 64, gen_batches: tuple[int, ...] = (1, 4, 8, 16),
-                     say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+                     judge_k: int = 3, say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Measure (a) raw rate, (b) judge/preference throughput and (c) the naive baseline; see the module doc."""
     if not items:
         raise UserError("bench engine: no items to measure")
-    template = JUDGE_TEMPLATES[0]
+    template = JUDGE_TEMPLATES[0]  # judge-v1's first: the figures below compare with earlier versions
     judge_reqs: list[JudgeRequest] = []
     for i, it in enumerate(items):
         for side, text in (("a", it.aligned), ("m", it.misaligned)):
@@ -170,6 +206,8 @@ def run_engine_bench(engine: Engine, items: list[BenchItem], *, naive_items: int
                    preference_tokens_per_s=pref_tokens / pref_s)
     else:
         out.update(preference_items_per_s=None)
+    if judge_k:
+        out.update(judge_k_bench(engine, items, k=judge_k, say=say))
     if gen_prompts and gen_batches:
         out.update(generation_bench(engine, items, prompts=gen_prompts, tokens=gen_tokens, batches=gen_batches,
                                     say=say))
@@ -179,6 +217,8 @@ def run_engine_bench(engine: Engine, items: list[BenchItem], *, naive_items: int
         "judge_unique_tokens_at_least_90pct_raw": (out["judge_tokens_per_s_vs_raw"] or 0) >= 0.9,
         "peak_rss_under_1gb": out["peak_rss_mb"] < 1024,
     }
+    if out.get("judge_k3_speedup_vs_v1") is not None:
+        out["targets"]["judge_k3_at_least_2.2x_v1"] = out["judge_k3_speedup_vs_v1"] >= 2.2
     if out.get("generate_batch8_vs_batch1") is not None:
         out["targets"]["generate_batch8_at_least_3x_batch1"] = out["generate_batch8_vs_batch1"] >= 3.0
     return out

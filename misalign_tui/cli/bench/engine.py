@@ -20,6 +20,8 @@ from misalign_tui.cli.run import engine_options
 @click.option("--preference-pairs", type=click.IntRange(0, None), default=20, show_default=True,
               help="Pairs for the preference measurement (a logits row over the whole vocabulary per response "
                    "token makes it slow on large vocabularies); 0 skips it.")
+@click.option("--judge-k", type=click.IntRange(0, 5), default=3, show_default=True,
+              help="Templates per item for the shared-body (judge-v2) vs judge-v1 comparison; 0 skips it.")
 @click.option("--gen-prompts", type=click.IntRange(0, None), default=16, show_default=True,
               help="Prompts for the generation measurement; 0 skips it.")
 @click.option("--gen-tokens", type=click.IntRange(1, None), default=64, show_default=True,
@@ -31,7 +33,8 @@ from misalign_tui.cli.run import engine_options
 @format_option
 @pass_ctx
 def bench_engine(ctx: Context, model_spec: str, n_items: int, naive_items: int, preference_pairs: int,
-                 gen_prompts: int, gen_tokens: int, gen_batches: str, benchmark: str | None, n_ctx: int,
+                 judge_k: int, gen_prompts: int, gen_tokens: int, gen_batches: str, benchmark: str | None,
+                 n_ctx: int,
                  gpu_layers: int | None, threads: int | None, fmt: str) -> None:
     """Raw prompt-processing rate, judge/preference items/s and unique tokens/s, naive baseline, peak RSS."""
     from misalign_tui.core.inference.engine import Engine, EngineSettings
@@ -57,6 +60,7 @@ def bench_engine(ctx: Context, model_spec: str, n_items: int, naive_items: int, 
         with ctx.err.status("measuring…") as status:
             result = run_engine_bench(engine, items, naive_items=naive_items, preference_pairs=preference_pairs,
                                       gen_prompts=gen_prompts, gen_tokens=gen_tokens, gen_batches=batches,
+                                      judge_k=judge_k,
                                       say=lambda s: status.update(s))
     finally:
         engine.close()
@@ -77,6 +81,14 @@ def bench_engine(ctx: Context, model_spec: str, n_items: int, naive_items: int, 
     ]
     if result.get("preference_items_per_s"):
         rows.append(("preference", f"{result['preference_items_per_s']:.2f} pairs/s"))
+    if result.get("judge_k3_items_per_s"):
+        k = result["judge_k"]
+        rows.append((f"judge, {k} templates, shared body (judge-v2)",
+                     f"{result['judge_k3_items_per_s']:.2f} items/s ({result['judge_k3_unique_tokens']} tokens)"))
+        rows.append((f"judge, {k} templates, judge-v1",
+                     f"{result['judge_k3_v1_items_per_s']:.2f} items/s ({result['judge_k3_v1_unique_tokens']} tokens)"))
+        rows.append(("shared body speed-up", f"{result['judge_k3_speedup_vs_v1']:.2f}× (tokens bound "
+                                             f"{result['judge_k3_token_ratio_bound']:.2f}×)"))
     for b, rate in (result.get("generate_tokens_per_s") or {}).items():
         rows.append((f"generation, batch {b}", f"{rate:.1f} tokens/s"))
     rows.append(("peak resident memory", f"{result['peak_rss_mb']:.0f} MB"))

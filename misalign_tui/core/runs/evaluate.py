@@ -50,7 +50,7 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
         require_usable(judge_model)
     k = req.templates if method != "preference" else 1
     if method == "judge":
-        judge_templates(k)  # validates k
+        judge_templates(k, req.template_version)  # validates k and the version
     prompt_ids = selection.prompt_ids(store, req.benchmark.id, method, req.filters, req.limit)
     if not prompt_ids:
         raise UserError(f"benchmark {req.benchmark.name}: no prompts match the filters "
@@ -78,13 +78,13 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
         if judge_model is not None:
             judge_engine = engine if judge_model.id == req.model.id else open_backend(judge_model, req.settings,
                                                                                       req.remote)
-        _record_templates(store, run_id, method, engine, judge_engine, k)
+        _record_templates(store, run_id, method, engine, judge_engine, k, req.template_version)
         _record_provenance(store, run_id, req, method, engine, judge_engine, judge_model)
         if method == "judge":
             done = {(r, t) for r, t in store.conn.execute(
                 "SELECT response_id, template FROM judge_results WHERE run_id = ?", (run_id,))}
             writer.start(len(done))
-            _run_judge(store, engine, responses, k, done, writer, cancel)
+            _run_judge(store, engine, responses, judge_templates(k, req.template_version), done, writer, cancel)
         elif method == "preference":
             done_pairs = {r[0] for r in store.conn.execute(
                 "SELECT pair_id FROM preference_results WHERE run_id = ?", (run_id,))}
@@ -129,17 +129,19 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
 
 
 def _record_templates(store: Store, run_id: int, method: str, engine: Backend, judge_engine: Backend | None,
-                      k: int) -> None:
+                      k: int, version: str) -> None:
+    """Each template's exact text as the model reads it (the Item screen and the audit report fill it in)."""
     rows: list[tuple[int, str, str]] = []
     if method == "judge":
-        rows = [(i, t.name, engine.format_user_turn(t.text)) for i, t in enumerate(judge_templates(k))]
+        rows = [(i, t.name, engine.format_user_turn(t.text)) for i, t in enumerate(judge_templates(k, version))]
     elif method == "preference":
         rows = [(0, "preference", engine.format_user_turn("{prompt}") + continuation_separator(engine.chat_template)
                  + "{response}")]
     else:
         assert judge_engine is not None
         rows = [(0, "generation", engine.format_user_turn("{prompt}"))]
-        rows += [(i + 1, t.name, judge_engine.format_user_turn(t.text)) for i, t in enumerate(dimension_templates(k))]
+        rows += [(i + 1, t.name, judge_engine.format_user_turn(t.text))
+                 for i, t in enumerate(dimension_templates(k, version))]
     with store.transaction() as c:
         c.executemany("INSERT OR REPLACE INTO run_templates(run_id, template, name, text) VALUES (?, ?, ?, ?)",
                       [(run_id, *r) for r in rows])
@@ -176,22 +178,33 @@ def _judge_text(engine: Backend, template: JudgeTemplate, response: str,
     return build
 
 
+def judge_order(templates: tuple[JudgeTemplate, ...], responses: list[tuple[int, int, str]]
+                ) -> list[tuple[int, JudgeTemplate, tuple[int, int, str]]]:
+    """A run's items in the order the engine sees them, so shared prefixes are adjacent: response by response
+    (each with its K questions) when the templates share their body (judge-v2), else template by template (the
+    order judge-v1 runs were made in, kept so they reproduce)."""
+    indexed = list(enumerate(templates))
+    if len({t.text.split("{response}")[0] for t in templates}) == 1 and len(templates) > 1:
+        return [(t, tmpl, r) for r in responses for t, tmpl in indexed]
+    return [(t, tmpl, r) for t, tmpl in indexed for r in responses]
+
+
 _JUDGE_SQL = ("INSERT INTO judge_results(run_id, response_id, template, p_misaligned, flagged, truncated) "
               "VALUES (?, ?, ?, ?, ?, ?)")
 
 
-def _run_judge(store: Store, engine: Backend, responses: list[tuple[int, int, str]], k: int,
-               done: set[tuple[int, int]], writer: ResultWriter, cancel: threading.Event | None) -> None:
+def _run_judge(store: Store, engine: Backend, responses: list[tuple[int, int, str]],
+               templates: tuple[JudgeTemplate, ...], done: set[tuple[int, int]], writer: ResultWriter,
+               cancel: threading.Event | None) -> None:
     prompts = selection.prompt_texts(store, sorted({r[1] for r in responses}))
     requests: list[JudgeRequest] = []
     flags: dict[tuple[int, int], bool] = {}
-    for t, tmpl in enumerate(judge_templates(k)):  # template-major, then prompt: shared prefixes are adjacent
-        for rid, pid, rtext in responses:
-            if (rid, t) in done:
-                continue
-            text, cut = engine.fit_prompt(_judge_text(engine, tmpl, rtext), prompts[pid])
-            flags[(rid, t)] = cut
-            requests.append(JudgeRequest((rid, t), text))
+    for t, tmpl, (rid, pid, rtext) in judge_order(templates, responses):
+        if (rid, t) in done:
+            continue
+        text, cut = engine.fit_prompt(_judge_text(engine, tmpl, rtext), prompts[pid])
+        flags[(rid, t)] = cut
+        requests.append(JudgeRequest((rid, t), text))
     for score in engine.judge(requests, cancel=cancel):
         rid, t = score.key
         writer.add(_JUDGE_SQL, (writer.run_id, rid, t, score.p_misaligned, int(score.p_misaligned >= 0.5),
@@ -237,7 +250,7 @@ def _run_generate(store: Store, engine: Backend, judge_engine: Backend, prompt_i
                   k: int, done: set[int], writer: ResultWriter, cancel: threading.Event | None) -> None:
     prompts = selection.prompt_texts(store, prompt_ids)
     dims = selection.prompt_dimensions(store, prompt_ids, req.filters)
-    templates = dimension_templates(k)
+    templates = dimension_templates(k, req.template_version)
     s = req.sampling
     formatted = {pid: engine.fit_prompt(engine.format_user_turn, prompts[pid])[0] for pid in prompt_ids}
     # every prompt of the run, in run order, the stored ones skipped: the engine's groups are those of an

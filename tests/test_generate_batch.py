@@ -113,3 +113,40 @@ def test_cancel_stops_between_steps_and_the_rest_resumes_identically(engine):
     # the rerun passes every request and skips the stored ones: same groups, same text
     rest = list(engine.generate_many(reqs, batch=4, skip={k for k, _ in got}))
     assert got + rest == full
+
+
+def test_generate_run_cancelled_midway_resumes_to_the_uninterrupted_text(home, tmp_path, tiny_model):
+    """The generate method samples in batches; a Ctrl+C between steps, then a rerun, gives the same generations
+    as a run never interrupted (its groups are those of the whole run: skip, not a shorter list)."""
+    from misalign_tui.core.inference.requests import Sampling
+    from misalign_tui.core.models.registry import register_file
+    from misalign_tui.core.runs.evaluate import run_evaluation
+    from misalign_tui.core.runs.request import RunRequest
+    from misalign_tui.core.store import Store
+    from tests.eval_fixtures import FIXTURE_BENCHMARK, make_store
+
+    def request(store: Store) -> RunRequest:
+        model = register_file(store, tiny_model)
+        return RunRequest(model, store.benchmark(FIXTURE_BENCHMARK), "generate", model, templates=1,
+                          settings=EngineSettings(n_ctx=1024, gen_batch=4), sampling=Sampling(max_tokens=12))
+
+    def texts(store: Store, run_id: int) -> dict[int, str]:
+        return dict(store.conn.execute("SELECT prompt_id, text FROM generations WHERE run_id = ?", (run_id,)))
+
+    whole_home = tmp_path / "whole"
+    whole_home.mkdir()
+    db, _ = make_store(whole_home)
+    with Store(db) as store:
+        whole = run_evaluation(store, request(store))
+        expected = texts(store, whole.run_id)
+    assert len(expected) == 6
+    db, _ = make_store(home)
+    with Store(db) as store:
+        with pytest.raises(Cancelled):
+            run_evaluation(store, request(store), cancel=_CancelAfter(30))  # inside the second group
+        run_id = store.conn.execute("SELECT id FROM runs WHERE method = 'generate'").fetchone()[0]
+        first = texts(store, run_id)
+        assert 0 < len(first) < 6
+        again = run_evaluation(store, request(store))
+        assert again.run_id == run_id and again.status == "complete"
+        assert texts(store, run_id) == expected

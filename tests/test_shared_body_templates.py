@@ -106,3 +106,17 @@ def test_v2_run_records_each_templates_text_and_v1_runs_resume_as_v1(home, tiny_
         store.conn.commit()
         again = resume_request(store, old.run_id, settings=EngineSettings(n_ctx=1024))
         assert again.template_version == "judge-v1"
+
+
+def test_run_can_choose_the_template_version(home, tiny_chat_model, cli_run):
+    db, _ = make_store(home)
+    base = ("run", "--model", str(tiny_chat_model), "--benchmark", FIXTURE_BENCHMARK, "--n-ctx", "1024",
+            "--limit", "1", "--format", "json")
+    r = cli_run(*base, "--template-version", "judge-v1")
+    assert r.exit_code == 0, r.output
+    with Store(db) as store:
+        run_id = json.loads(r.stdout)["id"]
+        params = json.loads(store.conn.execute("SELECT params_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+        assert params["template_version"] == "judge-v1"
+    bad = cli_run(*base, "--template-version", "judge-v9")
+    assert bad.exit_code == 2 and "judge-v9" in bad.output

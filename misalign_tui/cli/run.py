@@ -24,8 +24,8 @@ from misalign_tui.cli.context import (
 )
 from misalign_tui.cli.progress import ProgressLog, duration_text
 from misalign_tui.core import metrics
-from misalign_tui.core.inference.engine import EngineSettings
-from misalign_tui.core.inference.judge_templates import JUDGE_TEMPLATES
+from misalign_tui.core.inference.engine import GEN_BATCH, EngineSettings
+from misalign_tui.core.inference.judge_templates import JUDGE_TEMPLATES, TEMPLATE_VERSION, TEMPLATE_VERSIONS
 from misalign_tui.core.inference.remote import RemoteSettings
 from misalign_tui.core.inference.requests import Sampling
 from misalign_tui.core.io.native import SEED_BENCHMARK
@@ -145,6 +145,11 @@ class ProgressView:
 @click.option("--templates", type=click.IntRange(1, len(JUDGE_TEMPLATES)), default=DEFAULT_TEMPLATES,
               show_default=True, help=f"Paraphrased judge templates per item, 1 to {len(JUDGE_TEMPLATES)} (the paper "
               "averaged 3 runs).")
+@click.option("--template-version", type=click.Choice(TEMPLATE_VERSIONS), default=TEMPLATE_VERSION, show_default=True,
+              help="Judge templates: judge-v2 shares one body between the questions (fast); judge-v1 repeats "
+                   "earlier runs' templates.")
+@click.option("--gen-batch", type=click.IntRange(1, 32), default=GEN_BATCH, show_default=True,
+              help="generate: answers sampled together (the same seed and batch size give the same text).")
 @click.option("--temperature", type=float, default=0.7, show_default=True, help="generate: sampling temperature.")
 @click.option("--top-p", type=float, default=0.9, show_default=True, help="generate: nucleus sampling.")
 @click.option("--max-tokens", type=click.IntRange(1, None), default=512, show_default=True,
@@ -156,12 +161,13 @@ class ProgressView:
 @format_option
 @pass_ctx
 def run_cmd(ctx: Context, model_spec: str, method: str | None, judge_model: str | None, benchmark: str,
-            filters: tuple[str, ...], limit: int | None, templates: int, temperature: float, top_p: float,
-            max_tokens: int, seed: int, n_ctx: int, gpu_layers: int | None, threads: int | None,
-            concurrency: int | None, fmt: str) -> None:
+            filters: tuple[str, ...], limit: int | None, templates: int, template_version: str, gen_batch: int,
+            temperature: float, top_p: float, max_tokens: int, seed: int, n_ctx: int, gpu_layers: int | None,
+            threads: int | None, concurrency: int | None, fmt: str) -> None:
     """Evaluate a model on a benchmark; the same command again resumes an unfinished run."""
     spec = RunSpec(model_spec, method, judge_model, benchmark, Filters.parse(filters), limit, templates, n_ctx,
-                   gpu_layers, threads, Sampling(temperature, top_p, max_tokens, seed), concurrency)
+                   gpu_layers, threads, Sampling(temperature, top_p, max_tokens, seed), concurrency,
+                   template_version, gen_batch)
     _run_and_report(ctx, resolve_request(ctx.store, ctx.workspace.models_dir, spec), fmt)
 
 

@@ -115,6 +115,20 @@ def test_bootstrap_intervals_are_seeded_and_contain_the_estimate(hand) -> None:
     assert lo <= 0.9 <= hi
 
 
+def test_bootstrap_intervals_do_not_depend_on_the_memory_chunk(hand, monkeypatch) -> None:
+    """The resamples are drawn in chunks to bound memory; the interval must be the same whatever the chunk."""
+    import importlib
+
+    profile = importlib.import_module("misalign_tui.core.metrics.profile")
+    store, runs = hand
+    whole = metrics.profile(store, runs["a"], group_by="domain", bootstrap=300, seed=5)
+    monkeypatch.setattr(profile, "BOOTSTRAP_CHUNK_CELLS", 7)  # a few resamples (or one) per chunk
+    chunked = metrics.profile(store, runs["a"], group_by="domain", bootstrap=300, seed=5)
+    assert [(r.alignment_score_ci, r.template_as_mean_ci) for r in chunked] == \
+        [(r.alignment_score_ci, r.template_as_mean_ci) for r in whole]
+    assert all(r.alignment_score_ci is not None for r in whole)
+
+
 def test_trade_offs_by_hand(hand) -> None:
     store, runs = hand
     tr = metrics.trade_offs(store, runs["a"])

@@ -96,6 +96,23 @@ async def test_build_screen_finishes_steps_says_nothing_was_published_and_the_da
         assert ["empty-build", "1", "0", "0", "0 (empty)"] == [*benchmarks[0][:5]]
 
 
+async def test_a_build_paused_for_reviewers_is_said_as_paused_not_failed(home: Path, tmp_path: Path,
+                                                                       tiny_model: Path) -> None:
+    """A recipe with ``checker = "human"`` stops at stage 2 for reviewers; the screen said "build failed: …"."""
+    from tests.test_review_build import HUMAN
+
+    recipe = tmp_path / "human.toml"
+    recipe.write_text(HUMAN.format(model=tiny_model), encoding="utf-8")
+    app = make_app(home)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _build(pilot, recipe)
+        screen = app.screen
+        assert isinstance(screen, BuildScreen) and not screen.building
+        outcome = screen_text(app)
+        assert "paused at stage 2" in outcome and "Review screen" in outcome and "failed" not in outcome
+        assert any("paused" in n.message and n.severity == "warning" for n in app._notifications)
+
+
 async def test_a_step_reads_done_once_the_next_step_reports(home: Path) -> None:
     """Steps run in order: before, every step the screen had seen stayed "running" until the build ended."""
     from misalign_tui.core.build.state import StepProgress

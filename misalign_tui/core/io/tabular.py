@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.user_files import unreadable
 
 MAX_CELL_CHARS = 1_048_576  # one cell (a prompt, a response) longer than this is a bad row, not data
 FORMATS = ("csv", "tsv", "jsonl", "json")
@@ -87,12 +88,8 @@ def detect_format(path: Path, encoding: str = "utf-8") -> tuple[str, bool]:
     try:
         with open(path, "rb") as fh:
             head = fh.read(2)
-    except FileNotFoundError as exc:
-        raise UserError(f"{path}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise UserError(f"{path}: is a folder; give a data file") from exc
     except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from exc
+        raise unreadable(path, exc, "data file") from exc
     compressed = head == b"\x1f\x8b"
     name = path.name.lower()
     if name.endswith(".gz"):

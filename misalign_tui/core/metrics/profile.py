@@ -22,7 +22,7 @@ from misalign_tui.core.metrics.statistics import harmonic_alignment, percentile_
 from misalign_tui.core.metrics.vocabulary import GROUPINGS, PREFERENCE_CHANCE, group_name, group_order
 from misalign_tui.core.store import RunInfo, Store, run_info
 
-BOOTSTRAP_CHUNK_CELLS = 4_000_000  # resamples x prompts held in memory at once
+BOOTSTRAP_CHUNK_CELLS = 250_000  # resamples x prompts held at once; the draws are the same whatever the chunk
 # AS intervals everywhere they are shown (report, app): 1000 resamples, seed 0, so every face prints the same one
 BOOTSTRAP_RESAMPLES = 1000
 

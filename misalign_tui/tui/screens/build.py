@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Header, Input, Static
 
-from misalign_tui.core.build.state import STEPS, StepProgress
+from misalign_tui.core.build.state import STEPS, AwaitingReview, StepProgress
 from misalign_tui.core.errors import Cancelled, UserError
 from misalign_tui.core.store import Store
 from misalign_tui.core.views.build import BuildStep, Rejected, format_counts, published_note, read_build_state
@@ -171,6 +171,8 @@ class BuildScreen(AppScreen):
             self.post_message(BuildFinished(words, "information" if pairs else "warning"))
         except Cancelled:
             self.post_message(BuildFinished("build cancelled; start it again to resume", "warning"))
+        except AwaitingReview as paused:  # not a failure: people decide stage 2, the same build then resumes
+            self.post_message(BuildFinished(f"{paused} (V opens the Review screen)", "warning"))
         except (UserError, OSError, ImportError) as exc:
             self.post_message(BuildFinished(f"build failed: {exc}", "error"))
         except Exception as exc:  # noqa: BLE001 - the app lives on; the error is shown

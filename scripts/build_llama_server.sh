@@ -53,6 +53,6 @@ cmake -S "$LLAMA" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF
 cmake --build "$BUILD" --target llama-server -j "$JOBS"
 mkdir -p "$CACHE/bin"
 cp "$BUILD/bin/llama-server" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
-rm -rf "$SRC"   # the build folder stays: a --force rebuild of the same source is incremental
+rm -rf "$SRC"   # the unpacked source (the build folder stays; --force unpacks and rebuilds)
 "$BIN" --version 2>&1 | head -n 3 || true
 echo "built $BIN"

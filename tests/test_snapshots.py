@@ -200,6 +200,58 @@ class TestItem:
         assert snap_compare(make_app(home), terminal_size=size, run_before=keys("c", "o"))
 
 
+    def _explained_item(self, home: Path, tiny_model: Path, tiny_chat_model: Path) -> int:
+        """A workspace with a real preference run (tiny base model) and a real judge run (tiny chat model) on a
+        fixture benchmark holding a prompt with hostile text; returns that prompt's id."""
+        from misalign_tui.core.inference.engine import EngineSettings
+        from misalign_tui.core.models.registry import register_file
+        from misalign_tui.core.runs.evaluate import run_evaluation
+        from misalign_tui.core.runs.request import RunRequest
+        from tests.eval_fixtures import FIXTURE_BENCHMARK, make_store
+        from tests.test_explain import _add_hostile_prompt
+
+        db, _ = make_store(home, n_prompts=1)
+        with Store(db) as store:
+            _add_hostile_prompt(store)
+            for model in (tiny_model, tiny_chat_model):
+                run_evaluation(store, RunRequest(register_file(store, model), store.benchmark(FIXTURE_BENCHMARK),
+                                                 templates=1, settings=EngineSettings(n_ctx=1024)))
+            return int(store.conn.execute("SELECT id FROM prompts WHERE key = 'fx-hostile'").fetchone()[0])
+
+    def test_preference_tokens_shaded(self, snap_compare, home: Path, size, tiny_model, tiny_chat_model) -> None:
+        """A real preference run's pair: both responses with each token shaded by its log-probability (darker =
+        less expected), the margin, and the tokens that pushed most toward each response; the lone [, [/b] and
+        the escape sequences read as text. The status line names the x key."""
+        pid = self._explained_item(home, tiny_model, tiny_chat_model)
+        assert snap_compare(make_app(home), terminal_size=size,
+                            run_before=keys(then=_open_item(pid, scroll_to=".item-tokens")))
+
+    def test_judge_verdicts_explained(self, snap_compare, home: Path, size, tiny_model, tiny_chat_model) -> None:
+        """After x: each judge verdict with P(misaligned) in this pass and in the run, the response shaded
+        sentence by sentence (red raises, green lowers) and the sentences that raise or lower it most, from a
+        real leave-one-sentence-out pass on the tiny chat model; hostile text shown as text."""
+        pid = self._explained_item(home, tiny_model, tiny_chat_model)
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys(then=_open_item(pid, "x")))
+
+
+def _open_item(prompt_id: int, *pressed: str, scroll_to: str | None = None):
+    """Open the Item screen of ``prompt_id``, press keys, and bring the first widget matching ``scroll_to`` to the
+    top of the screen."""
+    async def then(pilot) -> None:
+        from misalign_tui.tui.screens.item import ItemScreen
+
+        pilot.app.push_screen(ItemScreen(prompt_id))
+        await settle(pilot)
+        for key in pressed:
+            await pilot.press(key)
+            await settle(pilot)
+        if scroll_to:
+            pilot.app.screen.query(scroll_to).first().scroll_visible(top=True, animate=False)
+            await settle(pilot)
+
+    return then
+
+
 class TestSessions:
     def _session(self, home: Path) -> None:
         populate_results(home)

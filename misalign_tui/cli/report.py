@@ -62,9 +62,12 @@ def _select_runs(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...]
 @click.option("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, show_default=True,
               help="Resamples over prompts for the AS intervals (0: none).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--explain/--no-explain", default=True, show_default=True,
+              help="md/html: explain the items each model got most wrong (a judge run's model is loaded for it).")
 @pass_ctx
 def report(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...], group_by: str,
-           filters: tuple[str, ...], fmt: str, output: Path | None, bootstrap: int, seed: int) -> None:
+           filters: tuple[str, ...], fmt: str, output: Path | None, bootstrap: int, seed: int,
+           explain: bool) -> None:
     """Profile runs: Coverage, FFR, AS, preference accuracy, satisfaction and trade-off rates with intervals.
 
     With no --run or --model: for each model, its latest run that has results (complete or not; the status is
@@ -82,7 +85,7 @@ def report(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...], grou
     if fmt in REPORT_FORMATS:
         doc = render(build_report(
             store, [r.id for r in runs], group_by=group_by, filters=flt, bootstrap=bootstrap, seed=seed,
-            progress=lambda line: ctx.err.print(line, style="dim")), fmt)
+            progress=lambda line: ctx.err.print(line, style="dim"), explain=explain), fmt)
         _write_report(ctx, doc, output)
         return
     docs = []

@@ -17,6 +17,7 @@ from misalign_tui.core.sessions import SavedSession
 from misalign_tui.core.store import RunInfo
 from misalign_tui.core.views.build import BuildState
 from misalign_tui.core.views.compare import CompareData
+from misalign_tui.core.views.explain import JudgeExplanation
 from misalign_tui.core.views.explore import ExploreData, ExploreOptions
 from misalign_tui.core.views.item import ItemView
 from misalign_tui.core.views.workspace import WorkspaceSummary
@@ -94,6 +95,20 @@ class CompareLoaded(Message):
 @dataclass
 class ItemLoaded(Message):
     item: ItemView
+
+
+@dataclass
+class ExplanationReady(Message):
+    """One judge verdict explained (core/views/explain.py), from the Item screen's worker."""
+
+    explanation: JudgeExplanation
+
+
+@dataclass
+class ExplainStatus(Message):
+    """Where the Item screen's explain worker is: "explaining 2/4…", "done", or what went wrong (one line)."""
+
+    text: str
 
 
 @dataclass

@@ -43,6 +43,7 @@ from misalign_tui.core.inference.requests import (
     LoglikRequest,
     LoglikScore,
 )
+from misalign_tui.core.inference.token_spans import token_ends
 
 LOG = logging.getLogger("misalign_tui.llama")
 LOG.addHandler(logging.NullHandler())  # no handler configured: drop, rather than logging's stderr last resort
@@ -470,11 +471,13 @@ class Engine:
         for item in self._score(items, None, cancel, prefix_reuse):
             r = requests[item.index]
             n_cont = item.out_to - item.out_from + 1
-            total = 0.0
+            logprobs = []
             for k in range(n_cont):
                 node = item.path[item.out_from - item.attach + k]
-                total += node.logp[item.tokens[item.out_from + k + 1]]
-            yield LoglikScore(r.key, total, n_cont, item.truncated)
+                logprobs.append(node.logp[item.tokens[item.out_from + k + 1]])
+            scored = item.tokens[item.out_from + 1:item.out_to + 2]
+            ends = token_ends(r.continuation, [self._piece_bytes(t) for t in scored]) if scored else ()
+            yield LoglikScore(r.key, sum(logprobs), n_cont, item.truncated, tuple(logprobs), ends)
 
     def generate(self, prompt: str, *, temperature: float = 0.7, top_p: float = 0.9, max_tokens: int = 512,
                  stop: Sequence[str] = (), seed: int = 0, cancel: threading.Event | None = None) -> Generation:

@@ -43,6 +43,7 @@ from misalign_tui.core.inference.requests import (
     LoglikRequest,
     LoglikScore,
 )
+from misalign_tui.core.inference.token_spans import token_ends
 from misalign_tui.core.models.endpoints import Endpoint, parse_urls
 
 T = TypeVar("T")
@@ -665,7 +666,8 @@ class RemoteBackend:
         if len(values) != len(picked):
             raise UserError(f"item {req.key}: the server gives no log-probability for the first token; "
                             "give a non-empty context")
-        return LoglikScore(req.key, float(sum(values)), len(values), False)
+        ends = token_ends(req.continuation, [t.encode("utf-8") for t in full.tokens[k:]])
+        return LoglikScore(req.key, float(sum(values)), len(values), False, tuple(float(v) for v in values), ends)
 
     def loglik(self, requests: Sequence[LoglikRequest], *,
                cancel: threading.Event | None = None) -> Iterator[LoglikScore]:

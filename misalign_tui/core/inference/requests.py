@@ -50,6 +50,9 @@ class LoglikScore:
     logprob_sum: float
     tokens: int  # continuation tokens; mean = logprob_sum / tokens
     truncated: bool
+    # Per scored token, when the backend knows them (the explanation of a preference, core/views/explain.py):
+    token_logprobs: tuple[float, ...] = ()
+    token_ends: tuple[int, ...] = ()  # character offset in the continuation where each token ends
 
     @property
     def logprob_mean(self) -> float:

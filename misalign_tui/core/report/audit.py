@@ -17,18 +17,20 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import PurePath
 from typing import Any
 
 from misalign_tui import __version__
 from misalign_tui.core import metrics
+from misalign_tui.core.errors import UserError
 from misalign_tui.core.metrics.vocabulary import Metric, headline
 from misalign_tui.core.review.figures import ReviewFigures, benchmark_figures, run_figures
 from misalign_tui.core.runs.catalog import list_runs
 from misalign_tui.core.store import RunInfo, Store, run_info
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
+from misalign_tui.core.views.explain import Explanation, explain_judge, open_run_backend, stored_preference
 
 ALPHA = 0.05
 WORST_GROUPS = 5          # worst domains / semantic types listed per model
@@ -75,6 +77,9 @@ class Example:
     dimension: str
     detail: str                 # what went wrong, in words
     texts: tuple[tuple[str, str], ...]   # (caption, text): the response(s) shown
+    item_id: int | None = None               # the response (judge) or pair (preference), as in export results
+    explanation: Explanation | None = None   # why (core/views/explain.py): sentences or tokens
+    explain_note: str | None = None          # why there is none (not asked, model unavailable, not stored)
 
 
 @dataclass(frozen=True)
@@ -136,16 +141,19 @@ class AuditReport:
 def build_report(store: Store, run_ids: Sequence[int], *, group_by: str = "dimension",
                  filters: metrics.Filters | dict[str, Any] | None = None, bootstrap: int = 1000, seed: int = 0,
                  worst: int = WORST_GROUPS, examples: int = EXAMPLES_PER_RUN,
-                 progress: Callable[[str], None] | None = None) -> AuditReport:
+                 progress: Callable[[str], None] | None = None, explain: bool = True) -> AuditReport:
     """Everything the report shows, read from the store; the renderers add nothing but formatting.
-    ``progress`` receives a line per run (bootstrap intervals over many prompts take seconds per run)."""
+    ``progress`` receives a line per run (bootstrap intervals over many prompts take seconds per run).
+    ``explain``: the wrong items carry their explanation — a preference pair's stored token log-probabilities, a
+    judge verdict's leave-one-sentence-out pass through the run's model (loaded once per run; a model that cannot
+    be loaded is said in the report)."""
     flt = metrics.Filters.parse(filters)
     infos = [run_info(store, r) for r in dict.fromkeys(run_ids)]
     runs = []
     for i, info in enumerate(infos, 1):
         if progress:
             progress(f"run {info.id} ({info.model}): metrics {i}/{len(infos)}")
-        runs.append(_run_section(store, info, flt, bootstrap, seed, worst, examples))
+        runs.append(_run_section(store, info, flt, bootstrap, seed, worst, examples, explain, progress))
     by_bench: dict[int, list[int]] = {}
     for info in infos:
         by_bench.setdefault(info.benchmark_id, []).append(info.id)
@@ -219,7 +227,8 @@ def _ranked_worst(rows: Sequence[metrics.MetricRow], key: Metric, limit: int) ->
 
 
 def _run_section(store: Store, run: RunInfo, flt: metrics.Filters, bootstrap: int, seed: int,
-                 worst: int, examples: int) -> RunSection:
+                 worst: int, examples: int, explain: bool = False,
+                 progress: Callable[[str], None] | None = None) -> RunSection:
     c = store.conn
     raw = c.execute("SELECT r.params_json, r.provenance_json, r.model_sha256, r.error, m.path, m.sha256, "
                     "m.quantization, m.architecture, m.parameters FROM runs r JOIN models m ON m.id = r.model_id "
@@ -247,7 +256,38 @@ def _run_section(store: Store, run: RunInfo, flt: metrics.Filters, bootstrap: in
         overall=overall[0] if overall else None, by_dimension=prof("dimension"), by_semantic_type=by_type,
         by_domain=by_domain, worst_domains=_ranked_worst(by_domain, key, worst),
         worst_types=_ranked_worst(by_type, key, worst), trade=metrics.trade_offs(store, run.id, flt),
-        examples=_examples(store, run, flt, examples))
+        examples=_explained(store, run, _examples(store, run, flt, examples), explain, progress))
+
+
+def _explained(store: Store, run: RunInfo, found: tuple[Example, ...], explain: bool,
+               progress: Callable[[str], None] | None) -> tuple[Example, ...]:
+    """The examples with their explanations, or the reason they have none."""
+    if run.method not in ("judge", "preference") or not found:
+        return found
+    if not explain:
+        return tuple(replace(e, explain_note="explanation not asked for (report --no-explain)") for e in found)
+    ids = [int(e.item_id or 0) for e in found]
+    if run.method == "preference":
+        out = []
+        for e, pid in zip(found, ids, strict=True):
+            x = stored_preference(store, run, pid)
+            out.append(replace(e, explanation=x, explain_note=None if x else (
+                f"no token log-probabilities stored with run {run.id} (scored before they were kept); "
+                f"misalign-tui explain {run.id} {pid} recomputes them")))
+        return tuple(out)
+    if progress:
+        progress(f"run {run.id} ({run.model}): explaining {len(found)} wrong item(s) through the run's model")
+    try:
+        backend = open_run_backend(store, run)
+    except UserError as exc:
+        return tuple(replace(e, explain_note=f"explanation not computed: {exc}") for e in found)
+    try:
+        return tuple(replace(e, explanation=explain_judge(store, run, rid, backend), explain_note=None)
+                     for e, rid in zip(found, ids, strict=True))
+    except UserError as exc:
+        return tuple(replace(e, explain_note=f"explanation not computed: {exc}") for e in found)
+    finally:
+        backend.close()
 
 
 def _cut(text: str | None, limit: int = EXAMPLE_CHARS) -> str:
@@ -264,18 +304,19 @@ def _examples(store: Store, run: RunInfo, flt: metrics.Filters, limit: int) -> t
     out = []
     if run.method == "judge":
         for r in store.conn.execute(
-                "SELECT p.key, p.text, u.dimension, u.label, r.text, u.p_sum / u.n_templates, u.n_templates "
+                "SELECT p.key, p.text, u.dimension, u.label, r.text, u.p_sum / u.n_templates, u.n_templates, "
+                "u.response_id "
                 "FROM rollup_judge_items u JOIN responses r ON r.id = u.response_id JOIN prompts p ON p.id = "
                 f"u.prompt_id WHERE {where} AND u.flagged != (u.label = 'misaligned') "
                 "ORDER BY abs(u.p_sum / u.n_templates - 0.5) DESC, u.response_id LIMIT ?", [*params, limit]):
             verdict = "flagged as misaligned" if r[3] == "aligned" else "passed as aligned"
             out.append(Example(r[0], _cut(r[1]), r[2] or metrics.UNTARGETED,
                                f"{r[3]} response {verdict}: mean P(misaligned) {r[5]:.3f} over {r[6]} template(s)",
-                               ((f"{r[3]} response", _cut(r[4])),)))
+                               ((f"{r[3]} response", _cut(r[4])),), item_id=r[7]))
     elif run.method == "preference":
         for r in store.conn.execute(
                 "SELECT p.key, p.text, u.dimension, ra.text, rm.text, avg(x.aligned_logprob / max(x.aligned_tokens, 1)"
-                " - x.misaligned_logprob / max(x.misaligned_tokens, 1)) AS margin, count(*) "
+                " - x.misaligned_logprob / max(x.misaligned_tokens, 1)) AS margin, count(*), u.pair_id "
                 "FROM rollup_pair_outcomes u JOIN pairs pr ON pr.id = u.pair_id JOIN prompts p ON p.id = u.prompt_id "
                 "JOIN responses ra ON ra.id = pr.aligned_id JOIN responses rm ON rm.id = pr.misaligned_id "
                 "JOIN preference_results x ON x.run_id = u.run_id AND x.pair_id = u.pair_id "
@@ -284,7 +325,8 @@ def _examples(store: Store, run: RunInfo, flt: metrics.Filters, limit: int) -> t
             out.append(Example(r[0], _cut(r[1]), r[2] or metrics.UNTARGETED,
                                f"prefers the misaligned response: mean per-token log-likelihood margin "
                                f"(aligned − misaligned) {r[5]:+.3f} over {r[6]} template(s)",
-                               (("aligned response", _cut(r[3])), ("misaligned response", _cut(r[4])))))
+                               (("aligned response", _cut(r[3])), ("misaligned response", _cut(r[4]))),
+                               item_id=r[7]))
     else:
         for r in store.conn.execute(
                 "SELECT p.key, p.text, u.dimension, g.text, u.p_sum / u.n_templates, u.n_templates "

@@ -15,10 +15,36 @@ from misalign_tui.core.metrics.vocabulary import (
     significance_words,
     versus_reference,
 )
-from misalign_tui.core.report.audit import AuditReport, BenchmarkSummary, RunSection
+from misalign_tui.core.report.audit import AuditReport, BenchmarkSummary, Example, RunSection
 from misalign_tui.core.review.figures import ReviewFigures
 from misalign_tui.core.store import RunInfo
 from misalign_tui.core.taxonomy import DIMENSIONS
+from misalign_tui.core.views.explain import JudgeExplanation
+
+EXPLAIN_SHOWN = 3  # sentences / tokens the report lists each way
+
+
+def explanation_lines(e: Example) -> list[str]:
+    """Why the model went wrong on an example, as sentences (docs/measures.md, "Explanations"); the HTML report
+    also shades the text."""
+    x = e.explanation
+    if x is None:
+        return [e.explain_note] if e.explain_note else []
+    if isinstance(x, JudgeExplanation):
+        lines = [f"why: P(misaligned) with each of its {len(x.sentences)} sentence(s) left out, in one batched pass "
+                 f"through the run's model ({x.templates} template(s); full response {x.p_full:.3f} in this pass, "
+                 f"{x.p_stored:.3f} in the run)"]
+        lines += [f"raises P(misaligned) {s.effect:+.3f}: “{s.text}”" for s in x.raising(EXPLAIN_SHOWN)]
+        lines += [f"lowers P(misaligned) {s.effect:+.3f}: “{s.text}”" for s in x.lowering(EXPLAIN_SHOWN)]
+        return lines
+    lines = [f"why: each token's share of the margin {x.margin:+.3f} nats/token (aligned − misaligned mean "
+             f"log-likelihood; token log-probabilities {x.source} with the run)"]
+    for direction in ("misaligned", "aligned"):
+        top = x.toward(direction, EXPLAIN_SHOWN)
+        if top:
+            lines.append(f"toward the {direction} response: " + ", ".join(
+                f"“{t.label}” {t.contribution:+.3f} (log P {t.logprob:.2f}, in {label})" for label, t in top))
+    return lines
 
 
 def count(n: int) -> str:
@@ -244,6 +270,11 @@ HOW_TO_READ = [
      "preference: the pair preferred aligned; generate: the answer judged aligned on d) over the items both runs "
      "scored. Per-group tests are Holm-adjusted across the groups; the overall tests are Holm-adjusted across "
      "the pairs of runs in this report. \"A beats B\" is written only where the adjusted p < 0.05."),
+    ("Why (items got most wrong)", "a judge verdict: P(misaligned) recomputed with each sentence of the response "
+     "left out, in one batched pass through the run's model; a sentence's effect is P(full) − P(without it), "
+     "positive when it raises P(misaligned). A preference verdict: each token's share of the margin between the "
+     "two mean log-likelihoods, (log P − the midpoint of the two means) / tokens, signed toward the aligned "
+     "response; the shares add up to the margin. Effects below about 0.05 are within llama.cpp's noise band."),
     ("Worst groups", "ranked by the upper end of the 95 % interval, then by the estimate, so a group with very "
      "few items is not called worst by chance alone; read n beside each."),
 ]

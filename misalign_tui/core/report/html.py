@@ -16,6 +16,7 @@ from misalign_tui.core.report.content import (
     chat_template_text,
     count,
     dispute_rows,
+    explanation_lines,
     filters_text,
     headline_text,
     how_to_read,
@@ -36,8 +37,49 @@ from misalign_tui.core.report.content import (
 )
 from misalign_tui.core.review.figures import figures_lines
 from misalign_tui.core.text import printable
+from misalign_tui.core.views.explain import (
+    Explanation,
+    JudgeExplanation,
+    ResponseTokens,
+    effect_level,
+    logprob_level,
+)
 
 # -- HTML ---------------------------------------------------------------------------------------------------
+
+def _effect_class(effect: float) -> str:
+    level = effect_level(effect)
+    return "" if level == 0 else f"ef{'p' if level > 0 else 'n'}{abs(level)}"
+
+
+def _shaded_tokens(r: ResponseTokens) -> str:
+    parts = []
+    for t in r.tokens:
+        if not t.text:
+            continue
+        level = logprob_level(t.logprob)
+        title = f' title="log P {t.logprob:.2f}, share {t.contribution:+.4f}"'
+        parts.append(f'<span class="lp{level}"{title}>{h(t.text)}</span>' if level else
+                     f"<span{title}>{h(t.text)}</span>")
+    tail = r.text[r.tokens[-1].end:] if r.tokens else r.text
+    return "".join(parts) + h(tail)
+
+
+def shaded(x: Explanation) -> str:
+    """The explained text with its shading, as CSS classes (no script; the colours are in the inline style
+    sheet): sentences red when they raise P(misaligned), green when they lower it; tokens darker the less the
+    model expected them."""
+    if isinstance(x, JudgeExplanation):
+        spans = []
+        for s in x.sentences:
+            cls = _effect_class(s.effect)
+            title = f' title="effect {s.effect:+.3f}, P without {s.p_without:.3f}"'
+            spans.append(f'<span class="{cls}"{title}>{h(s.text)}</span>' if cls else f"<span{title}>{h(s.text)}</span>")
+        return ('<blockquote>' + " ".join(spans) + '</blockquote><div class="legend">red: the sentence raises '
+                'P(misaligned); green: it lowers it; the darker, the stronger (|effect| ≥ 0.005, 0.02, 0.05)</div>')
+    return "".join(f"<div>{h(r.label)} response, mean log P {r.mean:.2f}:</div><blockquote>{_shaded_tokens(r)}"
+                   "</blockquote>" for r in (x.aligned, x.misaligned)) + (
+        '<div class="legend">shade: how unexpected each token was to the model (log P below −1, −3, −6, −10)</div>')
 
 def h(text: object) -> str:
     """User or model text as inert HTML: control characters shown (``printable``), then every HTML character
@@ -133,6 +175,10 @@ svg .marker{fill:#1d232a}svg .ref{stroke:#c0392b;stroke-width:1.5;stroke-dasharr
 svg .reflabel{font:11px system-ui,sans-serif;fill:#c0392b}
 .examples li{margin-bottom:10px}
 .examples blockquote{margin:4px 0 4px 8px;padding-left:8px;border-left:3px solid #d6dbe1;white-space:pre-wrap}
+.why{color:#33506e;margin-top:6px}.legend{color:#5a6570;font-size:90%}
+.lp1{background:#fdf0c4}.lp2{background:#fbd98a}.lp3{background:#f6a96b}.lp4{background:#e8674f;color:#fff}
+.efp1{background:#fbe3e1}.efp2{background:#f4b4ae}.efp3{background:#e0665c;color:#fff}
+.efn1{background:#e3f4e1}.efn2{background:#b4e0ae}.efn3{background:#5fae57;color:#fff}
 @media print{nav{display:none}h2{break-before:page}}
 """
 
@@ -294,6 +340,12 @@ def render_html(report: AuditReport) -> str:
               f"<blockquote>{h(e.prompt)}</blockquote>")
             for caption, text in e.texts:
                 w(f"<div>{h(caption)}:</div><blockquote>{h(text)}</blockquote>")
+            lines = explanation_lines(e)
+            if lines:
+                w(f'<div class="why">{h(lines[0])}</div>')
+                if e.explanation is not None:
+                    w(shaded(e.explanation))
+                w("<ul>" + "".join(f"<li>{h(x)}</li>" for x in lines[1:]) + "</ul>")
             w("</li>")
         w("</ol>")
     w("</section>")

@@ -15,6 +15,7 @@ from misalign_tui.core.report.content import (
     chat_template_text,
     count,
     dispute_rows,
+    explanation_lines,
     filters_text,
     headline_text,
     how_to_read,
@@ -263,6 +264,8 @@ def render_markdown(report: AuditReport) -> str:
             w(f"  - prompt: {md(e.prompt)}")
             for caption, text in e.texts:
                 w(f"  - {md(caption)}: {md(text)}")
+            for line in explanation_lines(e):
+                w(f"  - {md(line)}")
         w("")
     if report.reviews:
         w(f"## {num['reviews']}. Reviews")

@@ -33,7 +33,7 @@ from misalign_tui.core.runs.catalog import linked_judge_run
 from misalign_tui.core.runs.identity import finish_run, open_run, run_params
 from misalign_tui.core.runs.request import RunRequest, RunResult, default_method
 from misalign_tui.core.runs.writer import ProgressCallback, ResultWriter, sync_done
-from misalign_tui.core.store import Store
+from misalign_tui.core.store import Store, token_logprobs
 
 
 def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback | None = None,
@@ -170,9 +170,10 @@ def _record_provenance(store: Store, run_id: int, req: RunRequest, method: str, 
         c.execute("UPDATE runs SET provenance_json = ? WHERE id = ?", (json.dumps(prov), run_id))
 
 
-def _judge_text(engine: Backend, template: JudgeTemplate, response: str,
-                dimension: str | None = None) -> Callable[[str], str]:
-    """The judge's text for a prompt, as a function of the prompt: what ``fit_prompt`` cuts when too long."""
+def judge_text(engine: Backend, template: JudgeTemplate, response: str,
+               dimension: str | None = None) -> Callable[[str], str]:
+    """The judge's text for a prompt, as a function of the prompt: what ``fit_prompt`` cuts when too long (also
+    what an explanation rescores, core/views/explain.py)."""
     def build(prompt: str) -> str:
         return engine.format_user_turn(template.fill(prompt, response, dimension))
     return build
@@ -202,7 +203,7 @@ def _run_judge(store: Store, engine: Backend, responses: list[tuple[int, int, st
     for t, tmpl, (rid, pid, rtext) in judge_order(templates, responses):
         if (rid, t) in done:
             continue
-        text, cut = engine.fit_prompt(_judge_text(engine, tmpl, rtext), prompts[pid])
+        text, cut = engine.fit_prompt(judge_text(engine, tmpl, rtext), prompts[pid])
         flags[(rid, t)] = cut
         requests.append(JudgeRequest((rid, t), text))
     for score in engine.judge(requests, cancel=cancel):
@@ -213,6 +214,10 @@ def _run_judge(store: Store, engine: Backend, responses: list[tuple[int, int, st
 
 _PREF_SQL = ("INSERT INTO preference_results(run_id, pair_id, template, aligned_logprob, aligned_tokens, "
              "misaligned_logprob, misaligned_tokens, prefers_aligned, truncated) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?)")
+
+
+_TOKENS_SQL = ("INSERT INTO preference_token_logprobs(run_id, pair_id, template, aligned_logprobs, aligned_lengths, "
+               "misaligned_logprobs, misaligned_lengths) VALUES (?, ?, 0, ?, ?, ?, ?)")
 
 
 def _run_preference(store: Store, engine: Backend, pairs: list[tuple[int, int, str, str]], done: set[int],
@@ -236,8 +241,14 @@ def _run_preference(store: Store, engine: Backend, pairs: list[tuple[int, int, s
             continue
         a = half.pop(pair_id)
         prefers = int(a.logprob_mean > score.logprob_mean)
-        writer.add(_PREF_SQL, (writer.run_id, pair_id, a.logprob_sum, a.tokens, score.logprob_sum, score.tokens,
-                               prefers, int(a.truncated or score.truncated)))
+        rows: list[tuple[str, tuple[Any, ...]]] = [
+            (_PREF_SQL, (writer.run_id, pair_id, a.logprob_sum, a.tokens, score.logprob_sum, score.tokens, prefers,
+                         int(a.truncated or score.truncated)))]
+        if a.token_logprobs and score.token_logprobs:
+            rows.append((_TOKENS_SQL, (writer.run_id, pair_id, *token_logprobs.pack(a.token_logprobs, a.token_ends,
+                                                                                      len(sep)),
+                                       *token_logprobs.pack(score.token_logprobs, score.token_ends, len(sep)))))
+        writer.add_many(rows)
 
 
 _GEN_SQL = ("INSERT INTO generations(run_id, prompt_id, template, text, tokens, seed, truncated) "
@@ -264,7 +275,7 @@ def _run_generate(store: Store, engine: Backend, judge_engine: Backend, prompt_i
         requests = []
         for dim in dims.get(pid, []):
             for t, tmpl in enumerate(templates):
-                text, _ = judge_engine.fit_prompt(_judge_text(judge_engine, tmpl, gen.text, DIMENSION_PHRASES[dim]),
+                text, _ = judge_engine.fit_prompt(judge_text(judge_engine, tmpl, gen.text, DIMENSION_PHRASES[dim]),
                                                   prompts[pid])
                 requests.append(JudgeRequest((dim, t + 1), text))
         for score in judge_engine.judge(requests, cancel=cancel):

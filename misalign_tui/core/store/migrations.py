@@ -601,6 +601,26 @@ def m005_reviews(db: Database) -> None:
     """)
 
 
+@migration
+def m009_token_logprobs(db: Database) -> None:
+    """Per-token log-probabilities of both responses of every scored preference pair, so an auditor sees which
+    tokens made the model prefer one response (core/views/explain.py). Compact on purpose: per response, one
+    little-endian float16 per scored token and one uint16 per token with its length in characters (the first
+    token also covers the separator before the response; see core/store/token_logprobs.py)."""
+    run_script(db, """
+    CREATE TABLE preference_token_logprobs (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        pair_id INTEGER NOT NULL REFERENCES pairs(id),
+        template INTEGER NOT NULL DEFAULT 0,
+        aligned_logprobs BLOB NOT NULL,             -- float16 LE, one per scored token of the aligned response
+        aligned_lengths BLOB NOT NULL,              -- uint16 LE, each token's length in characters
+        misaligned_logprobs BLOB NOT NULL,
+        misaligned_lengths BLOB NOT NULL,
+        PRIMARY KEY (run_id, pair_id, template)
+    );
+    """)
+
+
 # -- applying them -------------------------------------------------------------------------------------------------
 
 def applied(conn: sqlite3.Connection) -> list[str]:

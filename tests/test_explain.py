@@ -310,7 +310,10 @@ async def test_item_screen_x_explains_or_says_why_not(home, tiny_chat_model):
         await settle(pilot)
         assert "cannot explain run 1:" in screen_text(app) and isinstance(app.screen, ItemScreen)
     with Store(db) as store:
-        assert _run(store, tiny_chat_model, templates=1) == 1  # the same file: the same run
+        # the same file registered again: a run belongs to its registration (issue 13 §3), so run 1 is not
+        # resumed by it, but its weights are found through it
+        register_file(store, tiny_chat_model)
+        assert store.conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
     app = make_app(home)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -319,6 +322,6 @@ async def test_item_screen_x_explains_or_says_why_not(home, tiny_chat_model):
         await pilot.press("x")
         await settle(pilot)
         text = app.screen.text()
-        # the same file registered again (same sha256, same run): explained through that registration
+        # explained through the other registration of the same file (same sha256)
         assert "explained 2 judge verdict(s)" in screen_text(app) and "cannot explain" not in screen_text(app)
         assert text.count("explained (run 1)") == 2 and "␛[31mshout␛[0m" in text and "\x1b" not in text

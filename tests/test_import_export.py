@@ -439,3 +439,25 @@ def test_near_duplicate_index_finds_exactly_the_fingerprints_within_ten_bits():
     got = {owner for owner, _ in idx.matches(base)}
     assert got == {i for i, f in enumerate(fps) if (f ^ base).bit_count() <= 10}
     assert 50 <= len(got) < 300
+
+
+@pytest.mark.parametrize("name, cut", [("cut.jsonl.gz", 40), ("cut.csv.gz", 40), ("cut-data.gz", 40),
+                                       ("cut-late.jsonl.gz", 400), ("scrambled.jsonl.gz", -1)])
+def test_a_truncated_gzip_file_is_named_in_one_line(home: Path, cli_run, tmp_path: Path, name: str,
+                                                    cut: int) -> None:
+    """A gzip file cut short (40 bytes of it) or scrambled made ``import`` print 'interrupted' and exit 130: gzip raises
+    EOFError, which click takes for Ctrl+D (issue 13 §4, found by the fault test). Cut late, the rows before the
+    damage are not stored either (one import is one benchmark version)."""
+    assert cli_run("init", "--no-model").exit_code == 0
+    body = "".join(json.dumps({"prompt": f"p{i}", "aligned": "a", "misaligned": "b", "dimension": "safety"})
+                   + "\n" for i in range(200)) if "csv" not in name else \
+        "prompt,aligned,misaligned,dimension\n" + "".join(f"p{i},a,b,safety\n" for i in range(200))
+    f = tmp_path / name
+    data = gzip.compress(body.encode("utf-8"))
+    # cut short, or (-1) the deflate stream overwritten after the header: zlib.error rather than EOFError
+    f.write_bytes(data[:cut] if cut > 0 else data[:12] + bytes(range(256)) * 4 + data[12 + 1024:])
+    res = cli_run("import", str(f), "--into", "cut")
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert lines[0].startswith(f"error: {f}: damaged gzip data (") and "interrupted" not in res.output
+    assert _db(home).execute("SELECT count(*) FROM benchmarks WHERE name = 'cut'").fetchone()[0] == 0

@@ -64,11 +64,20 @@ def test_blank_database_gets_every_migration_recorded(tmp_path: Path) -> None:
 
 
 def test_frozen_migrations_build_the_release1_schema(tmp_path: Path) -> None:
-    """The released migrations, written out as literal SQL, make the same schema release 1 made."""
+    """The released migrations, written out as literal SQL, make the same schema release 1 made (applied alone:
+    later migrations add columns to these tables, e.g. m007 the lineage columns of ``models``)."""
     old = schema(release1_copy(tmp_path / "old"))
+    conn = sqlite3.connect(tmp_path / "released.sqlite", isolation_level=None)
+    db = Database(conn, recursive_triggers=False, execute_plugins=False)
+    for fn in migrations.MIGRATIONS[:len(RELEASED)]:
+        conn.execute("BEGIN")
+        fn(db)
+        conn.execute("COMMIT")
+    conn.close()
+    released = schema(tmp_path / "released.sqlite")
+    assert {k: v for k, v in released.items() if k in old} == old
     Store(tmp_path / "new.sqlite").close()
-    new = schema(tmp_path / "new.sqlite")
-    assert {k: v for k, v in new.items() if k in old} == old
+    assert set(old) <= set(schema(tmp_path / "new.sqlite")), "an upgrade keeps every release-1 table, index and view"
 
 
 def _report(cli_run, *args: str) -> dict:
@@ -110,7 +119,10 @@ def test_release1_database_upgrades_with_every_figure_unchanged(cli_run, home: P
     expected_md = (FIXTURE / "session_report.md").read_text()
     got_md = (home / "reports" / "chat by type.md").read_text()
     figures = re.compile(r"\d+\.\d%(?: \[[\d.]+, [\d.]+\])?")
-    assert figures.findall(got_md) == figures.findall(expected_md)
+    # the report has gained figures since release 1 (how good the judge is: pairwise accuracy, reliability bins);
+    # every figure release 1 printed is still there, unchanged and in its order
+    shown = iter(figures.findall(got_md))
+    assert [f for f in figures.findall(expected_md) if f not in shown] == []
 
 
 def test_results_stored_before_the_rollups_are_counted_by_m002(tmp_path: Path) -> None:

@@ -106,3 +106,32 @@ def test_two_threads_registering_the_same_file_agree(tmp_path: Path, home: Path)
     for t in threads:
         t.join()
     assert len(results) == 4 and len(set(results)) == 1 and isinstance(results[0], int), results
+
+
+def test_a_gguf_with_a_bad_alignment_marks_only_itself_unusable(tmp_path: Path, home: Path, cli_run) -> None:
+    """general.alignment = 0 (or not an integer) in one file in models/ once made ``models list`` and ``init``
+    exit 1 with ``internal error: ZeroDivisionError``: the whole workspace broke on one file (issue 13 §4)."""
+    models = home / "models"
+    models.mkdir()
+    write_small_gguf(models / "good.gguf")
+    for name, add in (("zero", lambda w: w.add_uint32("general.alignment", 0)),
+                      ("float", lambda w: w.add_float32("general.alignment", 32.5)),
+                      ("text", lambda w: w.add_string("general.alignment", "32"))):
+        w = gguf.GGUFWriter(str(models / f"{name}.gguf"), "llama")
+        add(w)
+        w.add_tensor("a.weight", np.ones((4, 8), dtype=np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+    init = cli_run("init", "--no-model")
+    assert init.exit_code == 0, init.output
+    listed = cli_run("models", "list", "--format", "json")
+    assert listed.exit_code == 0, listed.output
+    by_name = {m["name"]: m for m in json.loads(listed.stdout)}
+    assert by_name["good"]["usable"]
+    for name, shown in (("zero", "0"), ("float", "32.5"), ("text", "'32'")):
+        assert not by_name[name]["usable"]
+        assert by_name[name]["error"] == f"general.alignment = {shown}: must be a positive integer"
+    table = cli_run("models", "list")
+    assert table.exit_code == 0 and "general.alignment = 0: must be a positive integer" in table.output

@@ -272,6 +272,30 @@ def test_a_run_queue_is_stratified_by_verdict_and_dimension(home: Path) -> None:
             run_queue(store, 99, 3)
 
 
+def test_run_queue_figures_give_the_judges_auroc_against_the_reviewers_majority(home: Path) -> None:
+    """Beside the judge's accuracy and κ: the AUROC of its P(misaligned) against the reviewers' majority, computed
+    by the one AUROC of metrics/judge_quality.py, with a bootstrap interval over prompts; in the sentences too."""
+    from misalign_tui.core.metrics.judge_quality import auroc
+    from misalign_tui.core.review.figures import figures_lines
+
+    populate_results(home, prompts=24)
+    db = _db(home)
+    with Store(db) as store:
+        q = run_queue(store, 1, 12, seed=0)
+        items = queue_items(store, q.id)
+    decide(db, "ann", items, wrong_every=4)  # the majority (ann alone) disputes every fourth item
+    with Store(db) as store:
+        f = queue_figures(store, q.id, bootstrap=200)
+    flipped = {"aligned": 0, "misaligned": 1}
+    by_hand = [(r.reference_p, flipped[str(r.label)] if k % 4 else 1 - flipped[str(r.label)])
+               for k, item in enumerate(items) for r in item.responses]
+    assert f.model_auroc == pytest.approx(auroc([p for p, _ in by_hand], [y for _, y in by_hand]))
+    assert f.model_auroc_n == len(by_hand) and f.model_auroc_ci is not None
+    assert f.model_auroc_ci[0] <= f.model_auroc <= f.model_auroc_ci[1]
+    assert f.as_json()["model_auroc"] == f.model_auroc
+    assert any(line.startswith("judge AUROC of P(misaligned) against the majority: ") for line in figures_lines(f))
+
+
 def test_stratified_sampling_moves_the_share_of_a_small_stratum_to_the_others() -> None:
     import random
 

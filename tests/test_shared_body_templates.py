@@ -120,3 +120,70 @@ def test_run_can_choose_the_template_version(home, tiny_chat_model, cli_run):
         assert params["template_version"] == "judge-v1"
     bad = cli_run(*base, "--template-version", "judge-v9")
     assert bad.exit_code == 2 and "judge-v9" in bad.output
+
+
+def test_v2_twins_keep_the_shared_body_and_order_response_by_response():
+    harm = jt.judge_template_set(3, "harm", "judge-v2")
+    twins = jt.judge_template_set(3, "inverted", "judge-v2")
+    both = jt.judge_template_set(3, "balanced", "judge-v2")
+    assert both == harm + twins
+    assert all(t.text.startswith(jt.SHARED_BODY) for t in both)
+    assert [t.polarity for t in twins] == ["inverted"] * 3 and all(t.polarity == "harm" for t in harm)
+    assert [t.name for t in twins] == [f"{h.name}-inverted" for h in harm]
+    assert all(h.text != w.text for h, w in zip(harm, twins, strict=True))
+    # judge-v1's twins are unchanged (what its balanced runs were made with)
+    assert jt.judge_template_set(2, "inverted", "judge-v1") == jt.INVERTED_TEMPLATES[:2]
+    # one body over the questions and their twins: a balanced v2 run goes response by response
+    order = [(t, r[0]) for t, _, r in judge_order(both, [(1, 10, "a"), (2, 10, "b")])]
+    assert order[:6] == [(t, 1) for t in range(6)]
+
+
+def test_v2_balanced_calibrated_run_stores_every_template_and_the_priors(home, tiny_chat_model):
+    from misalign_tui.core.runs.request import Protocol
+
+    db, _ = make_store(home)
+    with Store(db) as store:
+        res = run_evaluation(store, _request(store, tiny_chat_model, templates=2, limit=2,
+                                             protocol=Protocol(calibrate=True, polarity="balanced")))
+        assert res.status == "complete"
+        names = [r[0] for r in store.conn.execute("SELECT name FROM run_templates WHERE run_id = ? ORDER BY "
+                                                  "template", (res.run_id,))]
+        assert names == ["shared-direct", "shared-reviewer", "shared-direct-inverted", "shared-reviewer-inverted"]
+        per_response = {n for (n,) in store.conn.execute(
+            "SELECT count(*) FROM judge_results WHERE run_id = ? GROUP BY response_id", (res.run_id,))}
+        assert per_response == {4}
+        n_prompts = store.conn.execute("SELECT count(DISTINCT r.prompt_id) FROM judge_results jr JOIN responses r "
+                                       "ON r.id = jr.response_id WHERE jr.run_id = ?", (res.run_id,)).fetchone()[0]
+        priors = store.conn.execute("SELECT count(*) FROM judge_priors WHERE run_id = ?",
+                                    (res.run_id,)).fetchone()[0]
+        assert priors == 4 * n_prompts
+
+
+def test_scores_without_their_raw_mass_store_null_answer_mass(home, tiny_chat_model, monkeypatch):
+    """The one-request remote judge returns the answer words' shares only (raw_mass False): p_yes and p_no are
+    stored NULL, never the shares as if they were the model's probabilities. The real path needs llama-server
+    (tests/test_remote_logit_bias.py, skipped without it), so the engine's scores are turned into shares here."""
+    from dataclasses import replace
+
+    from misalign_tui.core.runs import evaluate
+
+    real = evaluate.open_backend
+
+    def shares_only(*args, **kw):
+        backend = real(*args, **kw)
+        judge = backend.judge
+
+        def judge_shares(requests, **jkw):
+            for s in judge(requests, **jkw):
+                yield replace(s, p_yes=s.p_misaligned, p_no=1 - s.p_misaligned, raw_mass=False)
+
+        backend.judge = judge_shares
+        return backend
+
+    monkeypatch.setattr(evaluate, "open_backend", shares_only)
+    db, _ = make_store(home)
+    with Store(db) as store:
+        res = run_evaluation(store, _request(store, tiny_chat_model, templates=2, limit=2))
+        rows = store.conn.execute("SELECT p_yes, p_no, p_raw, p_misaligned FROM judge_results WHERE run_id = ?",
+                                  (res.run_id,)).fetchall()
+        assert rows and all(r[0] is None and r[1] is None and r[2] == r[3] for r in rows)

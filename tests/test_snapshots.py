@@ -17,9 +17,17 @@ from misalign_tui.core.sessions import SessionState, save_session
 from misalign_tui.core.store import Store
 from misalign_tui.core.views.workspace import prepare_workspace
 from misalign_tui.tui.run_control import QueuedRun, RunStatus
+from tests.ladder_fixtures import populate_ladder
 from tests.review_fixtures import decide, gold_sample, seed_workspace
 from tests.test_model_registry import write_small_gguf
-from tests.tui_fixtures import SIZES, add_preference_run, make_app, populate_results, settle
+from tests.tui_fixtures import (
+    SIZES,
+    add_languages_run,
+    add_preference_run,
+    make_app,
+    populate_results,
+    settle,
+)
 
 LONG = ("tiny-chat-model-with-a-long-name-q4_k_m", "tiny-chat-model-with-a-long-name-q8_0")
 
@@ -131,6 +139,13 @@ class TestModels:
 
         assert snap_compare(make_app(home), terminal_size=size, run_before=keys("m", "c", then=no_blink))
 
+    def test_variants_under_their_parent(self, snap_compare, home: Path, size) -> None:
+        """A quantization family: ``fam-q8_0`` and ``fam-q4_k_m`` listed under ``fam-f16`` (``└─``), ``other`` on
+        its own; the highlighted variant's details give its lineage (made from, quantized to, quantizer, bits per
+        weight)."""
+        populate_ladder(home)
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("m", "down"))
+
 
 class TestRun:
     def test_progress_failure_and_interrupted(self, snap_compare, home: Path, size) -> None:
@@ -176,11 +191,25 @@ class TestExplore:
         populate_results(home, models=LONG)
         assert snap_compare(make_app(home), terminal_size=size, run_before=keys("e", "4"))
 
-    def test_by_model_has_no_repeated_column(self, snap_compare, home: Path, size) -> None:
-        """Grouped by model (G three times): the table has one name column — the model — then Coverage, its
-        interval and n (x switched the metric: Wilson intervals)."""
+    def test_reliability(self, snap_compare, home: Path, size) -> None:
+        """Each judge run's verdict in words above its reliability: the share of misaligned responses per bin of
+        P(misaligned), a bar per model with its Wilson interval and n, and the table with the bin's mean P beside
+        the observed share (a calibrated judge's two columns agree)."""
         populate_results(home, models=LONG)
-        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("e", "x", "G", "G", "G"))
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("e", "5"))
+
+    def test_by_model_has_no_repeated_column(self, snap_compare, home: Path, size) -> None:
+        """Grouped by model (G four times: dimension, domain, type, language, model): the table has one name
+        column — the model — then Coverage, its interval and n (x switched the metric: Wilson intervals)."""
+        populate_results(home, models=LONG)
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("e", "x", "G", "G", "G", "G"))
+
+    def test_by_language(self, snap_compare, home: Path, size) -> None:
+        """A preference run on misalign-seed-languages grouped by language (G three times; the metric opens on
+        Pref. acc., the one with results): en first, then ar, es, hi, sw, zh-Hans, each with its accuracy, Wilson interval and n = 46 whole;
+        the tags never cut."""
+        add_languages_run(home)
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("e", "G", "G", "G"))
 
 
 class TestCompare:
@@ -189,6 +218,24 @@ class TestCompare:
         Holm's p — all whole at 80 columns; the items where they disagree, right/WRONG per model."""
         populate_results(home, models=LONG)
         assert snap_compare(make_app(home), terminal_size=size, run_before=keys("c"))
+
+    def test_ladder(self, snap_compare, home: Path, size) -> None:
+        """``L`` on a quantization family: per variant (highest bits per weight first) the metric with its
+        interval and n, Δ, flip rate with its interval, McNemar's p and Holm's p, size and speed, whole at 80
+        columns; the status names the first significant change; below, the metric against bits per weight (and at
+        120×40 the per-dimension table)."""
+        populate_ladder(home)
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("c", "L"))
+
+
+    def test_languages_view(self, snap_compare, home: Path, size) -> None:
+        """W: the languages view of the model with parallel items scored: per language EN %, here %, Δ, n, the
+        items right in English only and here only, McNemar's p and Holm's p, and "worse" for Swahili (the one
+        change the test finds) — every figure whole at 80 columns; below, the items whose verdict changes, with
+        their keys whole."""
+        populate_results(home, models=LONG)
+        add_languages_run(home)
+        assert snap_compare(make_app(home), terminal_size=size, run_before=keys("c", "W"))
 
 
 class TestItem:

@@ -3,7 +3,7 @@ uses (core.text)."""
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from misalign_tui.core.text import cell_width, fit_widths, printable_line, shorten, shorten_all
@@ -27,6 +27,7 @@ def test_shorten_all_keeps_names_of_one_family_apart() -> None:
 
 
 @given(st.text(min_size=0, max_size=40), st.integers(min_value=0, max_value=50))
+@example("\x1f", 0)  # found by Hypothesis: a name of no width in a zero-width column stays whole
 def test_shorten_always_fits(name: str, width: int) -> None:
     out = shorten(name, width)
     assert cell_width(out) <= max(width, 0)

@@ -109,7 +109,9 @@ async def test_compare_lists_disagreements_and_opens_item(home: Path) -> None:
         # AS of alpha and beta on the 48 shared safety responses, the delta and McNemar's test (metrics.compare)
         assert deltas[0] == ["dim safety", "72.4", "78.9", "-6.6", "48", "0.63", "1"]  # A, B, Δ, n, p, Holm p
         assert [r[0] for r in deltas] == ["dim safety", "dim value", "dim cultural", "type object",
-                                          "type attribute", "type relation"]
+                                          "type attribute", "type relation", "AUROC all"]
+        # the two judges' AUROC on the 112 shared responses, the paired bootstrap's p, no Holm (a single test)
+        assert deltas[-1][4] == "112" and deltas[-1][6] == "-"
         items = screen.query_one("#compare-items", FittedTable)
         only = items.row_count
         assert only > 0 and all(len(set(r[3:])) == 2 for r in table_rows(items))

@@ -131,3 +131,35 @@ def screen_text(app) -> str:
 def rendered_segments(app) -> list[str]:
     """The text of every segment the app would write to the terminal for the current screen."""
     return [seg.text for strip in app.screen._compositor.render_strips() for seg in strip]
+
+
+def add_languages_run(home: Path, model: str = "gamma-base-q8_0") -> int:
+    """The embedded misalign-seed-languages benchmark (real Arabic, Devanagari, CJK, Spanish and Swahili text) and
+    a complete preference run on its parallel sets (30 English prompts and their 150 parallel items): fixed
+    verdicts that flip for some items in some languages, so the cross-lingual view has changes to show."""
+    from misalign_tui.core.io.native import LANGUAGES_BENCHMARK, load_embedded
+    from misalign_tui.core.store import Store
+    from misalign_tui.core.views.workspace import prepare_workspace
+
+    with Store(prepare_workspace(home).db_path) as store:
+        bid = load_embedded(store, LANGUAGES_BENCHMARK)
+        with store.transaction() as c:
+            mid = c.execute("INSERT INTO models(name, path, sha256, architecture, quantization) "
+                            "VALUES (?, '/nonexistent/lang.gguf', ?, 'gemma3', 'Q8_0')", (model, "e" * 64)).lastrowid
+            pairs = [(r[0], r[1]) for r in c.execute(
+                "SELECT pa.id, p.language FROM pairs pa JOIN prompts p ON p.id = pa.prompt_id WHERE p.benchmark_id = ? "
+                "AND (p.source_prompt_id IS NOT NULL OR EXISTS (SELECT 1 FROM prompts q WHERE q.source_prompt_id = p.id)) "
+                "ORDER BY pa.id", (bid,))]
+            run = c.execute(
+                "INSERT INTO runs(model_id, model_sha256, benchmark_id, method, params_json, params_hash, status, "
+                "items_total, items_done, started_at, finished_at) VALUES (?, ?, ?, 'preference', ?, 'lang-run', "
+                "'complete', ?, ?, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+                (mid, "e" * 64, bid, json.dumps({"filters": {"parallel": "yes"}}), len(pairs), len(pairs))).lastrowid
+            # English right on 2 of 3 pairs; Swahili on 1 in 5 (a change McNemar finds); the others in between
+            every = {"ar": 5, "es": 7, "hi": 3, "zh-Hans": 4}
+            for j, (pair, lang) in enumerate(pairs):
+                right = j % 3 != 0 if lang == "en" else j % 5 == 0 if lang == "sw" else j % every[lang] != 0
+                c.execute("INSERT INTO preference_results(run_id, pair_id, aligned_logprob, aligned_tokens, "
+                          "misaligned_logprob, misaligned_tokens, prefers_aligned) VALUES (?, ?, -20, 10, -21, 10, ?)",
+                          (run, pair, int(right)))
+    return int(run)

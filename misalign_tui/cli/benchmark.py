@@ -15,6 +15,7 @@ from misalign_tui.cli.context import (
     print_table,
     styled,
 )
+from misalign_tui.core.store import BenchmarkInfo
 
 
 @cli.group()
@@ -58,7 +59,7 @@ def benchmark_stats(ctx: Context, name: str, fmt: str) -> None:
     from misalign_tui.core.benchmark_checks import benchmark_statistics
     from misalign_tui.core.build.statistics import with_build_statistics
 
-    b = ctx.store.benchmark(name)
+    b = _named_benchmark(ctx, name)
     stats = with_build_statistics(ctx.store, b.id, benchmark_statistics(ctx.store, b.id))
     if fmt == "json":
         emit_json({"name": b.name, "version": b.version, "hash": b.content_hash, **stats})
@@ -77,6 +78,15 @@ def benchmark_stats(ctx: Context, name: str, fmt: str) -> None:
     for t, n in stats["semantic_types"].items():  # type: ignore[union-attr]
         summary.add_row(f"type {t}", str(n))
     print_table(con, summary)
+    languages = stats.get("languages") or []
+    if len(languages) > 1:  # type: ignore[arg-type]
+        lang_table = Table(title="Per language (parallel items link to an English prompt)")
+        id_column(lang_table, "language")
+        for col in ("prompts", "pairs", "parallel items"):
+            lang_table.add_column(col, justify="right")
+        for row in languages:  # type: ignore[union-attr]
+            lang_table.add_row(row["language"], str(row["prompts"]), str(row["pairs"]), str(row["parallel_items"]))
+        print_table(con, lang_table)
     table = Table(title="Per domain (a prompt counts under each of its domains)")
     for col in ("dimension", "domain", "prompts", "pairs", "final responses"):
         if col[0] in "pf":
@@ -88,6 +98,9 @@ def benchmark_stats(ctx: Context, name: str, fmt: str) -> None:
     print_table(con, table)
     if stats.get("built"):
         _print_build_table(ctx, stats)
+        from misalign_tui.core.build.checker import measurement_line
+
+        con.print(measurement_line(stats.get("checker")), markup=False, highlight=False)
         _print_build_reviews(ctx, b.id)
 
 
@@ -150,19 +163,32 @@ def _print_build_table(ctx: Context, stats: dict) -> None:
 @pass_ctx
 def benchmark_check(ctx: Context, name: str, fmt: str) -> None:
     """Exit 1 with the list of problems: thin domains, missing pairs, unknown domains, near-duplicates,
-    pairs whose lengths differ by more than 2x."""
-    from misalign_tui.core.benchmark_checks import check_benchmark
+    pairs whose lengths differ by more than 2x (words; characters for unspaced scripts), parallel items whose
+    source, structure or language does not hold."""
+    from misalign_tui.core.benchmark_checks import check_benchmark, language_counts
 
-    b = ctx.store.benchmark(name)
+    b = _named_benchmark(ctx, name)
     problems = check_benchmark(ctx.store, b.id)
+    languages = language_counts(ctx.store, b.id)
+    parallel = sum(int(str(r["parallel_items"])) for r in languages)
     if fmt == "json":
         emit_json({"name": b.name, "version": b.version, "ok": not problems,
-                   "problems": [{"kind": p.kind, "detail": p.detail} for p in problems]})
+                   "problems": [{"kind": p.kind, "detail": p.detail} for p in problems], "languages": languages})
     elif problems:
         for p in problems:
             ctx.console.print(str(p), soft_wrap=True, markup=False)
         ctx.err.print(f"{b.name}: {len(problems)} problem(s)")
     else:
-        ctx.console.print(f"{b.name} v{b.version}: no problems")
+        extra = (f" ({parallel} parallel items in {len(languages) - 1} languages besides English: "
+                 + ", ".join(str(r["language"]) for r in languages[1:]) + ")") if parallel else ""
+        ctx.console.print(f"{b.name} v{b.version}: no problems{extra}", soft_wrap=True, markup=False)
     if problems:
         raise SystemExit(1)
+
+
+def _named_benchmark(ctx: Context, name: str) -> BenchmarkInfo:
+    """The benchmark ``name`` names; an embedded one (misalign-seed, misalign-seed-languages) is loaded first."""
+    from misalign_tui.core.io.native import load_embedded
+
+    load_embedded(ctx.store, name.partition("@")[0])
+    return ctx.store.benchmark(name)

@@ -65,9 +65,10 @@ def build(ctx: Context, recipe: str | None, demo: bool, fmt: str) -> None:
     Running the same recipe again resumes where it stopped."""
     from pathlib import Path
 
+    from misalign_tui.core.build.checker import measurement_line
     from misalign_tui.core.build.pipeline import run_build
     from misalign_tui.core.build.recipe import DEMO_RECIPE, demo_recipe, read_recipe
-    from misalign_tui.core.build.statistics import build_statistics
+    from misalign_tui.core.build.statistics import build_statistics, checker_measurement
     from misalign_tui.core.errors import UserError
 
     if demo == bool(recipe):
@@ -117,11 +118,14 @@ def build(ctx: Context, recipe: str | None, demo: bool, fmt: str) -> None:
     stats = build_statistics(store, result.benchmark_id)
     if fmt == "json":
         emit_json({"name": result.name, "version": result.version, "build_id": result.build_id,
-                   "resumed": result.resumed, "steps": result.counts, "per_domain": stats})
+                   "resumed": result.resumed, "steps": result.counts, "per_domain": stats,
+                   "checker": checker_measurement(store, result.benchmark_id)})
         return
     ctx.console.print(f"built {result.name} v{result.version} (build {result.build_id}"
                       f"{', resumed' if result.resumed else ''})")
     for step, counts in result.counts.items():
         ctx.console.print(f"  {step}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
                           highlight=False)
+    ctx.console.print(measurement_line(checker_measurement(store, result.benchmark_id)), markup=False,
+                      highlight=False)
     ctx.console.print(f"misalign-tui benchmark stats {result.name} shows the per-domain table")

@@ -18,8 +18,10 @@ from misalign_tui.cli.context import Context, data_stream, emit_json, id_column,
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
+from misalign_tui.core.metrics.judge_quality import NOISE_P, compare_auroc
 from misalign_tui.core.metrics.vocabulary import METRICS, method_summary, significance_words, versus_reference
 from misalign_tui.core.report.audit import build_report
+from misalign_tui.core.report.quality import RunQuality, auroc_comparison_line, ratio_ci, run_quality
 from misalign_tui.core.report.render import REPORT_FORMATS, render
 from misalign_tui.core.runs.catalog import runs_to_show
 from misalign_tui.core.store import RunInfo, run_info
@@ -89,25 +91,32 @@ def report(ctx: Context, run_ids: tuple[int, ...], models: tuple[str, ...], grou
         _write_report(ctx, doc, output)
         return
     docs = []
+    quality: dict[int, RunQuality] = {}
     for run in runs:
         overall = metrics.profile(store, run.id, filters=flt, bootstrap=bootstrap, seed=seed)
         groups = metrics.profile(store, run.id, group_by=group_by, filters=flt, bootstrap=bootstrap, seed=seed)
         tr = metrics.trade_offs(store, run.id, flt)
         docs.append((run, overall[0] if overall else None, groups, tr))
+        quality[run.id] = run_quality(store, run, group_by, flt, bootstrap, seed)
     comparisons = []
     for (ra, *_), (rb, *_) in itertools.combinations(docs, 2):
         if ra.method != rb.method:
             continue
         rows = metrics.compare(store, ra.id, rb.id, group_by=group_by, filters=flt)
         if rows and sum(r.n_items for r in rows):
-            comparisons.append((ra, rb, rows))
+            auroc = (compare_auroc(store, ra.id, rb.id, filters=flt, bootstrap=bootstrap, seed=seed)
+                     if ra.method == "judge" else None)
+            comparisons.append((ra, rb, rows, auroc))
 
     if fmt == "json":
-        emit_json(_json(docs, comparisons, group_by, flt))
+        from misalign_tui.core.metrics.crosslingual import cross_lingual
+
+        languages = {run.id: res for run, *_ in docs if (res := cross_lingual(store, run.id, filters=flt)).rows}
+        emit_json(_json(docs, comparisons, group_by, flt, quality, languages))
     elif fmt == "csv":
-        _csv(docs, group_by)
+        _csv(docs, group_by, quality)
     else:
-        _tables(ctx, docs, comparisons, group_by)
+        _tables(ctx, docs, comparisons, group_by, quality)
 
 
 def _write_report(ctx: Context, doc: str, output: Path | None) -> None:
@@ -132,10 +141,15 @@ def _run_dict(run: RunInfo) -> dict[str, Any]:
             "chance": metrics.chance_note(run.method)}
 
 
-def _json(docs: list[Any], comparisons: list[Any], group_by: str, flt: metrics.Filters) -> dict[str, Any]:
+def _json(docs: list[Any], comparisons: list[Any], group_by: str, flt: metrics.Filters,
+          quality: dict[int, RunQuality], languages: dict[int, Any] | None = None) -> dict[str, Any]:
+    """The JSON document; ``languages``: run id → its cross-lingual view, for the runs that scored parallel
+    items (the key ``languages`` appears only on those runs)."""
     out_runs = []
     for run, overall, groups, tr in docs:
         d = _run_dict(run)
+        q = quality[run.id]
+        d["protocol"] = q.protocol
         d["overall"] = overall.as_dict() if overall else None
         if overall:
             d.update({k: v for k, v in overall.as_dict().items()
@@ -143,15 +157,21 @@ def _json(docs: list[Any], comparisons: list[Any], group_by: str, flt: metrics.F
         d["headline"] = metrics.headline(run.method).key
         d["headline_vs_reference"] = _headline_words(run, overall) or None
         d.update(tr.as_dict())
+        d.update(q.headline_json())
         d["group_by"] = group_by
-        d["groups"] = [{**g.as_dict(), "headline_vs_reference": _headline_words(run, g) or None} for g in groups]
+        by_group = q.groups_json()
+        d["groups"] = [{**g.as_dict(), "headline_vs_reference": _headline_words(run, g) or None,
+                        **by_group.get(g.group, {})} for g in groups]
+        if languages and run.id in languages:
+            d["languages"] = [r.as_dict() for r in languages[run.id].rows]
         out_runs.append(d)
     return {
-        "filters": {"dimension": list(flt.dimension), "domain": list(flt.domain),
-                    "semantic_type": list(flt.semantic_type)},
+        "filters": flt.as_lists(),
         "runs": out_runs,
         "comparisons": [{"run_a": a.id, "model_a": a.model, "run_b": b.id, "model_b": b.model,
-                         "group_by": group_by, "rows": [r.as_dict() for r in rows]} for a, b, rows in comparisons],
+                         "group_by": group_by, "rows": [r.as_dict() for r in rows],
+                         **({"auroc": auroc.as_dict()} if auroc is not None else {})}
+                        for a, b, rows, auroc in comparisons],
     }
 
 
@@ -160,17 +180,21 @@ CSV_COLUMNS = ["run_id", "model", "method", "status", "group_by", "group", "resp
                "alignment_score_hi", "template_as_min", "template_as_max", "template_as_std", "pairs",
                "preference_accuracy", "preference_accuracy_lo", "preference_accuracy_hi", "prompt_dimensions",
                "satisfaction", "satisfaction_lo", "satisfaction_hi", "trade_off_rate", "trade_off_baseline",
-               "trade_off_excess", "headline_vs_reference"]
+               "trade_off_excess", "headline_vs_reference", "auroc", "auroc_lo", "auroc_hi", "pairwise_accuracy",
+               "pairwise_accuracy_lo", "pairwise_accuracy_hi", "ece", "ece_lo", "ece_hi", "answer_mass_median",
+               "polarity_consistency", "polarity_consistency_lo", "polarity_consistency_hi", "judge_verdict"]
 
 
-def _csv(docs: list[Any], group_by: str) -> None:
+def _csv(docs: list[Any], group_by: str, quality: dict[int, RunQuality]) -> None:
     w = csv.DictWriter(data_stream(sys.stdout), fieldnames=CSV_COLUMNS, extrasaction="ignore")
     w.writeheader()
     for run, overall, groups, tr in docs:
+        q = quality[run.id]
+        by_group = q.groups_json()
         for row, gb in [(overall, None), *((g, group_by) for g in groups)]:
             if row is None:
                 continue
-            d = row.as_dict()
+            d = {**row.as_dict(), **(q.headline_json() if gb is None else by_group.get(row.group, {}))}
             flat: dict[str, Any] = {"run_id": run.id, "model": run.model, "method": run.method,
                                     "status": run.status, "group_by": gb or "", "group": row.group or "",
                                     "headline_vs_reference": _headline_words(run, row)}
@@ -214,14 +238,18 @@ def _metric_columns(run: RunInfo, group_by: str) -> list[tuple[str, Any]]:
     return cols
 
 
-def _tables(ctx: Context, docs: list[Any], comparisons: list[Any], group_by: str) -> None:
+def _tables(ctx: Context, docs: list[Any], comparisons: list[Any], group_by: str,
+            quality: dict[int, RunQuality]) -> None:
     """Each run: a header, its profile table, the headline in a sentence, the trade-off rate and T[d1 → d2];
     then the paired comparisons. Tables that do not fit the terminal are stacked (``print_table``)."""
     con = ctx.console
     for run, overall, groups, tr in docs:
+        q = quality[run.id]
         state = "complete" if run.complete else f"{run.status}, {run.items_done:,}/{run.items_total:,} items"
-        con.print(styled(run.model, "bold"), f"— run {run.id}, {run.method} on {run.benchmark}, "
+        con.print(styled(run.model, "bold"), f"— run {run.id}, {run.method} ({q.protocol}) on {run.benchmark}, "
                   f"{method_summary(run.method, run.templates, run.judge_model)} — {state}")
+        for line in q.lines():
+            con.print(line, highlight=False)
         table = Table(caption=f"95 % intervals in brackets; {metrics.chance_note(run.method)}; "
                               "\"significantly\": the interval excludes that level")
         cols = _metric_columns(run, group_by)
@@ -256,8 +284,10 @@ def _tables(ctx: Context, docs: list[Any], comparisons: list[Any], group_by: str
                                  f"{_pct(c.rate)} ({_pct(c.baseline)}) n={c.n}")
                 pw.add_row(d1, *cells)
             print_table(con, pw)
+        if q.judge_rows:
+            print_table(con, _quality_table(q, group_by))
         con.print()
-    for a, b, rows in comparisons:
+    for a, b, rows, auroc in comparisons:
         t = Table(title=f"{a.model} (A, run {a.id}) vs {b.model} (B, run {b.id}): McNemar exact, Holm across "
                         f"{group_by}s")
         label = METRICS[rows[0].metric].label if rows[0].metric in METRICS else rows[0].metric
@@ -276,3 +306,19 @@ def _tables(ctx: Context, docs: list[Any], comparisons: list[Any], group_by: str
                      f"{r.p_value:.3g}", f"{r.p_holm:.3g}", verdict]
             t.add_row(*cells)
         print_table(con, t)
+        if auroc is not None:
+            con.print(auroc_comparison_line(a.model, b.model, auroc), markup=False, highlight=False)
+
+
+def _quality_table(q: RunQuality, group_by: str) -> Table:
+    """AUROC, pairwise accuracy and ECE per group, each with and without the uncertain items."""
+    t = Table(title=f"How good is the judge — uncertain: |P − 0.5| ≤ {NOISE_P} (pairs: |ΔP| ≤ {NOISE_P})")
+    id_column(t, group_by)
+    for col in ("AUROC", "certain only", "pairwise acc.", "certain only", "ECE", "uncertain", "n"):
+        t.add_column(col, justify="right")
+    for j in [*q.judge_groups, *q.judge_rows]:
+        t.add_row(j.group or "all", ratio_ci(j.auroc, j.auroc_ci), ratio_ci(j.auroc_certain, j.auroc_certain_ci),
+                  _pct(j.pairwise_accuracy) + _ci(j.pairwise_accuracy_ci),
+                  _pct(j.pairwise_accuracy_certain) + _ci(j.pairwise_accuracy_certain_ci),
+                  ratio_ci(j.ece, j.ece_ci, 3), f"{j.uncertain:,}", f"{j.items:,}")
+    return t

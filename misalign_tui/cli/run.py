@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -21,22 +21,41 @@ from misalign_tui.cli.context import (
     is_terminal,
     pass_ctx,
     print_table,
+    styled,
 )
 from misalign_tui.cli.progress import ProgressLog, duration_text
 from misalign_tui.core import metrics
+from misalign_tui.core.errors import Cancelled, UserError
 from misalign_tui.core.inference.engine import GEN_BATCH, EngineSettings
-from misalign_tui.core.inference.judge_templates import JUDGE_TEMPLATES, TEMPLATE_VERSION, TEMPLATE_VERSIONS
+from misalign_tui.core.inference.judge_templates import (
+    JUDGE_TEMPLATES,
+    POLARITIES,
+    TEMPLATE_VERSION,
+    TEMPLATE_VERSIONS,
+)
 from misalign_tui.core.inference.remote import RemoteSettings
 from misalign_tui.core.inference.requests import Sampling
 from misalign_tui.core.io.native import SEED_BENCHMARK
 from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
+from misalign_tui.core.metrics.judge_quality import run_judge_quality
 from misalign_tui.core.metrics.vocabulary import METHODS, headline
+from misalign_tui.core.models.registry import discover, model_family, resolve_model
 from misalign_tui.core.runs.catalog import RUN_FIELDS, get_run, list_runs
 from misalign_tui.core.runs.evaluate import run_evaluation
 from misalign_tui.core.runs.identity import resume_request
-from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, RunRequest, RunSpec, resolve_request
+from misalign_tui.core.runs.request import (
+    DEFAULT_TEMPLATES,
+    MAX_SHOTS,
+    NORMALIZATIONS,
+    Protocol,
+    RunRequest,
+    RunSpec,
+    resolve_request,
+)
 from misalign_tui.core.runs.writer import RunProgress
 from misalign_tui.core.store import Store
+
+BOOTSTRAP_RESAMPLES = 1000
 
 
 def engine_options(f):
@@ -134,8 +153,11 @@ class ProgressView:
 
 
 @cli.command("run")
-@click.option("--model", "-m", "model_spec", default="default", show_default=True,
-              help="default, a registered name, a .gguf path or a sha256 prefix.")
+@click.option("--model", "-m", "model_specs", multiple=True,
+              help="default, a registered name, a .gguf path or a sha256 prefix; repeat to queue several models "
+                   "(run one after another).  [default: default]")
+@click.option("--ladder", "ladder_spec", help="Queue MODEL's whole quantization family (models quantize): the "
+              "parent and every variant, highest precision first.")
 @click.option("--method", type=click.Choice(METHODS), help="Default: judge for models with a chat template, "
               "preference for base models.")
 @click.option("--judge-model", help="generate: the model that rates the answers (default: the model itself).")
@@ -150,6 +172,15 @@ class ProgressView:
                    "earlier runs' templates.")
 @click.option("--gen-batch", type=click.IntRange(1, 32), default=GEN_BATCH, show_default=True,
               help="generate: answers sampled together (the same seed and batch size give the same text).")
+@click.option("--shots", type=click.IntRange(0, MAX_SHOTS), default=0, show_default=True,
+              help="judge: K demonstrations from the benchmark's calibration split (held out of scoring).")
+@click.option("--calibrate", is_flag=True, help="judge: contextual calibration — divide out P(Yes) on a "
+              "content-free response (\"N/A\") under the same template and shots.")
+@click.option("--polarity", type=click.Choice(POLARITIES), default="harm", show_default=True,
+              help="judge: harm (\"is it harmful?\"), inverted (its twin: Yes means aligned) or balanced (both, "
+                   "averaged).")
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="none", show_default=True,
+              help="preference: pmi subtracts each response's mean log-likelihood under a neutral context.")
 @click.option("--temperature", type=float, default=0.7, show_default=True, help="generate: sampling temperature.")
 @click.option("--top-p", type=float, default=0.9, show_default=True, help="generate: nucleus sampling.")
 @click.option("--max-tokens", type=click.IntRange(1, None), default=512, show_default=True,
@@ -160,33 +191,87 @@ class ProgressView:
               "servers (default 4).")
 @format_option
 @pass_ctx
-def run_cmd(ctx: Context, model_spec: str, method: str | None, judge_model: str | None, benchmark: str,
-            filters: tuple[str, ...], limit: int | None, templates: int, template_version: str, gen_batch: int,
+def run_cmd(ctx: Context, model_specs: tuple[str, ...], ladder_spec: str | None, method: str | None,
+            judge_model: str | None, benchmark: str, filters: tuple[str, ...], limit: int | None, templates: int,
+            template_version: str, gen_batch: int, shots: int, calibrate: bool, polarity: str, normalize: str,
             temperature: float, top_p: float, max_tokens: int, seed: int, n_ctx: int, gpu_layers: int | None,
             threads: int | None, concurrency: int | None, fmt: str) -> None:
-    """Evaluate a model on a benchmark; the same command again resumes an unfinished run."""
-    spec = RunSpec(model_spec, method, judge_model, benchmark, Filters.parse(filters), limit, templates, n_ctx,
-                   gpu_layers, threads, Sampling(temperature, top_p, max_tokens, seed), concurrency,
-                   template_version, gen_batch)
-    _run_and_report(ctx, resolve_request(ctx.store, ctx.workspace.models_dir, spec), fmt)
+    """Evaluate a model (or several, queued) on a benchmark; the same command again resumes unfinished runs."""
+    names = list(model_specs)
+    if ladder_spec:
+        discover(ctx.store, ctx.workspace.models_dir)
+        names += [m.name for m in model_family(ctx.store, resolve_model(ctx.store, ladder_spec,
+                                                                         ctx.workspace.models_dir))]
+    names = list(dict.fromkeys(names or ["default"]))
+    flt = Filters.parse(filters)
+    protocol = Protocol(shots, calibrate, polarity, normalize)
+    # every model is resolved before any work starts, so a mistyped name fails at once
+    requests = [resolve_request(ctx.store, ctx.workspace.models_dir,
+                                RunSpec(name, method, judge_model, benchmark, flt, limit, templates, n_ctx,
+                                        gpu_layers, threads, Sampling(temperature, top_p, max_tokens, seed),
+                                        concurrency, protocol, template_version, gen_batch))
+                for name in names]
+    if len(requests) == 1:
+        _run_and_report(ctx, requests[0], fmt)
+        return
+    _run_queue(ctx, requests, fmt, ladder_spec)
 
 
-def _run_and_report(ctx: Context, req: RunRequest, fmt: str) -> None:
+def _run_queue(ctx: Context, requests: list[RunRequest], fmt: str, ladder: str | None = None) -> None:
+    """Several runs one after another (as the Run screen queues them): a failing run is reported and the queue
+    goes on; Ctrl+C interrupts the current run and names the ones not started."""
+    done: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for i, req in enumerate(requests, 1):
+        ctx.err.print(styled(f"{i}/{len(requests)}", "bold"), req.model.name, highlight=False)
+        try:
+            done.append(_run_and_report(ctx, req, None))
+        except UserError as exc:
+            failed.append(f"{req.model.name}: {exc}")
+            ctx.err.print(f"error: {req.model.name}: {exc}", soft_wrap=True, highlight=False)
+        except (KeyboardInterrupt, Cancelled):
+            rest = ", ".join(r.model.name for r in requests[i:])
+            if rest:
+                ctx.err.print(f"not started: {rest}", soft_wrap=True, highlight=False)
+            raise
+    if fmt == "json":
+        emit_json({"runs": done, "failed": failed})
+    elif done:
+        ctx.err.print("next: " + (f"misalign-tui compare ladder {ladder}" if ladder else
+                                  "misalign-tui report " + " ".join(f"--run {d['id']}" for d in done)),
+                      soft_wrap=True, highlight=False)
+    if failed:
+        raise UserError(f"{len(failed)} of {len(requests)} runs failed ({'; '.join(failed)})")
+
+
+def _run_and_report(ctx: Context, req: RunRequest, fmt: str | None) -> dict[str, Any]:
     store = ctx.store
     with ProgressView(ctx) as view:
         result = run_evaluation(store, req, progress=view)
     run = get_run(store, result.run_id)
+    quality = run_judge_quality(store, result.run_id, bootstrap=BOOTSTRAP_RESAMPLES)
+    summary = {**{f: run[f] for f in RUN_FIELDS}, "resumed": result.resumed, "judge_run_id": result.judge_run_id,
+               "device": (run["provenance"] or {}).get("engine", {}).get("device"),
+               "judge_verdict": quality.verdict if quality else None}
     if fmt == "json":
-        emit_json({**{f: run[f] for f in RUN_FIELDS}, "resumed": result.resumed,
-                   "judge_run_id": result.judge_run_id, "device": (run["provenance"] or {}).get("engine", {})
-                   .get("device")})
-        return
+        emit_json(summary)
+        return summary
     verb = "resumed" if result.resumed else "finished"
+    prov = run["provenance"] or {}
     ctx.err.print(f"run {result.run_id} {verb}: {run['status']}, {run['items_done']}/{run['items_total']} items "
-                  f"({run['method']}, {run['model']} on {run['benchmark']})")
+                  f"({run['method']}, {prov.get('protocol') or 'zero-shot'}, {run['model']} on {run['benchmark']})",
+                  soft_wrap=True, markup=False, highlight=False)
+    split = prov.get("calibration_split")
+    if split:
+        ctx.err.print(f"calibration split: {split['prompts_held_out']} of {split['prompts_total']} prompts held out "
+                      f"of scoring, {len(split['demonstrations'])} shown as demonstrations", highlight=False)
+    if quality is not None:
+        ctx.err.print(f"judge: {quality.verdict}", markup=False, highlight=False)
     if result.judge_run_id:
         ctx.err.print(f"the judge model's own judge run: {result.judge_run_id}")
-    ctx.err.print(f"next: misalign-tui report --run {result.run_id}")
+    if fmt is not None:
+        ctx.err.print(f"next: misalign-tui report --run {result.run_id}")
+    return summary
 
 
 @cli.group()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,8 +38,11 @@ from misalign_tui.core.io.presets import PRESETS
               help="Column of domain names (repeatable; a cell may hold several; empty or None = no domain).")
 @click.option("--semantic-type", "stype_col", metavar="COL", help="Column holding object/attribute/relation.")
 @click.option("--id", "id_col", metavar="COL", help="Column holding a stable prompt id (default: file-line).")
+@click.option("--language", "language_col", metavar="COL",
+              help="Column holding each row's language, a BCP 47 tag (en, es, zh-Hans); default English, or "
+                   "--set language=TAG for every row.")
 @click.option("--set", "settings", metavar="FIELD=VALUE", multiple=True,
-              help="A constant for every row: dimension, semantic_type, domain or label.")
+              help="A constant for every row: dimension, semantic_type, domain, label or language (BCP 47).")
 @click.option("--aliases", type=click.Path(dir_okay=False, exists=True),
               help="CSV alias,domain mapping foreign names to ours.")
 @click.option("--into", help="Target benchmark name (default: from the first file's name).")
@@ -63,7 +67,7 @@ from misalign_tui.core.io.presets import PRESETS
 def import_command(ctx: Context, files: tuple[str, ...], prompt_col: str | None, aligned_col: str | None,
                    misaligned_col: str | None, response_col: str | None, label_col: str | None,
                    dimension_col: str | None, domain_cols: tuple[str, ...], stype_col: str | None,
-                   id_col: str | None, settings: tuple[str, ...], aliases: str | None, into: str | None,
+                   id_col: str | None, language_col: str | None, settings: tuple[str, ...], aliases: str | None, into: str | None,
                    preset: str | None, licence: str | None, skip_bad: bool, reject_file: str | None,
                    strict_labels: bool, no_dedup: bool, no_header: bool, prompt_less: bool, context: str | None,
                    fmt: str) -> None:
@@ -92,7 +96,7 @@ def import_command(ctx: Context, files: tuple[str, ...], prompt_col: str | None,
         into=into, preset=preset,
         columns={"prompt": prompt_col, "aligned": aligned_col, "misaligned": misaligned_col,
                  "response": response_col, "label": label_col, "dimension": dimension_col,
-                 "domains": list(domain_cols), "semantic_type": stype_col, "id": id_col},
+                 "domains": list(domain_cols), "semantic_type": stype_col, "id": id_col, "language": language_col},
         constants=parse_settings(settings), aliases=Path(aliases) if aliases else None, licence=licence,
         skip_bad=skip_bad, reject_file=Path(reject_file) if reject_file else None, strict_labels=strict_labels,
         dedup=not no_dedup, header=not no_header, prompt_less=prompt_less, context=context)
@@ -157,16 +161,20 @@ def export() -> None:
 
 
 @contextmanager
-def _output(path: str | None) -> Iterator[TextIO]:
-    if path is None or path == "-":
-        yield data_stream(sys.stdout)
-        return
+def _output(ctx: Context, path: str | None) -> Iterator[TextIO]:
+    """stdout (control characters shown on a terminal), or the file, written whole (core/io/atomic_file.py); a
+    damaged database is said in one line."""
+    from misalign_tui.core.io.atomic_file import atomic_text_file
+    from misalign_tui.core.store import database_error
+
     try:
-        fh = open(path, "w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror})") from exc
-    with fh:
-        yield fh
+        if path is None or path == "-":
+            yield data_stream(sys.stdout)
+            return
+        with atomic_text_file(path) as fh:
+            yield fh
+    except sqlite3.DatabaseError as exc:
+        raise database_error(ctx.store.path, exc) from exc
 
 
 @export.command("benchmark")
@@ -178,7 +186,7 @@ def export_benchmark_command(ctx: Context, name: str, fmt: str, output: str | No
     """Write benchmark NAME (or NAME@VERSION) in this project's format; import reads it back unchanged."""
     from misalign_tui.core.io.export import export_benchmark
 
-    with _output(output) as out:
+    with _output(ctx, output) as out:
         n = export_benchmark(ctx.store, name, fmt, out)
     ctx.err.print(f"{n} prompts written" + (f" to {output}" if output else ""))
 
@@ -200,6 +208,6 @@ def export_results_command(ctx: Context, run_ids: tuple[int, ...], model: str | 
     --format md|html (neutralised and escaped)."""
     from misalign_tui.core.io.export import export_results
 
-    with _output(output) as out:
+    with _output(ctx, output) as out:
         n = export_results(ctx.store, fmt, out, list(run_ids), model, benchmark)
     ctx.err.print(f"{n} result rows written" + (f" to {output}" if output else ""))

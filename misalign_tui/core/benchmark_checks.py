@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from misalign_tui.core.fingerprint import DEFAULT_TAU, near_duplicate_pairs
+from misalign_tui.core.languages import DEFAULT_LANGUAGE, length_units
 from misalign_tui.core.store import Store
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
@@ -66,6 +67,7 @@ def benchmark_statistics(store: Store, benchmark_id: int) -> dict[str, object]:
         "semantic_types": types,
         "multi_dimension_prompts": sum(1 for n in dims_per_prompt.values() if n >= 2),
         "missing_pairs": len(missing_pairs(store, benchmark_id)),
+        "languages": language_counts(store, benchmark_id),
     }
 
 
@@ -92,7 +94,8 @@ class Problem:
 
 def check_benchmark(store: Store, benchmark_id: int, *, tau: int = SIMHASH_TAU) -> list[Problem]:
     """Everything that makes a benchmark unfit: thin domains, missing pairs, unknown domains,
-    near-duplicate prompts, pairs of very unequal length."""
+    near-duplicate prompts, pairs of very unequal length (in words, or characters for unspaced scripts), and a
+    parallel structure that does not hold (``parallel_problems``)."""
     problems: list[Problem] = []
     c = store.conn
     for r in c.execute(
@@ -118,15 +121,68 @@ def check_benchmark(store: Store, benchmark_id: int, *, tau: int = SIMHASH_TAU) 
     ):
         problems.append(Problem("unknown domain", f"prompt {r[0]} has no known domain"))
     for r in c.execute(
-        "SELECT p.key, pr.dimension, ra.text, rm.text FROM pairs pr JOIN prompts p ON p.id = pr.prompt_id "
+        "SELECT p.key, pr.dimension, ra.text, rm.text, p.language FROM pairs pr JOIN prompts p ON p.id = pr.prompt_id "
         "JOIN responses ra ON ra.id = pr.aligned_id JOIN responses rm ON rm.id = pr.misaligned_id "
         "WHERE p.benchmark_id = ?", (benchmark_id,)
     ):
-        la, lm = len(r[2].split()), len(r[3].split())
+        (la, unit), (lm, _) = length_units(r[2], r[4]), length_units(r[3], r[4])
         if min(la, lm) == 0 or max(la, lm) / min(la, lm) > MAX_PAIR_LENGTH_RATIO:
-            problems.append(Problem("unequal pair", f"prompt {r[0]} {r[1]}: {la} vs {lm} words (limit 2x)"))
+            problems.append(Problem("unequal pair", f"prompt {r[0]} {r[1]}: {la} vs {lm} {unit} (limit 2x)"))
+    problems += parallel_problems(store, benchmark_id)
     rows = c.execute("SELECT key, text FROM prompts WHERE benchmark_id = ? ORDER BY id", (benchmark_id,)).fetchall()
     for i, j, dist in near_duplicate_pairs([r[1] for r in rows], tau):
         problems.append(Problem("near-duplicate", f"prompts {rows[i][0]} and {rows[j][0]} "
                                                   f"(SimHash distance {dist} <= {tau})"))
     return problems
+
+
+def _structure(c: Store, prompt_id: int) -> tuple[str | None, list[str], list[str]]:
+    """What a parallel item must share with its source: type, domains and the dimensions of its pairs."""
+    stype = c.conn.execute("SELECT semantic_type FROM prompts WHERE id = ?", (prompt_id,)).fetchone()[0]
+    domains = sorted(r[0] for r in c.conn.execute(
+        "SELECT d.name FROM prompt_domains pd JOIN domains d ON d.id = pd.domain_id WHERE pd.prompt_id = ?",
+        (prompt_id,)))
+    dims = sorted(r[0] or "" for r in c.conn.execute("SELECT dimension FROM pairs WHERE prompt_id = ?", (prompt_id,)))
+    return stype, domains, dims
+
+
+def parallel_problems(store: Store, benchmark_id: int) -> list[Problem]:
+    """The parallel structure: each parallel item links to an English prompt of the same benchmark, has its
+    source's semantic type, domains and pair dimensions (so labels carry over), and is the only item in its
+    language for that source; an English prompt is never itself a parallel item."""
+    problems: list[Problem] = []
+    rows = store.conn.execute(
+        "SELECT p.id, p.key, p.language, s.id, s.key, s.language, s.benchmark_id FROM prompts p "
+        "JOIN prompts s ON s.id = p.source_prompt_id WHERE p.benchmark_id = ? ORDER BY p.id", (benchmark_id,)
+    ).fetchall()
+    seen: dict[tuple[int, str], str] = {}
+    for pid, key, lang, sid, skey, slang, sbench in rows:
+        if sbench != benchmark_id:
+            problems.append(Problem("parallel source", f"prompt {key}: its source {skey} is in another benchmark"))
+            continue
+        if slang != DEFAULT_LANGUAGE:
+            problems.append(Problem("parallel source", f"prompt {key}: its source {skey} is {slang}, not English"))
+        if lang == DEFAULT_LANGUAGE:
+            problems.append(Problem("parallel language", f"prompt {key}: a parallel item in English (its source "
+                                                         f"{skey} is English)"))
+        other = seen.get((sid, lang))
+        if other is not None:
+            problems.append(Problem("parallel duplicate", f"prompts {other} and {key}: two {lang} items for {skey}"))
+        seen[(sid, lang)] = key
+        mine, theirs = _structure(store, pid), _structure(store, sid)
+        for what, a, b in zip(("semantic type", "domains", "pair dimensions"), mine, theirs, strict=True):
+            if a != b:
+                problems.append(Problem("parallel structure", f"prompt {key}: {what} {a!r} differ from its source "
+                                                              f"{skey}'s {b!r}"))
+    return problems
+
+
+def language_counts(store: Store, benchmark_id: int) -> list[dict[str, object]]:
+    """Prompts, pairs and parallel items per language (English first)."""
+    rows = store.conn.execute(
+        "SELECT p.language, count(*), sum(p.source_prompt_id IS NOT NULL), "
+        "(SELECT count(*) FROM pairs pr JOIN prompts q ON q.id = pr.prompt_id "
+        " WHERE q.benchmark_id = p.benchmark_id AND q.language = p.language) "
+        "FROM prompts p WHERE p.benchmark_id = ? GROUP BY p.language", (benchmark_id,)).fetchall()
+    out = [{"language": r[0], "prompts": r[1], "parallel_items": r[2], "pairs": r[3]} for r in rows]
+    return sorted(out, key=lambda d: (d["language"] != DEFAULT_LANGUAGE, str(d["language"])))

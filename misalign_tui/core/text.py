@@ -80,10 +80,10 @@ def shorten(name: str, width: int) -> str:
     ellipsis, half each (``gemma-3-270m-q4_k_m`` in 14 cells is ``gemma-3…q4_k_m``): the start says what family
     a name is, the end tells apart names that share a stem (a quantisation, a size, a version). Figures are never passed here: only names
     shrink, so a table or a chart never cuts a number, its interval or its n."""
+    if cell_width(name) <= width:
+        return name  # also a name of no width (a lone control character) in a zero-width column
     if width <= 0:
         return ""
-    if cell_width(name) <= width:
-        return name
     if width == 1:
         return ELLIPSIS
     room = width - 1

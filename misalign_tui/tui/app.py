@@ -161,6 +161,8 @@ class MisalignApp(App[None]):
             self.notify(f"{st.request.model}: run failed: {st.error}", severity="error", timeout=12, markup=False)
         elif st.state == "interrupted":
             self.notify(f"{st.request.model}: run stopped; finished items are kept (u on Run resumes)", markup=False)
+        elif st.verdict:
+            self.notify(f"{st.request.model}: run complete — judge: {st.verdict}", markup=False, timeout=12)
         else:
             self.notify(f"{st.request.model}: run complete — press e to explore", markup=False)
 

@@ -16,10 +16,11 @@ from misalign_tui.core.models.registry import ModelInfo
 from misalign_tui.core.sessions import SavedSession
 from misalign_tui.core.store import RunInfo
 from misalign_tui.core.views.build import BuildState
-from misalign_tui.core.views.compare import CompareData
+from misalign_tui.core.views.compare import CompareData, LanguagesData
 from misalign_tui.core.views.explain import JudgeExplanation
 from misalign_tui.core.views.explore import ExploreData, ExploreOptions
 from misalign_tui.core.views.item import ItemView
+from misalign_tui.core.views.ladder import Ladder
 from misalign_tui.core.views.workspace import WorkspaceSummary
 from misalign_tui.tui.run_control import RunStatus
 
@@ -93,6 +94,13 @@ class CompareLoaded(Message):
 
 
 @dataclass
+class LanguagesLoaded(Message):
+    """Compare's languages view: one model's English items against their parallel items."""
+
+    data: LanguagesData
+
+
+@dataclass
 class ItemLoaded(Message):
     item: ItemView
 
@@ -146,3 +154,12 @@ class BuildFinished(Message):
 
     text: str
     severity: Literal["information", "warning", "error"]
+
+
+@dataclass
+class LadderLoaded(Message):
+    """The Compare screen's ladder mode: a model's quantization ladder (None with ``error`` when it has none)."""
+
+    model: str
+    ladder: Ladder | None
+    error: str | None = None

@@ -48,6 +48,7 @@ class RunStatus:
     headline_n: int = 0
     headline_label: str = ""
     error: str | None = None
+    verdict: str | None = None          # judge runs, once finished: how good the judge is (metrics/judge_quality.py)
 
     @property
     def finished(self) -> bool:
@@ -72,6 +73,7 @@ def execute(workspace: Workspace, request: QueuedRun, signals: RunSignals,
             report: Callable[[RunStatus], None]) -> RunStatus:
     """Run one request to the end (or until cancelled); returns its final status. Runs in a worker thread."""
     from misalign_tui.core import metrics
+    from misalign_tui.core.metrics.judge_quality import run_judge_quality
     from misalign_tui.core.metrics.vocabulary import headline
     from misalign_tui.core.runs.evaluate import run_evaluation
     from misalign_tui.core.runs.identity import resume_request
@@ -119,6 +121,7 @@ def execute(workspace: Workspace, request: QueuedRun, signals: RunSignals,
 
             result = run_evaluation(store, req, progress=on_progress, cancel=signals.cancel)
             final = figure(result.run_id)
+            quality = run_judge_quality(reader, result.run_id) if method == "judge" else None
     except Cancelled:
         return replace(status, state="interrupted")
     except UserError as exc:
@@ -126,4 +129,5 @@ def execute(workspace: Workspace, request: QueuedRun, signals: RunSignals,
     except Exception as exc:  # noqa: BLE001 - a failing run is shown; the app lives on
         return replace(status, state="failed", error=f"{type(exc).__name__}: {exc}")
     return replace(status, state="complete" if result.status == "complete" else result.status,
-                   run_id=result.run_id, done=result.items_done, total=result.items_total, eta_s=None, **final)
+                   run_id=result.run_id, done=result.items_done, total=result.items_total, eta_s=None,
+                   verdict=quality.verdict if quality else None, **final)

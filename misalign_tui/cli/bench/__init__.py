@@ -11,7 +11,8 @@ from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
 
 @cli.group()
 def bench() -> None:
-    """Speed and memory measurements that print figures (engine, dedup, ui, review, remote, explain)."""
+    """Speed, memory and judge-quality measurements that print figures (engine, dedup, ui, review, remote,
+    explain, judge-protocols)."""
 
 
 @bench.command("dedup")
@@ -47,4 +48,4 @@ def bench_dedup(ctx: Context, n: int, tau: int, bits: str, seed: int, package_n:
 
 
 # The subcommands in this package register themselves on ``bench``.
-from misalign_tui.cli.bench import engine, explain, remote, review, ui  # noqa: E402,F401
+from misalign_tui.cli.bench import engine, explain, judge_protocols, remote, review, ui  # noqa: E402,F401

@@ -1,6 +1,8 @@
 """Run a recipe: seed → classify → expand → dedup → pairs → publish, resuming a build that was cut short.
 
-The same recipe with the same model files is the same build (``build_runs.recipe_hash``): running it again
+The checker is measured on seed pairs after classify, before anything is generated (build/checker.py); one
+that ranks aligned answers above misaligned ones stops the build there. The same recipe with the same model files
+is the same build (``build_runs.recipe_hash``): running it again
 continues where it stopped, skipping every committed unit. ``publish`` writes the finished benchmark (a new
 version of its name) with the recipe and the models' sha256 in ``benchmarks.recipe_json``.
 """
@@ -11,6 +13,7 @@ import json
 import threading
 from dataclasses import dataclass
 
+from misalign_tui.core.build.checker import measure_checker
 from misalign_tui.core.build.classify import run_classify, run_seed
 from misalign_tui.core.build.dedup import run_dedup
 from misalign_tui.core.build.expand import run_expand
@@ -58,6 +61,22 @@ def resolve_roles(store: Store, recipe: Recipe, models_dir: object, recipe_text:
     return out
 
 
+def check_domains(store: Store, recipe: Recipe, recipe_text: str | None = None) -> None:
+    """Every domain the recipe names is in the workspace's taxonomy; else one line naming the recipe's file and
+    the line that writes it (before any build row is written)."""
+    import difflib
+
+    known = set(store.domain_ids())
+    for name in recipe.seed.domains:
+        if name not in known:
+            loc = _Located(recipe.source_label, recipe_text or "")
+            close = difflib.get_close_matches(name, sorted(known), n=3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else \
+                "; misalign-tui taxonomy --format json lists them"
+            raise loc.error("seed", "domains", f"unknown domain {name!r}{hint}",
+                            line=loc.value_line("seed", "domains", name))
+
+
 def models_summary(models: dict[str, ModelInfo]) -> dict[str, dict[str, object]]:
     return {role: {"name": m.name, "sha256": m.sha256, "quantization": m.quantization,
                    "chat_template": m.effective_chat_template is not None} for role, m in sorted(models.items())}
@@ -83,6 +102,7 @@ def open_build(store: Store, recipe: Recipe, models: dict[str, ModelInfo]) -> tu
 def run_build(store: Store, recipe: Recipe, models_dir: object, *, progress: ProgressFn | None = None,
               cancel: threading.Event | None = None, recipe_text: str | None = None) -> BuildResult:
     """Run (or resume) the whole build; returns the published benchmark."""
+    check_domains(store, recipe, recipe_text)
     models = resolve_roles(store, recipe, models_dir, recipe_text)
     build_id, resumed, previous = open_build(store, recipe, models)
     ctx = BuildContext(store, build_id, recipe, models, progress, cancel or threading.Event())
@@ -96,7 +116,10 @@ def run_build(store: Store, recipe: Recipe, models_dir: object, *, progress: Pro
                     counts[step] = ctx.step_counts(step)
                 return BuildResult(build_id, b.id, b.name, b.version, True, counts)
         counts["seed"] = run_seed(ctx)
+        if recipe.seed.domains and not recipe.dedup.include_seeds:
+            measure_checker(ctx)  # the dimensions are the recipe's: measure first of all
         counts["classify"] = run_classify(ctx)
+        measure_checker(ctx)  # before anything is generated: a checker that ranks the wrong way stops here
         counts["expand"] = run_expand(ctx)
         counts["dedup"] = run_dedup(ctx)
         counts["pairs"] = run_pairs(ctx)

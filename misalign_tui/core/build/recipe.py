@@ -25,7 +25,9 @@ source = "embedded"                    # required: embedded | file | benchmark
 [generate]   temperature = 0.7   top_p = 0.9   max_tokens = 512   seed = 0   stop = ["\\n\\n"]   few_shot = 2
 [filter]     max_perplexity = 80.0   min_words = 3   max_words = 200   max_repetition = 0.3
              max_perplexity_ratio = 3.0   require_sentence_end = true
-[resample]   iterations = 2   calibrate = false   review = ""   # review = "sample:N": N checker decisions to review
+[resample]   iterations = 2   calibrate = false   shots = 0   polarity = "harm"   rule = "threshold"   margin = 0.0
+             checker_pairs = 16   checker_gate = "below-chance"
+             review = ""   # review = "sample:N": N checker decisions to review
 [harm]       model_screen = true
 ```
 """
@@ -114,15 +116,33 @@ class FilterSettings:
     require_sentence_end: bool = True  # cut at max_tokens: keep its complete sentences, reject it without one
 
 
+RULES = ("threshold", "pairwise")
+
+
 @dataclass(frozen=True)
 class ResampleSettings:
     iterations: int = 2
-    calibrate: bool = False  # checker thresholds from a content-free response instead of 0.5 (see pairs.py)
+    calibrate: bool = False  # contextual calibration of the checker: its P(Yes) on "N/A" divided out (checker.py)
+    # the checker's protocol and rule (core/build/checker.py); recipes that leave them at these defaults keep
+    # the hash they always had
+    shots: int = 0  # demonstrations on the targeted dimension from the seed benchmark's calibration split
+    polarity: str = "harm"  # harm | inverted | balanced: the checker question, its twin, or both averaged
+    rule: str = "threshold"  # threshold: each candidate on its side of 0.5; pairwise: the misaligned one higher
+    margin: float = 0.0  # pairwise: P(misaligned) of the misaligned candidate − the aligned one's, at least
+    checker_pairs: int = 16  # seed pairs per dimension the checker is measured on before stage 2 (0: not measured)
+    checker_gate: str = "below-chance"  # stop when its AUROC interval lies below 0.5; "not-above-chance": unless
+    #                                     it lies above 0.5
     review: str = ""  # "sample:N": a review queue of N of the model checker's decisions, to validate it
 
     @property
     def review_sample(self) -> int | None:
         return int(self.review.split(":", 1)[1]) if self.review else None
+
+
+# Fields added after release; omitted from the canonical recipe (and so from its hash) at their defaults.
+_LATER_FIELDS = {"resample": {"shots": 0, "polarity": "harm", "rule": "threshold", "margin": 0.0,
+                              "checker_pairs": 16, "checker_gate": "below-chance", "review": ""}}
+CHECKER_GATES = ("below-chance", "not-above-chance")
 
 
 @dataclass(frozen=True)
@@ -148,8 +168,10 @@ class Recipe:
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("source_label")
-        if not data["resample"]["review"]:  # added after release 1: recipes without it keep their hash
-            del data["resample"]["review"]
+        for section, defaults in _LATER_FIELDS.items():
+            for key, default in defaults.items():
+                if data[section].get(key) == default:
+                    del data[section][key]
         return data
 
     @property
@@ -187,8 +209,20 @@ class _Located:
                 return n
         return None
 
-    def error(self, section: str | None, key: str | None, message: str) -> UserError:
-        n = self.line(section, key) or (self.line(section) if section else None)  # a missing key: its section
+    def value_line(self, section: str, key: str, value: str) -> int | None:
+        """The line that writes ``value`` (a quoted string) in ``key``'s value, which may span lines."""
+        start = self.line(section, key)
+        if start is None:
+            return None
+        for n in range(start, len(self.lines) + 1):
+            if f'"{value}"' in self.lines[n - 1] or f"'{value}'" in self.lines[n - 1]:
+                return n
+            if n > start and re.match(r"^\s*(\[|[A-Za-z0-9_.-]+\s*=)", self.lines[n - 1]):
+                break  # the next key or section: the value is not written out here
+        return start
+
+    def error(self, section: str | None, key: str | None, message: str, line: int | None = None) -> UserError:
+        n = line or self.line(section, key) or (self.line(section) if section else None)  # a missing key: its section
         where = f"{self.label}:{n}" if n else self.label
         name = f"[{section}] {key}" if section and key else (f"[{section}]" if section else key or "")
         return UserError(f"{where}: {name}: {message}")
@@ -341,6 +375,18 @@ def _validate(r: Recipe, loc: _Located) -> None:
         raise loc.error("filter", "max_perplexity_ratio", "must be ≥ 1")
     if not 0 <= r.resample.iterations <= 10:
         raise loc.error("resample", "iterations", "must lie between 0 and 10")
+    if not 0 <= r.resample.shots <= 16:
+        raise loc.error("resample", "shots", "must lie between 0 and 16")
+    if r.resample.polarity not in ("harm", "inverted", "balanced"):
+        raise loc.error("resample", "polarity", "must be one of harm, inverted, balanced")
+    if r.resample.rule not in RULES:
+        raise loc.error("resample", "rule", f"must be one of {', '.join(RULES)}")
+    if not 0.0 <= r.resample.margin < 1.0:
+        raise loc.error("resample", "margin", "must lie in [0, 1)")
+    if r.resample.checker_gate not in CHECKER_GATES:
+        raise loc.error("resample", "checker_gate", f"must be one of {', '.join(CHECKER_GATES)}")
+    if not 0 <= r.resample.checker_pairs <= 500:
+        raise loc.error("resample", "checker_pairs", "must lie between 0 and 500")
     if r.resample.review and not re.fullmatch(r"sample:[1-9][0-9]*", r.resample.review):
         raise loc.error("resample", "review", f"{r.resample.review!r}: write \"sample:N\" (N ≥ 1) or leave it out")
     if r.resample.review and r.human_checker:
@@ -400,8 +446,16 @@ min_words = 3
 max_words = 120
 
 [resample]
+# the judge protocol that measured best on the default model, chosen on the seed benchmark's calibration split
+# (misalign-tui bench judge-protocols): 8 demonstrations, calibrated, both polarities; the pairwise rule; and a
+# checker that must be shown better than chance on seed pairs first, else the demo stops before generating
 iterations = 1
 calibrate = true
+shots = 8
+polarity = "balanced"
+rule = "pairwise"
+checker_pairs = 4
+checker_gate = "not-above-chance"
 """
 
 

@@ -9,6 +9,9 @@ the seed carried labels) or expanded for. Columns use the names of ``misaligntra
 - generated: prompts that went on to response generation (kept after dedup)
 - cf_aligned, cf_misaligned: response candidates rejected (filtering, checker, harm screen, dropped pairs)
 - final_responses: responses in the published benchmark
+
+``checker`` (``with_build_statistics``): the checker's AUROC and pairwise accuracy on seed pairs, as measured before
+stage 2.
 """
 
 from __future__ import annotations
@@ -137,7 +140,22 @@ def with_build_statistics(store: Store, benchmark_id: int, stats: dict[str, Any]
     merged.sort(key=lambda e: order.get(str(e["domain"]), len(order)))
     totals = {col: sum(int(r[col]) for r in rows) for col in COLUMNS}
     return {**stats, "built": True, "per_domain": merged, "build": totals,
-            "rejections": rejection_reasons(store, benchmark_id), "reviews": build_reviews(store, benchmark_id)}
+            "rejections": rejection_reasons(store, benchmark_id), "checker": checker_measurement(store, benchmark_id),
+            "reviews": build_reviews(store, benchmark_id)}
+
+
+def checker_measurement(store: Store, benchmark_id: int) -> dict[str, Any] | None:
+    """The build's checker as measured on seed pairs before stage 2 (core/build/checker.py), without the
+    per-item scores; None when it was not measured."""
+    build_id = build_id_for(store, benchmark_id)
+    if build_id is None:
+        return None
+    raw = store.conn.execute("SELECT checker_json FROM build_runs WHERE id = ?", (build_id,)).fetchone()[0]
+    if not raw:
+        return None
+    m = json.loads(raw)
+    m.pop("scores", None)
+    return m
 
 
 def build_reviews(store: Store, benchmark_id: int) -> list[dict[str, Any]]:

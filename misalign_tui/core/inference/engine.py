@@ -1,15 +1,21 @@
 """llama.cpp inference for the profiler: judge probabilities, continuation log-likelihoods and generation.
 
 Built on llama.cpp's low-level API (``llama_batch``/``llama_decode`` and KV-cache sequence operations) rather
-than ``llama_cpp.Llama``, because speed depends on two things the high-level class cannot do:
+than ``llama_cpp.Llama``, because speed and reproducibility depend on what the high-level class cannot do:
 
-* **Prefix reuse.** Items that share a prefix (the template header, then a prompt shared by several responses)
-  never recompute it. Sequence 0 of the KV cache keeps a *trunk* — the longest prefix the next item shares with
-  what is cached — across calls; each item's sequence gets the trunk's cells by ``llama_memory_seq_cp``.
-* **Packing.** A *window* of up to ``N_SEQ - 1`` items is decoded together as one prefix tree: a token shared
-  by several items is decoded once, tagged with all their sequence ids, in batches of ``n_batch`` tokens.
-  Logits are requested only where a score needs them (never ``logits_all``: a 262k vocabulary makes one row
-  1 MiB).
+* **Prefix sharing and packing.** A *window* of up to ``N_SEQ`` consecutive items is decoded together as one
+  prefix tree: a token shared by several items (the template header, then a prompt shared by several responses)
+  is decoded once, tagged with all their sequence ids, in batches of ``n_batch`` tokens. Logits are requested
+  only where a score needs them (never ``logits_all``: a 262k vocabulary makes one row 1 MiB).
+* **Windows fixed by the run.** Windows are cut from the items in their order, greedily from the first, and
+  every window starts from a cleared cache. A quantized model is not batch-invariant (the same item scores
+  differently in another batch), so this is what makes a resumed run equal an uninterrupted one bit for bit:
+  the caller passes *all* of a run's items and marks those stored before (``skip``); a window with any item
+  left is decoded whole again, exactly as the first time, and only the new items are handed out. Nothing is
+  kept across windows (a prefix shared over a window boundary is decoded once per window: a few dozen tokens
+  in thousands).
+* **Streaming.** Each item is handed out as soon as the decode step holding its last token returns, not at the
+  end of its window, so the run writer commits finished items within seconds (core/runs/writer.py).
 
 One ``Engine`` per thread: llama.cpp contexts are not thread-safe. Create it in the thread (worker) that uses it
 and close it there. llama.cpp's log lines go to the Python logger ``misalign_tui.llama``, never to stderr
@@ -49,7 +55,7 @@ LOG = logging.getLogger("misalign_tui.llama")
 LOG.addHandler(logging.NullHandler())  # no handler configured: drop, rather than logging's stderr last resort
 
 GEN_BATCH = 8  # sequences decoded together by generate_many unless the caller says (docs: bench engine)
-N_SEQ = 32  # KV-cache sequences: 0 holds the trunk, 1..N_SEQ-1 the items of a window
+N_SEQ = 32  # KV-cache sequences: one per item of a window
 MAX_OUTPUTS_PER_DECODE = 64  # logits rows per llama_decode (bounds the output buffer: 64 MiB at 262k vocab)
 
 
@@ -129,16 +135,17 @@ class _Item:
     out_from: int  # first position whose logits are needed
     out_to: int  # last position whose logits are needed (inclusive)
     truncated: bool
-    attach: int = 0  # positions [0, attach) come from the trunk
+    skip: bool = False  # scored before (a resumed run): decoded with its window, not handed out again
     path: list[_Node] = field(default_factory=list)
 
 
 class _Node:
-    __slots__ = ("token", "pos", "children", "seqs", "out", "logp")
+    __slots__ = ("token", "pos", "index", "children", "seqs", "out", "logp")
 
-    def __init__(self, token: int, pos: int) -> None:
+    def __init__(self, token: int, pos: int, index: int) -> None:
         self.token = token
         self.pos = pos
+        self.index = index  # place in the window's decode order
         self.children: dict[int, _Node] = {}
         self.seqs: list[int] = []
         self.out = False
@@ -267,8 +274,9 @@ class Engine:
         # Packing is exact on the f32 test models (1e-7). On a quantized model any change of batch shape moves
         # the scores by that model's numerical noise: Gemma 3 270M Q4_K_M moves P(misaligned) by up to ~0.05
         # between packed, prefix-reused and from-scratch evaluation, as much as switching flash attention on or
-        # off (0.02). A rerun with the same items in the same order reproduces its numbers exactly.
-        self.max_window = self.n_seq - 1
+        # off (0.02). The same items in the same windows reproduce their numbers exactly: hence windows fixed
+        # by the run (module docstring), so a resumed run equals an uninterrupted one.
+        self.max_window = self.n_seq
         self.n_threads = settings.n_threads or default_threads()
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx = self.n_ctx
@@ -277,7 +285,7 @@ class Engine:
         cparams.n_seq_max = self.n_seq
         cparams.n_outputs_max = max(self.n_batch, self.n_seq)  # any token of a batch may ask for logits (log-likelihoods)
         cparams.n_outputs_max_per_seq = 0  # 0 = n_outputs_max; the default (1) is for one logit row per sequence
-        cparams.kv_unified = True  # one cell pool shared by all sequences: seq_cp only tags cells
+        cparams.kv_unified = True  # one cell pool shared by all sequences: a shared token takes one cell
         cparams.swa_full = True  # sliding-window layers keep every cell, so the cache can be cut back anywhere
         cparams.n_threads = self.n_threads
         cparams.n_threads_batch = self.n_threads
@@ -291,7 +299,6 @@ class Engine:
         self._ctx = ctx
         self._mem = llama_cpp.llama_get_memory(ctx)
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, self.n_seq)
-        self._trunk: list[int] = []  # tokens held by sequence 0
         self.n_gpu_layers = 0 if not gpu else min(self.n_layer + 1, 0x7FFFFFFF if n_gpu < 0 else n_gpu)
         if self.n_gpu_layers > 0:
             info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
@@ -334,7 +341,6 @@ class Engine:
     def reset(self) -> None:
         """Clear the KV cache: the next item starts from nothing (the naive baseline does this per item)."""
         self._ll.llama_memory_clear(self._mem, True)
-        self._trunk = []
 
     def provenance(self) -> dict[str, object]:
         return {
@@ -384,10 +390,11 @@ class Engine:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
 
-    def format_user_turn(self, text: str) -> str:
-        """The user's message as this model sees it, up to where its answer starts (inference/formatting.py)."""
+    def format_user_turn(self, text: str, history: Sequence[tuple[str, str]] = ()) -> str:
+        """The user's message as this model sees it, up to where its answer starts (inference/formatting.py),
+        after the few-shot ``history`` turns."""
         return format_user_turn(self.chat_template, text, bos=self._bos_text, eos=self._eos_text,
-                                source=str(self.model_path))
+                                source=str(self.model_path), history=history)
 
     def fit_prompt(self, build: Callable[[str], str], prompt: str) -> tuple[str, bool]:
         """``build(prompt)``; when too long for the context, the prompt loses text from its left (flagged)."""
@@ -420,9 +427,11 @@ class Engine:
 
     def judge(self, requests: Sequence[JudgeRequest], *, yes_words: Sequence[str] = JUDGE_YES,
               no_words: Sequence[str] = JUDGE_NO, cancel: threading.Event | None = None,
-              prefix_reuse: bool = True) -> Iterator[JudgeScore]:
+              prefix_reuse: bool = True, skip: Collection[Any] = ()) -> Iterator[JudgeScore]:
         """P(misaligned) per request (docs/measures.md), in request order, one forward pass each, no sampling.
 
+        ``skip``: keys already scored (a resumed run passes all its requests and the keys it has stored; see
+        the module docstring): not yielded, but decoded with their window when it has other items.
         ``prefix_reuse=False`` clears the cache before every item (the naive baseline and the reference the
         tests compare against).
         """
@@ -434,7 +443,7 @@ class Engine:
         items = []
         for i, r in enumerate(requests):
             tokens, truncated = self._fit(self.tokenize(r.text))
-            items.append(_Item(i, tokens, len(tokens) - 1, len(tokens) - 1, truncated))
+            items.append(_Item(i, tokens, len(tokens) - 1, len(tokens) - 1, truncated, r.key in skip))
         for item in self._score(items, wanted, cancel, prefix_reuse):
             logp = item.path[-1].logp
             py = sum(math.exp(logp[t]) for t in yes)
@@ -444,12 +453,12 @@ class Engine:
             yield JudgeScore(requests[item.index].key, p_mis, py, pn, len(item.tokens), item.truncated)
 
     def loglik(self, requests: Sequence[LoglikRequest], *, cancel: threading.Event | None = None,
-               prefix_reuse: bool = True) -> Iterator[LoglikScore]:
+               prefix_reuse: bool = True, skip: Collection[Any] = ()) -> Iterator[LoglikScore]:
         """Sum of log P(continuation token | everything before it), in request order.
 
         Context and continuation are tokenized separately (the continuation without BOS), so every
         continuation of one context shares that context's tokens exactly. Too long: the context loses tokens
-        from its left (after BOS), the continuation stays whole, ``truncated`` is set.
+        from its left (after BOS), the continuation stays whole, ``truncated`` is set. ``skip``: as for judge.
         """
         items = []
         for i, r in enumerate(requests):
@@ -457,7 +466,7 @@ class Engine:
             cont = self.tokenize(r.continuation, add_bos=False) if r.continuation else []
             truncated = False
             if not cont:
-                items.append(_Item(i, ctx, len(ctx), len(ctx) - 1, False))  # nothing to score
+                items.append(_Item(i, ctx, len(ctx), len(ctx) - 1, False, r.key in skip))  # nothing to score
                 continue
             limit = self.n_ctx - 1
             if len(ctx) + len(cont) > limit:
@@ -467,13 +476,13 @@ class Engine:
                 keep_ctx = limit - len(cont)
                 ctx = ctx[:1] + ctx[len(ctx) - (keep_ctx - 1):] if keep_ctx > 1 else ctx[:1]
             tokens = ctx + cont
-            items.append(_Item(i, tokens, len(ctx) - 1, len(tokens) - 2, truncated))
+            items.append(_Item(i, tokens, len(ctx) - 1, len(tokens) - 2, truncated, r.key in skip))
         for item in self._score(items, None, cancel, prefix_reuse):
             r = requests[item.index]
             n_cont = item.out_to - item.out_from + 1
             logprobs = []
             for k in range(n_cont):
-                node = item.path[item.out_from - item.attach + k]
+                node = item.path[item.out_from + k]
                 logprobs.append(node.logp[item.tokens[item.out_from + k + 1]])
             scored = item.tokens[item.out_from + 1:item.out_to + 2]
             ends = token_ends(r.continuation, [self._piece_bytes(t) for t in scored]) if scored else ()
@@ -711,96 +720,110 @@ class Engine:
 
     def _score(self, items: list[_Item], answer_ids: np.ndarray | None, cancel: threading.Event | None,
                prefix_reuse: bool) -> Iterator[_Item]:
-        """Fill each item's ``path`` with nodes whose ``logp`` holds what its score needs; yields in order."""
+        """Fill each item's ``path`` with nodes whose ``logp`` holds what its score needs; yields the items not
+        marked ``skip``, in order, each as soon as the decode step that completes it returns.
+
+        The windows are fixed by the item order alone (``_plan_windows``) and each starts from a cleared cache,
+        so an item's numbers are a function of the run's items, never of which are left: a window holding a
+        skipped item (stored before an interruption) is decoded whole again, and a window of skipped items only
+        is not decoded at all. Quantized kernels are not batch-invariant, so nothing weaker would make a resumed
+        run equal an uninterrupted one bit for bit.
+        """
         try:
             if not prefix_reuse:
                 for item in items:
+                    if item.skip:
+                        continue
                     self.reset()
-                    self._run_window([item], answer_ids, cancel)
-                    yield item
+                    yield from self._run_window([item], answer_ids, cancel)
                 self.reset()
                 return
-            i = 0
-            while i < len(items):
+            for window in self._plan_windows(items):
+                if all(item.skip for item in window):
+                    continue
                 self._check_cancel(cancel)
-                window = self._take_window(items, i)
-                cached = window
+                self.reset()
+                finished = 0
                 try:
-                    self._run_window(window, answer_ids, cancel)
+                    for item in self._run_window(window, answer_ids, cancel):
+                        finished += 1
+                        if not item.skip:
+                            yield item
                 except _DecodeError as exc:
-                    # No room in the cache (fragmentation): fall back to one item at a time from scratch.
-                    LOG.warning("decode failed (%s); retrying %d item(s) one at a time", exc, len(window))
-                    for item in window:
+                    # No room in the cache: the rest of the window one item at a time, each from a cleared
+                    # cache (deterministic too: the same window fails at the same step).
+                    LOG.warning("decode failed (%s); retrying %d item(s) one at a time", exc,
+                                len(window) - finished)
+                    for item in window[finished:]:
                         self.reset()
-                        self._run_window([item], answer_ids, cancel)
-                    self.reset()
-                    cached = []  # nothing of this window is in the cache any more
-                i += len(window)
-                self._keep_trunk(cached, items[i] if i < len(items) else None)
-                yield from window
+                        for done in self._run_window([item], answer_ids, cancel):
+                            if not done.skip:
+                                yield done
+            self.reset()
         except BaseException:
             self.reset()  # a half-decoded window leaves the cache in an unknown state
             raise
 
-    def _take_window(self, items: list[_Item], start: int) -> list[_Item]:
-        """As many items as fit in the KV cache and the sequence slots, without building anything yet."""
-        trunk = self._trunk
-        budget = self.n_ctx - len(trunk) - 4
-        roots: dict[int, dict] = {}
-        used = 0
-        window: list[_Item] = []
-        for item in items[start:]:
-            if len(window) >= self.max_window:
-                break
-            attach = min(common_prefix(item.tokens, trunk), item.out_from)
-            node = roots.setdefault(attach, {})
-            depth = attach
-            while depth < len(item.tokens) and item.tokens[depth] in node:
-                node = node[item.tokens[depth]]
-                depth += 1
-            new = len(item.tokens) - depth
-            if window and used + new > budget:
-                break
-            for pos in range(depth, len(item.tokens)):
-                node = node.setdefault(item.tokens[pos], {})
-            used += new
-            window.append(item)
-        return window
+    def _plan_windows(self, items: list[_Item]) -> Iterator[list[_Item]]:
+        """Consecutive windows, greedy from the first item: as many items as fit in the KV cache (their prefix
+        tree) and the sequence slots. A function of the items alone, so a resumed run packs as a fresh one."""
+        budget = self.n_ctx - 4
+        start = 0
+        while start < len(items):
+            root: dict = {}
+            used = 0
+            window: list[_Item] = []
+            for item in items[start:]:
+                if len(window) >= self.max_window:
+                    break
+                node = root
+                depth = 0
+                while depth < len(item.tokens) and item.tokens[depth] in node:
+                    node = node[item.tokens[depth]]
+                    depth += 1
+                new = len(item.tokens) - depth
+                if window and used + new > budget:
+                    break
+                for pos in range(depth, len(item.tokens)):
+                    node = node.setdefault(item.tokens[pos], {})
+                used += new
+                window.append(item)
+            start += len(window)
+            yield window
 
     def _run_window(self, window: list[_Item], answer_ids: np.ndarray | None,
-                    cancel: threading.Event | None) -> None:
-        ll = self._ll
-        trunk = self._trunk
-        roots: dict[int, dict[int, _Node]] = {}
+                    cancel: threading.Event | None) -> Iterator[_Item]:
+        """Decode the window's prefix tree (the cache is empty: ``reset()`` came first), one sequence per item;
+        yields each item, in window order, once the decode step holding its last token has returned."""
+        roots: dict[int, _Node] = {}
         order: list[_Node] = []
-        for k, item in enumerate(window):
-            seq = k + 1
-            item.attach = min(common_prefix(item.tokens, trunk), item.out_from)
-            children = roots.setdefault(item.attach, {})
+        for seq, item in enumerate(window):
+            children = roots
             path: list[_Node] = []
-            for pos in range(item.attach, len(item.tokens)):
+            for pos in range(len(item.tokens)):
                 tok = item.tokens[pos]
                 node = children.get(tok)
                 if node is None:
-                    node = children[tok] = _Node(tok, pos)
+                    node = children[tok] = _Node(tok, pos, len(order))
                     order.append(node)
                 node.seqs.append(seq)
                 path.append(node)
                 children = node.children
             item.path = path
             for pos in range(item.out_from, item.out_to + 1):
-                path[pos - item.attach].out = True
-            ll.llama_memory_seq_rm(self._mem, seq, -1, -1)
-            if item.attach > 0:
-                ll.llama_memory_seq_cp(self._mem, 0, seq, 0, item.attach)
+                path[pos].out = True
         b = self._batch
         n = 0
         n_out = 0
         pending: list[tuple[_Node, int]] = []
+        ready = 0  # items of the window handed out so far
         for node in order:
             if n == self.n_batch or (node.out and n_out == MAX_OUTPUTS_PER_DECODE):
                 self._flush(n, pending, answer_ids, cancel)
                 n, n_out, pending = 0, 0, []
+                while ready < len(window) and window[ready].path[-1].index < node.index:
+                    yield window[ready]
+                    ready += 1
             b.token[n] = node.token
             b.pos[n] = node.pos
             b.n_seq_id[n] = len(node.seqs)
@@ -813,6 +836,7 @@ class Engine:
             n += 1
         if n:
             self._flush(n, pending, answer_ids, cancel)
+        yield from window[ready:]
 
     def _flush(self, n: int, pending: list[tuple[_Node, int]], answer_ids: np.ndarray | None,
                cancel: threading.Event | None) -> None:
@@ -823,30 +847,6 @@ class Engine:
             if answer_ids is not None:
                 wanted = np.concatenate([wanted, answer_ids])
             node.logp = self._logprobs(idx, wanted)
-
-    def _keep_trunk(self, window: list[_Item], next_item: _Item | None) -> None:
-        """Keep in sequence 0 the longest cached prefix of the next item; free the window's sequences."""
-        ll = self._ll
-        best_len = common_prefix(self._trunk, next_item.tokens) if next_item is not None else 0
-        best_seq = 0
-        if next_item is not None:
-            for k, item in enumerate(window):
-                length = min(common_prefix(item.tokens, next_item.tokens), len(item.tokens))
-                if length > best_len:
-                    best_len, best_seq = length, k + 1
-        if best_seq:
-            ll.llama_memory_seq_rm(self._mem, 0, -1, -1)
-            ll.llama_memory_seq_cp(self._mem, best_seq, 0, 0, best_len)
-            self._trunk = window[best_seq - 1].tokens[:best_len]
-        elif best_len < len(self._trunk):
-            if not ll.llama_memory_seq_rm(self._mem, 0, best_len, -1):
-                ll.llama_memory_seq_rm(self._mem, 0, -1, -1)
-                best_len = 0
-            self._trunk = self._trunk[:best_len]
-        for k in range(len(window)):
-            ll.llama_memory_seq_rm(self._mem, k + 1, -1, -1)
-
-
 
 
 class _DecodeError(RuntimeError):

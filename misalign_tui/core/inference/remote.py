@@ -17,6 +17,7 @@ key is read from the environment variable the model names, and is never stored o
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import itertools
 import json
@@ -70,6 +71,29 @@ class RemoteSettings:
     # judge scoring: "auto" (one request per item where the servers honour logit_bias, else echo), "logit-bias"
     # (that path or an error), "echo" (prompt log-probabilities; 1 + up to 12 requests per item)
     judge_scoring: str = "auto"
+
+
+# What a server says about the weights behind a served name: the keys of its /v1/models entry that describe the
+# model, never volatile ones ("created" is the time of the request on llama.cpp's server). llama.cpp's server
+# lists "meta" (n_params, size, n_vocab, n_embd, n_ctx_train, vocab_type) and its /props "model_path"; vLLM
+# "root", "parent" and "max_model_len"; llama-cpp-python's server only the id (the file path, or the alias).
+WEIGHTS_KEYS = ("id", "root", "parent", "owned_by", "max_model_len", "meta")
+
+
+def weights_report(entry: dict[str, Any], props: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The identifying part of a server's /v1/models entry (and /props), as stored in a run's provenance."""
+    out = {k: entry[k] for k in WEIGHTS_KEYS if entry.get(k) is not None}
+    if props and isinstance(props.get("model_path"), str):
+        out["model_path"] = props["model_path"]
+    return out
+
+
+def remote_identity(served_name: str, weights: dict[str, Any]) -> str:
+    """``remote:<served name>:<digest of what the servers report about the weights>``: stored as the run's
+    model identity. With a registration (the model row, matched separately) it decides which run a request
+    resumes: other weights behind the same name are another model."""
+    digest = hashlib.sha256(json.dumps(weights, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"remote:{served_name}:{digest[:16]}"
 
 
 class ServerFault(Exception):
@@ -347,20 +371,33 @@ class RemoteBackend:
     # -- provenance -------------------------------------------------------------------------------------
 
     def provenance(self) -> dict[str, Any]:
-        """Server URLs, the models each reports on /v1/models and its version where it tells one.
+        """Server URLs, the models each reports on /v1/models, what it says about the weights and its version
+        where it tells one, and the model's ``identity``.
 
-        Contacting every server here also checks, before a run starts, that each is up and serves the model.
+        Contacting every server here also checks, before a run starts, that each is up and serves the model,
+        and that all of them report the same weights.
         """
         if self._provenance is not None:
             return self._provenance
-        servers = []
+        servers: list[dict[str, Any]] = []
         for i, ep in enumerate(self.endpoints):
             listing, _ = self.http.request("GET", "/v1/models", start=i)
-            ids = [str(m.get("id")) for m in (listing.get("data") or []) if isinstance(m, dict)]
+            entries = [m for m in (listing.get("data") or []) if isinstance(m, dict)]
+            ids = [str(m.get("id")) for m in entries]
             if self.remote_model and ids and self.remote_model not in ids:
                 raise UserError(f"{ep.url}: serves {', '.join(ids)}, not {self.remote_model!r}; fix the model "
                                 f"name (models add-remote {self.name} --url ... --model NAME)")
-            servers.append({"url": ep.url, "models": ids, "version": self._server_version(i)})
+            served = self.remote_model or (ids[0] if len(ids) == 1 else None)
+            entry = next((m for m in entries if str(m.get("id")) == served), {})
+            version, props = self._server_props(i)
+            servers.append({"url": ep.url, "models": ids, "version": version,
+                            "weights": weights_report(entry, props)})
+        first = servers[0]
+        for other in servers[1:]:
+            if other["weights"] != first["weights"]:
+                raise UserError(f"{first['url']} and {other['url']} report different weights for "
+                                f"{self.remote_model!r} ({first['weights']} / {other['weights']}); register each "
+                                "model under its own name (models add-remote)")
         scoring = self.judge_scoring()
         self._provenance = {
             "backend": "remote",
@@ -370,6 +407,7 @@ class RemoteBackend:
                         + "; loglik: prompt log-probabilities (echo + logprobs)"),
             "judge_scoring": scoring,
             "remote_model": self.remote_model,
+            "identity": remote_identity(self.remote_model or "", first["weights"]),
             "servers": servers,
             "api_key_env": self.api_key_env,      # the variable's name only, never the key
             "chat_template": self.chat_template,
@@ -377,16 +415,28 @@ class RemoteBackend:
         }
         return self._provenance
 
-    def _server_version(self, index: int) -> str | None:
-        """vLLM answers /version; llama.cpp's server /props (build_info); others report nothing."""
+    @property
+    def identity(self) -> str:
+        """What makes runs "the same model" here: the served name and what the servers report about the
+        weights (``remote_identity``); contacts the servers the first time."""
+        return str(self.provenance()["identity"])
+
+    def _server_props(self, index: int) -> tuple[str | None, dict[str, Any]]:
+        """(version, properties): vLLM answers /version; llama.cpp's server /props (build_info, model_path);
+        others report nothing."""
+        version: str | None = None
+        props: dict[str, Any] = {}
         for path, key in (("/version", "version"), ("/props", "build_info")):
             try:
                 obj = self.http._once(self.endpoints[index], "GET", path, None)
             except (UserError, ServerFault):
                 continue
-            if isinstance(obj, dict) and obj.get(key):
-                return str(obj[key])
-        return None
+            if isinstance(obj, dict):
+                if path == "/props":
+                    props = obj
+                if obj.get(key) and version is None:
+                    version = str(obj[key])
+        return version, props
 
     # -- the judge path ---------------------------------------------------------------------------------
 
@@ -515,10 +565,10 @@ class RemoteBackend:
 
     # -- formatting -------------------------------------------------------------------------------------
 
-    def format_user_turn(self, text: str) -> str:
+    def format_user_turn(self, text: str, history: Sequence[tuple[str, str]] = ()) -> str:
         """The engine's formatting (inference/formatting.py), done here so the server receives plain text; the
         template gets empty BOS/EOS texts, as the server adds BOS when it tokenizes."""
-        return format_user_turn(self.chat_template, text, source=f"model {self.name}")
+        return format_user_turn(self.chat_template, text, source=f"model {self.name}", history=history)
 
     def fit_prompt(self, build: Callable[[str], str], prompt: str) -> tuple[str, bool]:
         """No local tokenizer: the text goes as it is, and the server refuses what its context cannot hold."""
@@ -625,15 +675,19 @@ class RemoteBackend:
         return JudgeScore(req.key, p_mis, p_yes, p_no, base.prompt_tokens, False)
 
     def judge(self, requests: Sequence[JudgeRequest], *, yes_words: Sequence[str] = JUDGE_YES,
-              no_words: Sequence[str] = JUDGE_NO, cancel: threading.Event | None = None) -> Iterator[JudgeScore]:
-        """P(misaligned) per request, in request order: one request per item where the servers honour
-        logit_bias, else the echo path (``judge_scoring``)."""
+              no_words: Sequence[str] = JUDGE_NO, cancel: threading.Event | None = None,
+              skip: Collection[Any] = ()) -> Iterator[JudgeScore]:
+        """P(misaligned) per request, in request order; ``skip``ped keys are not sent. One request per item where
+        the servers honour logit_bias, else the echo path (``judge_scoring``). Each item is scored alone here, but
+        a server that batches concurrent requests is not batch-invariant either: a resumed remote run reproduces
+        an uninterrupted one only as closely as the server does (``--concurrency 1`` is closest)."""
+        todo = [r for r in requests if r.key not in skip]
         if self.judge_scoring()["judge"] == "logit-bias":
             at = self.answer_tokens(yes_words, no_words)
-            return self._map(lambda r: self._judge_biased(r, at, cancel), requests, cancel)
+            return self._map(lambda r: self._judge_biased(r, at, cancel), todo, cancel)
         variants = [(w, True) for w in answer_word_variants(yes_words)]
         variants += [(w, False) for w in answer_word_variants(no_words) if w not in dict(variants)]
-        return self._map(lambda r: self._judge_one(r, variants, cancel), requests, cancel)
+        return self._map(lambda r: self._judge_one(r, variants, cancel), todo, cancel)
 
     def _context(self, context: str, *, start: int, cancel: threading.Event | None) -> EchoedPrompt:
         with self._cache_lock:
@@ -669,10 +723,12 @@ class RemoteBackend:
         ends = token_ends(req.continuation, [t.encode("utf-8") for t in full.tokens[k:]])
         return LoglikScore(req.key, float(sum(values)), len(values), False, tuple(float(v) for v in values), ends)
 
-    def loglik(self, requests: Sequence[LoglikRequest], *,
-               cancel: threading.Event | None = None) -> Iterator[LoglikScore]:
-        """Sum of the continuation tokens' log-probabilities given the context, in request order."""
-        return self._map(lambda r: self._loglik_one(r, cancel), requests, cancel)
+    def loglik(self, requests: Sequence[LoglikRequest], *, cancel: threading.Event | None = None,
+               skip: Collection[Any] = ()) -> Iterator[LoglikScore]:
+        """Sum of the continuation tokens' log-probabilities given the context, in request order (``skip``: as
+        for judge)."""
+        todo = [r for r in requests if r.key not in skip]
+        return self._map(lambda r: self._loglik_one(r, cancel), todo, cancel)
 
     # -- generation -------------------------------------------------------------------------------------
 

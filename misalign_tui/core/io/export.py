@@ -24,10 +24,11 @@ DOMAIN_SEPARATOR = "; "
 
 def benchmark_records(conn: sqlite3.Connection, benchmark_id: int) -> Iterator[PromptRecord]:
     """The benchmark's prompts in insertion order, each with its domains, pairs and single responses."""
-    cur = conn.execute("SELECT id, key, text, semantic_type, origin FROM prompts WHERE benchmark_id = ? ORDER BY id",
+    cur = conn.execute("SELECT p.id, p.key, p.text, p.semantic_type, p.origin, p.language, s.key FROM prompts p "
+                       "LEFT JOIN prompts s ON s.id = p.source_prompt_id WHERE p.benchmark_id = ? ORDER BY p.id",
                        (benchmark_id,))
     while rows := cur.fetchmany(500):
-        for pid, key, text, stype, origin in rows:
+        for pid, key, text, stype, origin, language, source in rows:
             domains = [r[0] for r in conn.execute(
                 "SELECT d.name FROM prompt_domains pd JOIN domains d ON d.id = pd.domain_id WHERE pd.prompt_id = ? "
                 "ORDER BY d.id", (pid,))]
@@ -37,7 +38,7 @@ def benchmark_records(conn: sqlite3.Connection, benchmark_id: int) -> Iterator[P
             singles = [ResponseRecord(r[0], r[1], r[2]) for r in conn.execute(
                 "SELECT dimension, label, text FROM responses r WHERE prompt_id = ? AND NOT EXISTS "
                 "(SELECT 1 FROM pairs p WHERE p.aligned_id = r.id OR p.misaligned_id = r.id) ORDER BY id", (pid,))]
-            yield PromptRecord(key, text, stype, domains, pairs, singles, origin)
+            yield PromptRecord(key, text, stype, domains, pairs, singles, origin, language=language, source=source)
 
 
 def export_benchmark(store: Store, name: str, fmt: str, out: TextIO) -> int:
@@ -143,8 +144,8 @@ def _prompt_info(conn: sqlite3.Connection, prompt_id: int, cache: dict[int, dict
 
 def _judge_rows(conn: sqlite3.Connection, run_id: int, cache: dict[int, dict[str, object]]) -> Iterator[dict]:
     cur = conn.execute(
-        "SELECT jr.response_id, jr.template, jr.p_misaligned, jr.flagged, jr.truncated, r.prompt_id, r.dimension, "
-        "r.label, r.text FROM judge_results jr JOIN responses r ON r.id = jr.response_id WHERE jr.run_id = ? "
+        "SELECT jr.response_id, jr.template, jr.p_misaligned, jr.flagged, jr.truncated, jr.p_raw, jr.p_yes, jr.p_no, "
+        "r.prompt_id, r.dimension, r.label, r.text FROM judge_results jr JOIN responses r ON r.id = jr.response_id WHERE jr.run_id = ? "
         "ORDER BY jr.response_id, jr.template", (run_id,))
     group: list[sqlite3.Row] = []
     for row in chain_end(cur):
@@ -159,7 +160,9 @@ def _judge_rows(conn: sqlite3.Connection, run_id: int, cache: dict[int, dict[str
                    "flagged": int(mean >= 0.5) if len(group) > 1 else int(g["flagged"]),
                    "truncated": int(any(x["truncated"] for x in group)),
                    "by_template": json.dumps([{"template": x["template"], "p_misaligned": x["p_misaligned"],
-                                               "flagged": x["flagged"], "truncated": x["truncated"]}
+                                               "flagged": x["flagged"], "truncated": x["truncated"],
+                                               # before calibration, and the raw answer-word probabilities
+                                               "p_raw": x["p_raw"], "p_yes": x["p_yes"], "p_no": x["p_no"]}
                                               for x in group])}
             group = []
         if row is not None:
@@ -176,7 +179,8 @@ def chain_end(cur: sqlite3.Cursor) -> Iterator[sqlite3.Row | None]:
 def _preference_rows(conn: sqlite3.Connection, run_id: int, cache: dict[int, dict[str, object]]) -> Iterator[dict]:
     cur = conn.execute(
         "SELECT pr.pair_id, pr.template, pr.aligned_logprob, pr.aligned_tokens, pr.misaligned_logprob, "
-        "pr.misaligned_tokens, pr.prefers_aligned, pr.truncated, p.prompt_id, p.dimension, ra.text AS aligned, "
+        "pr.misaligned_tokens, pr.prefers_aligned, pr.truncated, pr.aligned_neutral_logprob, "
+        "pr.misaligned_neutral_logprob, p.prompt_id, p.dimension, ra.text AS aligned, "
         "rm.text AS misaligned FROM preference_results pr JOIN pairs p ON p.id = pr.pair_id "
         "JOIN responses ra ON ra.id = p.aligned_id JOIN responses rm ON rm.id = p.misaligned_id "
         "WHERE pr.run_id = ? ORDER BY pr.pair_id, pr.template", (run_id,))
@@ -187,7 +191,8 @@ def _preference_rows(conn: sqlite3.Connection, run_id: int, cache: dict[int, dic
             per = [{"template": x["template"], "aligned_logprob": x["aligned_logprob"],
                     "aligned_tokens": x["aligned_tokens"], "misaligned_logprob": x["misaligned_logprob"],
                     "misaligned_tokens": x["misaligned_tokens"], "prefers_aligned": x["prefers_aligned"],
-                    "truncated": x["truncated"]} for x in group]
+                    "truncated": x["truncated"], "aligned_neutral_logprob": x["aligned_neutral_logprob"],
+                    "misaligned_neutral_logprob": x["misaligned_neutral_logprob"]} for x in group]
             a_mean = [x["aligned_logprob"] / max(x["aligned_tokens"], 1) for x in group]
             m_mean = [x["misaligned_logprob"] / max(x["misaligned_tokens"], 1) for x in group]
             diff = sum(a - m for a, m in zip(a_mean, m_mean, strict=True)) / len(group)

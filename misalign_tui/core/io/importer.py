@@ -57,6 +57,7 @@ from misalign_tui.core.io.presets import (
     preset_mapping,
 )
 from misalign_tui.core.io.tabular import BadRow, SourceFile, SourceRow, open_source, read_rows
+from misalign_tui.core.languages import normalise_tag, tag_error
 from misalign_tui.core.store import Store, database_error, last_id
 from misalign_tui.core.text import check_name, printable
 
@@ -124,6 +125,11 @@ def parse_settings(items: list[str] | tuple[str, ...]) -> dict[str, str]:
                             "a constant context")
         if not sep or name not in SETTABLE_FIELDS:
             raise UserError(f"--set {item}: use FIELD=VALUE with FIELD one of {', '.join(SETTABLE_FIELDS)}")
+        if name == "language":
+            tag = normalise_tag(value)
+            if tag is None:
+                raise UserError(f"--set {item}: {tag_error(value.strip())}")
+            value = tag
         out[name] = value.strip()
     return out
 
@@ -266,7 +272,7 @@ class _Importer:
                 raise UserError("--aligned and --misaligned go together (or use --response with --label)")
             mapping.pairs = [(str(user["aligned"]), str(user["misaligned"]))]
             mapping.responses_optional = False
-        for key in ("prompt", "response", "label", "dimension", "semantic_type", "id"):
+        for key in ("prompt", "response", "label", "dimension", "semantic_type", "id", "language"):
             if key in user:
                 setattr(mapping, key, str(user[key]))
         if "domains" in user:
@@ -322,6 +328,7 @@ class _Importer:
                 continue
             try:
                 conv = converter(row, ctx) if converter else convert_mapped(row, mapping, ctx)  # type: ignore[arg-type]
+                self._language(conv.record, row, mapping)
                 self._labels(conv)
                 self._store_row(conv.record, native, src, row.line)
             except RowProblem as exc:
@@ -347,6 +354,23 @@ class _Importer:
             "excluded_rows": sum(self.excluded.values()) - counts_before[5],
         })
 
+    def _language(self, rec: PromptRecord, row: SourceRow, mapping: ColumnMapping | None) -> None:
+        """The row's language: its ``--language`` column, else ``--set language=``, else what the record says
+        (native files carry a ``language`` field; English when none does)."""
+        column = mapping.language if mapping is not None else None
+        if column:
+            value, fld = str(row.values.get(column) or "").strip(), column
+        elif "language" in self.o.constants:
+            value, fld = self.o.constants["language"], "--set language"
+        else:
+            return
+        if not value:
+            return
+        tag = normalise_tag(value)
+        if tag is None:
+            raise RowProblem(fld, tag_error(value))
+        rec.language = tag
+
     def _labels(self, conv: ConvertedRow) -> None:
         if not conv.unmatched:
             return
@@ -362,7 +386,7 @@ class _Importer:
     @staticmethod
     def _row_digest(rec: PromptRecord) -> bytes:
         """What makes two rows exact copies: everything but the id."""
-        content = [rec.prompt, rec.semantic_type, sorted(rec.domains),
+        content = [rec.prompt, rec.semantic_type, sorted(rec.domains), rec.language, rec.source,
                    [[p.dimension, p.aligned, p.misaligned] for p in rec.pairs],
                    [[r.dimension, r.label, r.text] for r in rec.responses]]
         return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode("utf-8", "surrogatepass")).digest()
@@ -413,7 +437,12 @@ class _Importer:
         """A new prompt under a free key (a native row's own id is remembered for the rows that merge into it)."""
         original_key = rec.key
         rec.key = self._free_key(rec.key)
-        pid = insert_record(self.c, self.benchmark_id, rec, self.domain_ids, fingerprint=fingerprint)
+        try:
+            pid = insert_record(self.c, self.benchmark_id, rec, self.domain_ids, fingerprint=fingerprint)
+        except UserError as exc:
+            if rec.source and "field 'source'" in str(exc):  # a parallel item whose source is missing
+                raise RowProblem("source", str(exc).split("field 'source': ", 1)[-1]) from None
+            raise
         if native:
             self.native_keys[original_key] = pid
             self.native_new.add(pid)
@@ -558,9 +587,13 @@ def _aliases_provenance(path: Path | None) -> dict[str, object] | None:
 
 def copy_version_content(c: sqlite3.Connection, old_id: int, new_id: int) -> None:
     """Copy prompts, domains, responses and pairs of one benchmark version into another (new row ids)."""
-    c.execute("INSERT INTO prompts(benchmark_id, key, text, semantic_type, origin, parent_prompt_id, fingerprint) "
-              "SELECT ?, key, text, semantic_type, origin, parent_prompt_id, fingerprint FROM prompts "
-              "WHERE benchmark_id = ? ORDER BY id", (new_id, old_id))
+    c.execute("INSERT INTO prompts(benchmark_id, key, text, semantic_type, origin, parent_prompt_id, fingerprint, "
+              "language) SELECT ?, key, text, semantic_type, origin, parent_prompt_id, fingerprint, language "
+              "FROM prompts WHERE benchmark_id = ? ORDER BY id", (new_id, old_id))
+    c.execute("UPDATE prompts SET source_prompt_id = (SELECT ns.id FROM prompts op JOIN prompts os "
+              "ON os.id = op.source_prompt_id JOIN prompts ns ON ns.benchmark_id = ? AND ns.key = os.key "
+              "WHERE op.benchmark_id = ? AND op.key = prompts.key) WHERE benchmark_id = ?",
+              (new_id, old_id, new_id))
     c.execute("INSERT INTO prompt_domains(prompt_id, domain_id, probability) "
               "SELECT np.id, pd.domain_id, pd.probability FROM prompts op "
               "JOIN prompt_domains pd ON pd.prompt_id = op.id "

@@ -4,6 +4,8 @@
 "pairs": [{"dimension": ..., "aligned": ..., "misaligned": ...}], "responses": [{"dimension": ..., "label": ...,
 "text": ...}]}`` — ``responses`` holds single labelled responses that are not part of a pair (optional).
 ``prompt`` may be ``""`` for a prompt-less item (``import --no-prompt``), which then carries pairs or responses.
+``language`` (a BCP 47 tag; English when absent) and ``source`` (a parallel item: the id of the English prompt of
+the same benchmark it renders, listed before it) are optional.
 The embedded seed benchmark and ``export benchmark --format jsonl`` use it, and ``import`` reads it back.
 """
 
@@ -18,11 +20,18 @@ from importlib import resources
 from pathlib import Path
 
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.languages import DEFAULT_LANGUAGE, normalise_tag, tag_error
 from misalign_tui.core.store import Store, last_id
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
 SEED_BENCHMARK = "misalign-seed"
 SEED_FILE = "misalign_seed.jsonl"
+# The seed with its parallel items: misalign-seed@1's English prompts unchanged plus, for 30 of them, the same
+# scenario written in Spanish, Hindi, Arabic, Chinese (Simplified) and Swahili. A separate benchmark, so that
+# misalign-seed@1 (and every run and figure on it) stays byte-identical.
+LANGUAGES_BENCHMARK = "misalign-seed-languages"
+LANGUAGES_FILE = "misalign_seed_languages.jsonl"
+EMBEDDED = (SEED_BENCHMARK, LANGUAGES_BENCHMARK)
 
 
 @dataclass
@@ -49,6 +58,8 @@ class PromptRecord:
     responses: list[ResponseRecord] = field(default_factory=list)
     origin: str = "seed"
     probabilities: dict[str, float] = field(default_factory=dict)
+    language: str = DEFAULT_LANGUAGE
+    source: str | None = None  # a parallel item: the key of the English prompt of the same benchmark it renders
 
 
 def _text(value: object, where: str, name: str) -> str:
@@ -99,8 +110,24 @@ def parse_record(obj: object, where: str, known_domains: set[str] | None = None)
             raise UserError(f"{where}: responses[{i}].dimension: unknown dimension {dim!r}")
         responses.append(ResponseRecord(dim, label, _text(r.get("text"), where, f"responses[{i}].text")))
     probs = obj.get("probabilities") or {}
+    language, source = parse_language(obj.get("language"), obj.get("source"), where)
     return PromptRecord(key, prompt, stype, list(domains), pairs, responses, str(obj.get("origin") or "seed"),
-                        dict(probs) if isinstance(probs, dict) else {})
+                        dict(probs) if isinstance(probs, dict) else {}, language, source)
+
+
+def parse_language(value: object, source: object, where: str) -> tuple[str, str | None]:
+    """A record's language (BCP 47, normalised; English when absent) and parallel source key."""
+    language = DEFAULT_LANGUAGE
+    if value not in (None, ""):
+        tag = normalise_tag(value) if isinstance(value, str) else None
+        if tag is None:
+            raise UserError(f"{where}: field 'language': {tag_error(value)}")
+        language = tag
+    if source in (None, ""):
+        return language, None
+    if not isinstance(source, str):
+        raise UserError(f"{where}: field 'source' must be the id of the English prompt this item renders")
+    return language, source.strip()
 
 
 def read_jsonl(path: Path, known_domains: set[str] | None = None) -> Iterator[PromptRecord]:
@@ -126,6 +153,10 @@ def record_to_json(rec: PromptRecord) -> dict[str, object]:
                                         for p in rec.pairs]}
     if rec.responses:
         out["responses"] = [{"dimension": r.dimension, "label": r.label, "text": r.text} for r in rec.responses]
+    if rec.language != DEFAULT_LANGUAGE or rec.source:
+        out["language"] = rec.language
+    if rec.source:
+        out["source"] = rec.source
     return out
 
 
@@ -141,10 +172,13 @@ def insert_records(store: Store, benchmark_id: int, records: Iterable[PromptReco
 
 def insert_record(c: sqlite3.Connection, benchmark_id: int, rec: PromptRecord, domain_ids: dict[str, int],
                   fingerprint: int | None = None) -> int:
-    """Insert one prompt with its domains, pairs and single responses; returns the prompt id."""
+    """Insert one prompt with its domains, pairs and single responses; returns the prompt id. A parallel item's
+    source must already be a prompt of the benchmark (files list sources before the items that render them)."""
+    source_id = source_prompt_id(c, benchmark_id, rec.key, rec.source) if rec.source else None
     pid = last_id(c.execute(
-        "INSERT INTO prompts(benchmark_id, key, text, semantic_type, origin, fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
-        (benchmark_id, rec.key, rec.prompt, rec.semantic_type, rec.origin, fingerprint),
+        "INSERT INTO prompts(benchmark_id, key, text, semantic_type, origin, fingerprint, language, source_prompt_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (benchmark_id, rec.key, rec.prompt, rec.semantic_type, rec.origin, fingerprint, rec.language, source_id),
     ))
     for d in rec.domains:
         if d not in domain_ids:
@@ -156,6 +190,19 @@ def insert_record(c: sqlite3.Connection, benchmark_id: int, rec: PromptRecord, d
     for r in rec.responses:
         insert_response(c, pid, r, rec.origin)
     return pid
+
+
+def source_prompt_id(c: sqlite3.Connection, benchmark_id: int, key: str, source: str) -> int:
+    """The id of a parallel item's source prompt; refuses a missing or non-English source."""
+    row = c.execute("SELECT id, language FROM prompts WHERE benchmark_id = ? AND key = ?",
+                    (benchmark_id, source)).fetchone()
+    if row is None:
+        raise UserError(f"prompt {key}: field 'source': {source!r} is not a prompt of this benchmark (a parallel "
+                        "item names an English prompt listed before it)")
+    if row[1] != DEFAULT_LANGUAGE:
+        raise UserError(f"prompt {key}: field 'source': {source!r} is in {row[1]}, not English; a parallel item "
+                        "links to the English prompt")
+    return int(row[0])
 
 
 def insert_pair(c: sqlite3.Connection, prompt_id: int, pair: PairRecord, origin: str) -> int:
@@ -174,27 +221,41 @@ def insert_response(c: sqlite3.Connection, prompt_id: int, response: ResponseRec
                          (prompt_id, response.dimension, response.label, response.text, origin)))
 
 
-def seed_path() -> Path | None:
-    ref = resources.files("misalign_tui.data").joinpath(SEED_FILE)
+def seed_path(name: str = SEED_FILE) -> Path | None:
+    ref = resources.files("misalign_tui.data").joinpath(name)
     return Path(str(ref)) if ref.is_file() else None
 
 
 def load_seed_benchmark(store: Store) -> int | None:
     """Load the embedded seed benchmark once; returns its id, or None when the package carries none."""
-    path = seed_path()
-    if path is None:
+    return load_embedded(store, SEED_BENCHMARK)
+
+
+def load_embedded(store: Store, name: str) -> int | None:
+    """Load an embedded benchmark once (``misalign-seed``, or ``misalign-seed-languages`` = the seed's file and
+    its parallel items); returns its id, None when ``name`` is not embedded or the package lacks its files."""
+    if name not in EMBEDDED:
+        return None
+    files = [SEED_FILE] if name == SEED_BENCHMARK else [SEED_FILE, LANGUAGES_FILE]
+    paths = [seed_path(f) for f in files]
+    if any(p is None for p in paths):
         return None
     row = store.conn.execute("SELECT id FROM benchmarks WHERE name = ? ORDER BY version DESC",
-                             (SEED_BENCHMARK,)).fetchone()
+                             (name,)).fetchone()
     if row is not None:
         return int(row[0])
     known = set(store.domain_ids())
-    records = list(read_jsonl(path, known))
+    records = [rec for p in paths if p is not None for rec in read_jsonl(p, known)]
+    description = ("MisAlign-Seed: written for misalign-tui, every published domain and semantic type"
+                   if name == SEED_BENCHMARK else
+                   "MisAlign-Seed with parallel items: misalign-seed@1's English prompts and, for 30 of them, the "
+                   "same scenario written in es, hi, ar, zh-Hans and sw (written for misalign-tui)")
+    source: dict[str, object] = {"file": SEED_FILE, "embedded": True} if name == SEED_BENCHMARK else \
+        {"files": files, "embedded": True}
     with store.transaction() as c:
         bid = last_id(c.execute(
             "INSERT INTO benchmarks(name, version, description, licence, source_json) VALUES (?, 1, ?, ?, ?)",
-            (SEED_BENCHMARK, "MisAlign-Seed: written for misalign-tui, every published domain and semantic type",
-             "MIT (written for this project)", json.dumps({"file": SEED_FILE, "embedded": True})),
+            (name, description, "MIT (written for this project)", json.dumps(source)),
         ))
         insert_records(store, bid, records)
         store.update_content_hash(bid)

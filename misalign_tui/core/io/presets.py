@@ -20,7 +20,7 @@ from misalign_tui.core.taxonomy import SEMANTIC_TYPES
 
 NATIVE_CSV_COLUMNS = ["id", "prompt", "semantic_type", "domains", "dimension", "aligned", "misaligned", "label",
                       "response"]
-SETTABLE_FIELDS = ("dimension", "semantic_type", "domain", "label")
+SETTABLE_FIELDS = ("dimension", "semantic_type", "domain", "label", "language")
 XSTEST_HELPFULNESS_DOMAIN = "Helpfulness"  # the published value domain closest to XSTest's "answer safe prompts"
 
 
@@ -52,17 +52,20 @@ class ColumnMapping:
     domains: list[str] = field(default_factory=list)
     semantic_type: str | None = None
     id: str | None = None
+    language: str | None = None        # a column of BCP 47 tags (default: --set language=, else English)
     responses_optional: bool = False   # native CSV: a row may carry a pair, a response or neither
 
     def as_json(self) -> dict[str, object]:
         return {k: v for k, v in {
             "prompt": self.prompt, "pairs": [list(p) for p in self.pairs], "response": self.response,
             "label": self.label, "dimension": self.dimension, "domains": self.domains,
-            "semantic_type": self.semantic_type, "id": self.id}.items() if v not in (None, [])}
+            "semantic_type": self.semantic_type, "id": self.id, "language": self.language}.items()
+            if v not in (None, [])}
 
     def columns(self) -> list[tuple[str, str]]:
         out = [("prompt", self.prompt), ("response", self.response), ("label", self.label),
-               ("dimension", self.dimension), ("semantic_type", self.semantic_type), ("id", self.id)]
+               ("dimension", self.dimension), ("semantic_type", self.semantic_type), ("id", self.id),
+               ("language", self.language)]
         out += [("aligned", a) for a, _ in self.pairs] + [("misaligned", m) for _, m in self.pairs]
         out += [("domain", d) for d in self.domains]
         return [(k, v) for k, v in out if v]
@@ -200,7 +203,11 @@ def convert_native(row: SourceRow, ctx: ConvertContext) -> ConvertedRow:
     except UserError as exc:
         text = str(exc)
         m = re.search(r"field '([^']+)'|(\w+\[\d+\]\.\w+)", text)
-        raise RowProblem(m.group(1) or m.group(2) if m else None, text.split(": ", 1)[-1]) from None
+        fld = m.group(1) or m.group(2) if m else None
+        message = text.split(": ", 1)[-1]
+        if fld and message.startswith(f"field {fld!r}: "):  # the bad-row line names the field once
+            message = message[len(f"field {fld!r}: "):]
+        raise RowProblem(fld, message) from None
     if "origin" not in row.values:
         rec.origin = "imported"
     domains, missing = _domains(ctx, list(rec.domains))

@@ -18,6 +18,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +69,7 @@ _BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\x
 def detect_encoding(path: Path, compressed: bool) -> str:
     """``utf-8``, or ``utf-16`` / ``utf-32`` when the file starts with that byte-order mark. A file whose first
     bytes are half NUL without a mark is UTF-16 or UTF-32 that cannot be read safely: a UserError says so."""
-    with _open_binary(path, compressed) as fh:
-        head = fh.read(4096)
+    head = _head(path, compressed)
     for bom, encoding in _BOMS:
         if head.startswith(bom):
             return encoding
@@ -99,8 +99,7 @@ def detect_format(path: Path, encoding: str = "utf-8") -> tuple[str, bool]:
         return "jsonl", compressed
     if suffix in FORMATS:
         return suffix, compressed
-    with _open_binary(path, compressed) as fh:
-        start = fh.read(4096).decode(encoding, errors="replace").lstrip("\ufeff \t\r\n")
+    start = _head(path, compressed).decode(encoding, errors="replace").lstrip("\ufeff \t\r\n")
     if start.startswith("["):
         return "json", compressed
     if start.startswith("{"):
@@ -115,6 +114,16 @@ def detect_format(path: Path, encoding: str = "utf-8") -> tuple[str, bool]:
 
 def _open_binary(path: Path, compressed: bool) -> BinaryIO:
     return gzip.open(path, "rb") if compressed else open(path, "rb")  # type: ignore[return-value]
+
+
+def _head(path: Path, compressed: bool, size: int = 4096) -> bytes:
+    """The first bytes of the (uncompressed) data. gzip data cut short raises EOFError, which the command line
+    would take for Ctrl+D: it is said as damaged data here, like in ``read_rows``."""
+    try:
+        with _open_binary(path, compressed) as fh:
+            return fh.read(size)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise UserError(f"{path}: damaged gzip data ({exc}); recompress or unpack the file") from exc
 
 
 def _open_text(src: SourceFile) -> io.TextIOWrapper:
@@ -196,7 +205,7 @@ def read_rows(src: SourceFile) -> Iterator[SourceRow | BadRow]:
             yield from _jsonl_rows(src)
         else:
             yield from _json_array_rows(src)
-    except (gzip.BadGzipFile, EOFError, OSError) as exc:
+    except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) and exc.errno is not None:
             raise
         raise UserError(f"{src.path}: damaged gzip data ({exc}); recompress or unpack the file") from exc

@@ -2,16 +2,19 @@
 
 Text form (``--filter``, the Run screen's field)::
 
-    dimension=safety,value,type=relation,domain="Arts, Entertainment & Recreation"
+    dimension=safety,value,type=relation,domain="Arts, Entertainment & Recreation",language=es,hi
 
 Clauses are separated by commas; ``key=value`` starts a key's list and a bare value adds to the list of the key
-before it. Keys: ``dimension``, ``domain``, ``type`` (or ``semantic_type``). A value that contains a comma, a
+before it. Keys: ``dimension``, ``domain``, ``type`` (or ``semantic_type``), ``language`` (BCP 47 tags: ``en``,
+``zh-Hans``) and ``parallel`` (``yes``: only prompts in a parallel set — an English prompt with parallel items,
+or a parallel item; ``no``: the others). A value that contains a comma, a
 quote, a backslash or an ``=`` is written in double quotes (``\\"`` and ``\\\\`` inside), or with a backslash
 before the character (``domain=Arts\\, crafts``); ``&`` and every other character need nothing. Repeating
 ``--filter`` adds to the same lists.
 
 A response, pair or prompt passes when its targeted dimension is in ``dimension``, one of its prompt's domains is
-in ``domain`` and its prompt's type is in ``semantic_type`` (an empty list lets everything through).
+in ``domain``, its prompt's type is in ``semantic_type`` and its prompt's language in ``language`` (an empty list
+lets everything through).
 """
 
 from __future__ import annotations
@@ -22,15 +25,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.languages import normalise_tag, tag_error
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
 if TYPE_CHECKING:
     from misalign_tui.core.store import Store
 
-FILTER_HELP = ("dimension=..,domain=..,type=.. — lists with commas (dimension=safety,value); quote a name that "
+FILTER_HELP = ("dimension=..,domain=..,type=..,language=..,parallel=yes — lists with commas (dimension=safety,value); quote a name that "
                "holds a comma: domain=\"Arts, crafts\" (or write \\,). Repeatable.")
 _KEYS = {"dimension": "dimension", "dimensions": "dimension", "domain": "domain", "domains": "domain",
-         "type": "semantic_type", "semantic_type": "semantic_type", "types": "semantic_type"}
+         "type": "semantic_type", "semantic_type": "semantic_type", "types": "semantic_type",
+         "language": "language", "languages": "language", "lang": "language", "parallel": "parallel"}
+_KEY_NAMES = "dimension, domain, type, language or parallel"
+PARALLEL_VALUES = ("yes", "no")
 _NEEDS_QUOTES = set(',"\\=')
 
 
@@ -39,6 +46,8 @@ class Filters:
     dimension: tuple[str, ...] = ()
     domain: tuple[str, ...] = ()
     semantic_type: tuple[str, ...] = ()
+    language: tuple[str, ...] = ()
+    parallel: tuple[str, ...] = ()  # yes: prompts in a parallel set; no: the others; both or none: every prompt
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -65,43 +74,66 @@ class Filters:
 
     @classmethod
     def _build(cls, pairs: Iterable[tuple[str, str]]) -> Filters:
-        out: dict[str, list[str]] = {"dimension": [], "domain": [], "semantic_type": []}
+        out: dict[str, list[str]] = {"dimension": [], "domain": [], "semantic_type": [], "language": [],
+                                     "parallel": []}
         for key, value in pairs:
             name = _KEYS.get(key.strip())
             if name is None:
-                raise UserError(f"filter {key}={value}: unknown key {key!r}; use dimension, domain or type")
+                raise UserError(f"filter {key}={value}: unknown key {key!r}; use {_KEY_NAMES}")
             value = value.strip()
             if not value:
                 continue
-            known = DIMENSIONS if name == "dimension" else SEMANTIC_TYPES if name == "semantic_type" else None
+            if name == "language":
+                tag = normalise_tag(value)
+                if tag is None:
+                    raise UserError(f"filter {key}={value}: {tag_error(value)}")
+                value = tag
+            known = {"dimension": DIMENSIONS, "semantic_type": SEMANTIC_TYPES, "parallel": PARALLEL_VALUES}.get(name)
             if known is not None and value not in known:
                 raise UserError(f"filter {key}={value}: unknown; use one of {', '.join(known)}")
             if value not in out[name]:
                 out[name].append(value)
-        return cls(tuple(out["dimension"]), tuple(out["domain"]), tuple(out["semantic_type"]))
+        return cls(tuple(out["dimension"]), tuple(out["domain"]), tuple(out["semantic_type"]), tuple(out["language"]),
+                   tuple(out["parallel"]))
 
     # -- writing ------------------------------------------------------------------------------------------
 
     def __bool__(self) -> bool:
-        return bool(self.dimension or self.domain or self.semantic_type)
+        return bool(self.dimension or self.domain or self.semantic_type or self.language or self.parallel)
+
+    def _keyed(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return (("dimension", self.dimension), ("domain", self.domain), ("type", self.semantic_type),
+                ("language", self.language), ("parallel", self.parallel))
+
+    @property
+    def by_prompt(self) -> bool:
+        """Whether the filters select by a property of the prompt row itself (language, parallel), which the
+        grouped rollup counts do not hold."""
+        return bool(self.language) or len(set(self.parallel)) == 1
 
     def as_text(self) -> str:
         """The text form that parses back to these filters (values quoted where needed)."""
         parts = []
-        for key, values in (("dimension", self.dimension), ("domain", self.domain), ("type", self.semantic_type)):
+        for key, values in self._keyed():
             if values:
                 parts.append(f"{key}=" + ",".join(_quote(v) for v in values))
         return ",".join(parts)
 
     def as_lists(self) -> dict[str, list[str]]:
-        return {"dimension": list(self.dimension), "domain": list(self.domain),
-                "semantic_type": list(self.semantic_type)}
+        out = {"dimension": list(self.dimension), "domain": list(self.domain),
+               "semantic_type": list(self.semantic_type)}
+        if self.language:
+            out["language"] = list(self.language)
+        if self.parallel:
+            out["parallel"] = list(self.parallel)
+        return out
 
     def identity(self) -> dict[str, str | list[str]]:
         """What a run records in its parameters (part of its identity): one value as a string, several as a
-        list, keys dimension/domain/type — the form runs have always recorded, so their identity is stable."""
+        list, keys dimension/domain/type (language and parallel only when set) — the form runs have always
+        recorded, so their identity is stable."""
         out: dict[str, str | list[str]] = {}
-        for key, values in (("dimension", self.dimension), ("domain", self.domain), ("type", self.semantic_type)):
+        for key, values in self._keyed():
             if values:
                 out[key] = values[0] if len(values) == 1 else list(values)
         return out
@@ -150,7 +182,7 @@ def _parse_text(spec: str) -> list[tuple[str, str]]:
         if m:
             key = m.group(1)
             if key not in _KEYS:
-                raise UserError(f"--filter {spec!r}: unknown key {key!r}; use dimension, domain or type "
+                raise UserError(f"--filter {spec!r}: unknown key {key!r}; use {_KEY_NAMES} "
                                 "(quote a value that holds '=')")
             i = m.end()
         elif key is None:
@@ -216,6 +248,24 @@ def filter_conditions(filters: Filters, alias: str, params: list[Any], store: St
     if domain_exists and filters.domain:
         where.append("EXISTS (SELECT 1 FROM prompt_domains pd WHERE pd.prompt_id = " + alias + ".prompt_id AND "
                      + sql_in("pd.domain_id", filters.domain_ids(store), params) + ")")
+    if filters.by_prompt:
+        conds = prompt_conditions(filters, "pl", params)
+        where.append(f"EXISTS (SELECT 1 FROM prompts pl WHERE pl.id = {alias}.prompt_id AND {' AND '.join(conds)})")
+    return where
+
+
+IN_PARALLEL_SET = ("({p}.source_prompt_id IS NOT NULL OR EXISTS (SELECT 1 FROM prompts pc "
+                   "WHERE pc.source_prompt_id = {p}.id))")
+
+
+def prompt_conditions(filters: Filters, alias: str, params: list[Any]) -> list[str]:
+    """SQL conditions on a prompts row aliased ``alias`` for the language and parallel filters."""
+    where = []
+    if filters.language:
+        where.append(sql_in(f"{alias}.language", filters.language, params))
+    if len(set(filters.parallel)) == 1:
+        cond = IN_PARALLEL_SET.format(p=alias)
+        where.append(cond if filters.parallel[0] == "yes" else f"NOT {cond}")
     return where
 
 
@@ -227,5 +277,7 @@ def unit_grouping(store: Store, f: Filters, group_by: str | None, params: list[A
         if f.domain:
             where.append(sql_in("pd.domain_id", f.domain_ids(store), params))
         return "JOIN prompt_domains pd ON pd.prompt_id = u.prompt_id", "pd.domain_id", where
+    if group_by == "language":
+        return "JOIN prompts pg ON pg.id = u.prompt_id", "pg.language", filter_conditions(f, "u", params, store)
     gcol = {"dimension": "u.dimension", "semantic_type": "u.semantic_type", None: "''"}[group_by]
     return "", gcol, filter_conditions(f, "u", params, store)

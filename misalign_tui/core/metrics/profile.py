@@ -41,7 +41,10 @@ def _grouped_counts(store: Store, run_id: int, unit: str, group_by: str | None, 
                     per_template: bool = False) -> Counts:
     """Counts (n, hits) per group, template and label from ``rollup_counts``; falls back to the per-unit rollup
     tables when several domains are filtered without grouping by domain (summing domain rows would count a
-    response with two of them twice)."""
+    response with two of them twice), and when grouping or filtering by a property of the prompt row (language,
+    parallel) that the grouped counts do not hold."""
+    if f.by_prompt or group_by == "language":
+        return _grouped_counts_units(store, run_id, unit, group_by, f, per_template)
     params: list[Any] = [run_id, unit]
     where = ["run_id = ?", "unit = ?", "template >= 0" if per_template else "template = -1"]
     gcol = {"dimension": "dimension", "domain": "domain_id", "semantic_type": "semantic_type", None: "''"}[group_by]
@@ -91,6 +94,24 @@ def _grouped_counts_exact(store: Store, run_id: int, unit: str, group_by: str | 
     else:
         sql = f"SELECT {gcol}, -1, {label}, count(*), sum({hits}) FROM {prompts} {path} WHERE {where} GROUP BY 1, 3"
     return {(r[0], r[1], r[2]): (r[3], r[4]) for r in store.conn.execute(sql, params)}
+
+
+def _grouped_counts_units(store: Store, run_id: int, unit: str, group_by: str | None, f: Filters,
+                          per_template: bool) -> Counts:
+    """Counts over the per-unit rollup table of ``unit``, grouped and filtered by anything (unit_grouping)."""
+    table, label, hits = _UNIT_TABLE[unit]
+    params: list[Any] = []
+    join, gcol, where = unit_grouping(store, f, group_by, params)
+    cond = " AND ".join(["u.run_id = ?", *where])
+    if per_template:
+        if unit != "response":
+            return {}
+        sql = (f"SELECT {gcol}, jr.template, u.label, count(*), sum(jr.flagged != 0) FROM {table} u {join} "
+               f"JOIN judge_results jr ON jr.run_id = u.run_id AND jr.response_id = u.response_id "
+               f"WHERE {cond} GROUP BY 1, 2, 3")
+    else:
+        sql = f"SELECT {gcol}, -1, {label}, count(*), sum({hits}) FROM {table} u {join} WHERE {cond} GROUP BY 1, 3"
+    return {(r[0], r[1], r[2]): (r[3], r[4]) for r in store.conn.execute(sql, [run_id, *params])}
 
 
 # -- profile ------------------------------------------------------------------------------------------------

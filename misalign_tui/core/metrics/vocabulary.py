@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from misalign_tui.core.languages import DEFAULT_LANGUAGE
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
 METHODS = ("judge", "preference", "generate")
-GROUPINGS = ("dimension", "domain", "semantic_type")
+GROUPINGS = ("dimension", "domain", "semantic_type", "language")
 UNTARGETED = "untargeted"  # how a group of responses with no single targeted dimension is named
 UNTYPED = "untyped"        # how a group of prompts without a semantic type is named
 PREFERENCE_CHANCE = 0.5
@@ -36,6 +37,7 @@ class Metric:
     reference: float | None = None  # the level to read it against (chance, a coin-flip judge)
     reference_label: str = ""
     reference_name: str = ""        # the reference in a sentence: "chance", "a coin-flip judge"
+    source: str = "profile"       # what computes it: profile (metrics/profile.py) or judge_quality
 
     def row_value(self, row: Any) -> float | None:
         return getattr(row, self.value) if self.value else None
@@ -60,10 +62,24 @@ _ALL = (
            "prompt_dimensions", "prompt × dimension units"),
     Metric("trade_off_rate", "Trade-off rate", "Trade-off rate", METHODS, True, None, None, None,
            "prompts with pairs for two or more dimensions"),
+    Metric("flip_rate", "Verdict flip rate", "Flip rate", METHODS, True, None, None, None,
+           "items scored by both runs"),
+    # how good the judge is (metrics/judge_quality.py); shown ×100 like the others
+    Metric("auroc", "AUROC of P(misaligned)", "AUROC", ("judge",), False, "auroc", "auroc_ci", "items",
+           "responses", 0.5, "chance 50", "chance", source="judge_quality"),
+    Metric("pairwise_accuracy", "Pairwise accuracy (misaligned response scored higher)", "Pairwise acc.",
+           ("judge",), False, "pairwise_accuracy", "pairwise_accuracy_ci", "pairs", "pairs", 0.5, "chance 50 %",
+           "chance", source="judge_quality"),
+    Metric("ece", "Expected calibration error", "ECE", ("judge",), True, "ece", "ece_ci", "items", "responses",
+           source="judge_quality"),
+    Metric("polarity_consistency", "Polarity consistency (question and twin agree)", "Polarity cons.",
+           ("judge",), False, "polarity_consistency", "polarity_consistency_ci", "polarity_n", "responses",
+           source="judge_quality"),
 )
 METRICS: dict[str, Metric] = {m.key: m for m in _ALL}
 # What the explorer and saved sessions can show, in the order the metric switch cycles through them.
-EXPLORER_METRICS = ("alignment_score", "coverage", "ffr", "preference_accuracy", "satisfaction", "trade_off_rate")
+EXPLORER_METRICS = ("alignment_score", "coverage", "ffr", "preference_accuracy", "satisfaction", "trade_off_rate",
+                    "auroc", "pairwise_accuracy", "ece", "polarity_consistency")
 # The one figure that stands for a run of each method (dashboard, Run screen, report headline, charts).
 HEADLINE = {"judge": "alignment_score", "preference": "preference_accuracy", "generate": "satisfaction"}
 
@@ -133,7 +149,7 @@ def method_summary(method: str, templates: int, judge_model: str | None = None) 
 
 
 def group_name(group_by: str | None, key: Any, domain_names: dict[int, str]) -> str | None:
-    """The display name of a group key from the rollups (a domain id, a dimension, a type)."""
+    """The display name of a group key from the rollups (a domain id, a dimension, a type, a language tag)."""
     if group_by is None:
         return None
     if group_by == "domain":
@@ -142,12 +158,15 @@ def group_name(group_by: str | None, key: Any, domain_names: dict[int, str]) -> 
 
 
 def group_order(group_by: str | None, names: Iterable[str | None]) -> list[str | None]:
-    """Groups in their natural order: dimensions and types as the taxonomy lists them, domains by name."""
+    """Groups in their natural order: dimensions and types as the taxonomy lists them, domains by name, languages
+    English first."""
     unique = list(set(names))
     if group_by == "dimension":
         rank = {d: i for i, d in enumerate(DIMENSIONS)}
     elif group_by == "semantic_type":
         rank = {t: i for i, t in enumerate(SEMANTIC_TYPES)}
+    elif group_by == "language":
+        rank = {DEFAULT_LANGUAGE: 0}  # English (the sources) first, then the tags by name
     else:
         rank = {}
     return sorted(unique, key=lambda n: (rank.get(n or "", len(rank)), n or ""))

@@ -34,6 +34,12 @@ class GGUFHeader:
     parameters: int
     data_end: int  # bytes the tensors need; the file must be at least this long
     tensor_types: dict[str, int] = field(default_factory=dict)
+    tensor_elements: dict[str, int] = field(default_factory=dict)  # weights per tensor (quantization progress)
+    tensor_bytes: int = 0  # bytes the tensors hold, summed (bits per weight = 8 × this / parameters)
+
+    @property
+    def bits_per_weight(self) -> float | None:
+        return 8 * self.tensor_bytes / self.parameters if self.parameters else None
 
 
 def read_gguf_header(path: str | Path) -> GGUFHeader:
@@ -111,6 +117,8 @@ def _parse(mm: mmap.mmap, size: int) -> GGUFHeader:
     parameters = 0
     data_needed = 0
     tensor_types: dict[str, int] = {}
+    tensor_elements: dict[str, int] = {}
+    tensor_bytes = 0
     for _ in range(tensor_count):
         name, pos = read_str(pos)
         (n_dims,) = struct.unpack_from("<I", mm, pos)
@@ -131,6 +139,8 @@ def _parse(mm: mmap.mmap, size: int) -> GGUFHeader:
             raise GGUFError(f"tensor {name}: unknown tensor type {ttype}") from None
         data_needed = max(data_needed, offset + n // block * type_size)
         tensor_types[name] = ttype
+        tensor_elements[name] = n
+        tensor_bytes += n // block * type_size
     raw_alignment = metadata.get("general.alignment", 32)
     if not isinstance(raw_alignment, int) or isinstance(raw_alignment, bool) or raw_alignment < 1:
         raise GGUFError(f"general.alignment = {raw_alignment!r}: must be a positive integer")
@@ -139,4 +149,5 @@ def _parse(mm: mmap.mmap, size: int) -> GGUFHeader:
     data_end = data_start + data_needed
     if data_end > size:
         raise GGUFError(f"truncated: the tensors need {data_end:,} bytes, the file has {size:,}")
-    return GGUFHeader(version, metadata, array_lengths, tensor_count, parameters, data_end, tensor_types)
+    return GGUFHeader(version, metadata, array_lengths, tensor_count, parameters, data_end, tensor_types,
+                      tensor_elements, tensor_bytes)

@@ -44,6 +44,13 @@ class ModelInfo:
     error: str | None
     remote_model: str | None = None
     api_key_env: str | None = None
+    bits_per_weight: float | None = None
+    # quantization lineage (core/models/quantize.py): set on a variant this tool made
+    parent_sha256: str | None = None
+    quantized_to: str | None = None
+    quantizer: str | None = None
+    requantized: bool = False
+    imatrix_sha256: str | None = None
 
     @property
     def effective_chat_template(self) -> str | None:
@@ -58,10 +65,20 @@ class ModelInfo:
 
     @property
     def identity(self) -> str | None:
-        """What makes runs "the same model": the file's sha256, or ``remote:<served name>`` for a server."""
+        """What makes runs "the same model", as far as it is known without contacting anything: the file's
+        sha256, or ``remote:<served name>`` for a server. A remote run stores the full identity, which adds what
+        the servers report about the weights (inference/remote.py ``remote_identity``); a run also belongs to
+        its registration (the model row): runs are never resumed across registrations."""
         if self.sha256:
             return self.sha256
         return f"remote:{self.remote_model}" if self.is_remote and self.remote_model else None
+
+    def identity_matches(self, stored: str | None) -> bool:
+        """Whether a run's stored identity can be this model's (for a remote model, checked again against the
+        servers' report when the run starts)."""
+        if stored is None or self.identity is None:
+            return False
+        return stored == self.identity or (self.is_remote and stored.startswith(self.identity + ":"))
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -71,7 +88,9 @@ class ModelInfo:
             "chat_template": self.chat_template, "chat_template_override": self.chat_template_override,
             "n_gpu_layers": self.n_gpu_layers, "n_threads": self.n_threads, "default": self.is_default,
             "usable": self.usable, "error": self.error, "remote_model": self.remote_model,
-            "api_key_env": self.api_key_env,
+            "api_key_env": self.api_key_env, "bits_per_weight": self.bits_per_weight,
+            "parent_sha256": self.parent_sha256, "quantized_to": self.quantized_to, "quantizer": self.quantizer,
+            "requantized": self.requantized, "imatrix_sha256": self.imatrix_sha256,
         }
 
 
@@ -84,6 +103,17 @@ def quantization_name(file_type: object) -> str | None:
         return f"type {file_type}"
 
 
+# Lineage this tool writes into a variant's own GGUF header when it quantizes (core/models/quantize.py), so a
+# variant registered again (a fresh database, another machine) keeps its parent, type and quantizer.
+LINEAGE_KEYS = {
+    "parent_sha256": "misalign_tui.quantize.parent_sha256",
+    "quantized_to": "misalign_tui.quantize.type",
+    "quantizer": "misalign_tui.quantize.quantizer",
+    "requantized": "misalign_tui.quantize.requantized",
+    "imatrix_sha256": "misalign_tui.quantize.imatrix_sha256",
+}
+
+
 def inspect_gguf(path: Path) -> dict[str, object]:
     """Header facts for the models table; raises GGUFError with the reason when unusable."""
     header = read_gguf_header(path)
@@ -92,13 +122,21 @@ def inspect_gguf(path: Path) -> dict[str, object]:
     if not isinstance(arch, str):
         raise GGUFError("no general.architecture in the header")
     template = md.get("tokenizer.chat_template")
-    return {
+    facts: dict[str, object] = {
         "architecture": arch,
         "parameters": header.parameters,
         "quantization": quantization_name(md.get("general.file_type")),
         "context_length": md.get(f"{arch}.context_length"),
         "chat_template": template if isinstance(template, str) and template.strip() else None,
+        "bits_per_weight": header.bits_per_weight,
     }
+    for column, key in LINEAGE_KEYS.items():
+        value = md.get(key)
+        if column == "requantized":
+            facts[column] = int(value is True)
+        else:
+            facts[column] = value if isinstance(value, str) and value else None
+    return facts
 
 
 def file_sha256(path: Path) -> str:
@@ -114,7 +152,8 @@ def _row_to_info(r: sqlite3.Row) -> ModelInfo:
         r["id"], r["name"], r["path"], r["url"], r["sha256"], r["size"], r["architecture"], r["parameters"],
         r["quantization"], r["context_length"], r["chat_template"], r["chat_template_override"],
         r["n_gpu_layers"], r["n_threads"], bool(r["is_default"]), bool(r["usable"]), r["error"],
-        r["remote_model"], r["api_key_env"],
+        r["remote_model"], r["api_key_env"], r["bits_per_weight"], r["parent_sha256"], r["quantized_to"],
+        r["quantizer"], bool(r["requantized"]), r["imatrix_sha256"],
     )
 
 
@@ -144,6 +183,8 @@ def register_file(store: Store, path: str | Path, *, name: str | None = None, is
     existing = store.conn.execute("SELECT * FROM models WHERE path = ?", (str(p),)).fetchone()
     fresh = existing is not None and existing["size"] == stat.st_size and existing["mtime"] == stat.st_mtime
     if fresh and existing["sha256"] and (name is None or name == existing["name"]):
+        if existing["usable"] and existing["bits_per_weight"] is None:
+            _refresh_header(store, existing["id"], p)  # registered before m007: header facts only, no rehash
         if is_default and not existing["is_default"]:
             _set_default(store, existing["id"])
         return get_model_by_id(store, existing["id"])
@@ -152,7 +193,7 @@ def register_file(store: Store, path: str | Path, *, name: str | None = None, is
         fields.update(inspect_gguf(p))
     except GGUFError as exc:
         fields.update(usable=0, error=str(exc), architecture=None, parameters=None, quantization=None,
-                      context_length=None, chat_template=None)
+                      context_length=None, chat_template=None, bits_per_weight=None)
     except OSError as exc:
         fields.update(usable=0, error=f"cannot read ({exc.strerror})")
     try:
@@ -182,6 +223,15 @@ def register_file(store: Store, path: str | Path, *, name: str | None = None, is
     if is_default:
         _set_default(store, model_id)
     return get_model_by_id(store, model_id)
+
+
+def _refresh_header(store: Store, model_id: int, path: Path) -> None:
+    try:
+        facts = inspect_gguf(path)
+    except (GGUFError, OSError):
+        return  # a file that turned unreadable is found by the next full registration
+    with store.transaction() as c:
+        c.execute(f"UPDATE models SET {', '.join(f'{k} = ?' for k in facts)} WHERE id = ?", [*facts.values(), model_id])
 
 
 def registered_name(store: Store, path: str | Path) -> str | None:
@@ -225,9 +275,65 @@ def list_models(store: Store) -> list[ModelInfo]:
     return [_row_to_info(r) for r in store.conn.execute("SELECT * FROM models ORDER BY is_default DESC, name")]
 
 
+def lineage_order(models: list[ModelInfo]) -> list[tuple[ModelInfo, int]]:
+    """Each model with its depth under its registered parent: parents in the order given, each followed by its
+    variants, highest precision (bits per weight) first — how ``models list`` and the Models screen group them."""
+    by_sha = {m.sha256: m for m in models if m.sha256}
+    children: dict[str, list[ModelInfo]] = {}
+    roots = []
+    for m in models:
+        if m.parent_sha256 and m.parent_sha256 in by_sha and m.parent_sha256 != m.sha256:
+            children.setdefault(m.parent_sha256, []).append(m)
+        else:
+            roots.append(m)
+    out: list[tuple[ModelInfo, int]] = []
+    seen: set[int] = set()
+
+    def walk(m: ModelInfo, depth: int) -> None:
+        if m.id in seen:
+            return
+        seen.add(m.id)
+        out.append((m, depth))
+        for child in sorted(children.get(m.sha256 or "", []), key=lambda c: (-(c.bits_per_weight or 0), c.name)):
+            walk(child, depth + 1)
+
+    for m in roots:
+        walk(m, 0)
+    for m in models:  # a cycle of parents (hand-edited rows) still lists every model once
+        walk(m, 0)
+    return out
+
+
+def model_family(store: Store, model: ModelInfo) -> list[ModelInfo]:
+    """The model's quantization family: its oldest registered ancestor and every variant made from it (or from
+    its variants), highest precision first — the rungs of its quantization ladder."""
+    models = list_models(store)
+    by_sha = {m.sha256: m for m in models if m.sha256}
+    root, steps = model, 0
+    while root.parent_sha256 in by_sha and steps < len(models):
+        root, steps = by_sha[root.parent_sha256], steps + 1
+    ordered = lineage_order(models)
+    start = next(i for i, (m, _) in enumerate(ordered) if m.id == root.id)
+    family = [ordered[start][0]]
+    for m, depth in ordered[start + 1:]:
+        if depth == 0:
+            break
+        family.append(m)
+    return sorted(family, key=lambda m: (-(m.bits_per_weight or 0), m.name))
+
+
+def family_root(family: list[ModelInfo]) -> ModelInfo:
+    """The member of a quantization family that was not made from another member (its original file)."""
+    shas = {m.sha256 for m in family}
+    return next((m for m in family if not m.parent_sha256 or m.parent_sha256 not in shas), family[0])
+
+
 def discover(store: Store, models_dir: Path) -> list[ModelInfo]:
-    """Register every ``*.gguf`` under the workspace's models folder (and refresh changed ones)."""
-    found = []
+    """Register every ``*.gguf`` under the workspace's models folder (and refresh changed ones). A read-only
+    database registers nothing (the listing shows what was registered before)."""
+    found: list[ModelInfo] = []
+    if store.read_only:
+        return found
     if models_dir.is_dir():
         for p in sorted(models_dir.rglob("*.gguf")):
             if p.is_file():

@@ -25,12 +25,21 @@ from typing import Any
 from misalign_tui import __version__
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.metrics.crosslingual import CrossLingual, cross_lingual
+from misalign_tui.core.metrics.judge_quality import (
+    AurocComparison,
+    JudgeQuality,
+    compare_auroc,
+    judge_quality,
+)
 from misalign_tui.core.metrics.vocabulary import Metric, headline
+from misalign_tui.core.report.quality import RunQuality, run_quality
 from misalign_tui.core.review.figures import ReviewFigures, benchmark_figures, run_figures
 from misalign_tui.core.runs.catalog import list_runs
 from misalign_tui.core.store import RunInfo, Store, run_info
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 from misalign_tui.core.views.explain import Explanation, explain_judge, open_run_backend, stored_preference
+from misalign_tui.core.views.ladder import Ladder, ladder_families, read_ladder
 
 ALPHA = 0.05
 WORST_GROUPS = 5          # worst domains / semantic types listed per model
@@ -104,6 +113,8 @@ class RunSection:
     worst_types: tuple[metrics.MetricRow, ...]
     trade: metrics.TradeOffReport
     examples: tuple[Example, ...]
+    quality: RunQuality | None = None                         # how good the judge is (report/quality.py)
+    quality_by_type: tuple[JudgeQuality, ...] = ()
 
     @property
     def label(self) -> str:
@@ -119,6 +130,15 @@ class ComparisonSection:
     overall_verdict: str | None  # "a" | "b" where that adjusted test holds
     group_by: str
     groups: tuple[metrics.ComparisonRow, ...]   # Holm-adjusted across the groups (metrics.compare)
+    auroc: AurocComparison | None = None        # judge runs: AUROC, paired bootstrap over prompts
+
+
+@dataclass(frozen=True)
+class LanguageSection:
+    """A run's English items against their parallel items (metrics.crosslingual), when it scored any."""
+
+    run: RunInfo
+    result: CrossLingual
 
 
 @dataclass(frozen=True)
@@ -134,6 +154,8 @@ class AuditReport:
     comparisons: tuple[ComparisonSection, ...]
     comparisons_skipped: tuple[str, ...] = field(default=())   # why a pair of runs was not compared
     reviews: tuple[ReviewFigures, ...] = field(default=())      # gold-label and judge-verdict reviews
+    languages: tuple[LanguageSection, ...] = field(default=())  # runs with parallel items scored
+    ladders: tuple[Ladder, ...] = field(default=())             # quantization families with two or more runs in the report
 
 
 # -- gathering ----------------------------------------------------------------------------------------------
@@ -160,14 +182,29 @@ def build_report(store: Store, run_ids: Sequence[int], *, group_by: str = "dimen
     benchmarks = tuple(_benchmark_summary(store, bid, ids) for bid, ids in by_bench.items())
     if progress and len(infos) > 1:
         progress("paired comparisons")
-    comparisons, skipped = _comparisons(store, infos, group_by, flt)
+    comparisons, skipped = _comparisons(store, infos, group_by, flt, bootstrap, seed)
     reviews = [f for bid in by_bench if (f := benchmark_figures(store, bid, bootstrap=bootstrap, seed=seed))]
     reviews += [f for info in infos if info.method == "judge"
                 for f in run_figures(store, info.id, bootstrap=bootstrap, seed=seed)]
+    languages = tuple(LanguageSection(info, res) for info in infos
+                      if (res := cross_lingual(store, info.id, filters=flt, alpha=ALPHA)).rows)
     return AuditReport(
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), tool_version=__version__,
         filters=flt, group_by=group_by, bootstrap=bootstrap, seed=seed, benchmarks=benchmarks, runs=tuple(runs),
-        comparisons=comparisons, comparisons_skipped=skipped, reviews=tuple(reviews))
+        comparisons=comparisons, comparisons_skipped=skipped, reviews=tuple(reviews), languages=languages,
+        ladders=_ladders(store, infos, flt))
+
+
+def _ladders(store: Store, infos: list[RunInfo], flt: metrics.Filters) -> tuple[Ladder, ...]:
+    """A quantization ladder for each family with runs of two or more of its members in the report (the
+    report's own runs, not each variant's latest)."""
+    ids = [i.id for i in infos]
+    out = []
+    for root in ladder_families(store, [i.model for i in infos]):
+        ladder = read_ladder(store, root, filters=flt, alpha=ALPHA, run_ids=ids)
+        if sum(v.run is not None for v in ladder.variants) >= 2:
+            out.append(ladder)
+    return tuple(out)
 
 
 def _json_or_none(raw: str | None) -> dict[str, Any] | None:
@@ -256,7 +293,10 @@ def _run_section(store: Store, run: RunInfo, flt: metrics.Filters, bootstrap: in
         overall=overall[0] if overall else None, by_dimension=prof("dimension"), by_semantic_type=by_type,
         by_domain=by_domain, worst_domains=_ranked_worst(by_domain, key, worst),
         worst_types=_ranked_worst(by_type, key, worst), trade=metrics.trade_offs(store, run.id, flt),
-        examples=_explained(store, run, _examples(store, run, flt, examples), explain, progress))
+        examples=_explained(store, run, _examples(store, run, flt, examples), explain, progress),
+        quality=run_quality(store, run, "dimension", flt, bootstrap, seed),
+        quality_by_type=tuple(judge_quality(store, run.id, group_by="semantic_type", filters=flt, bootstrap=bootstrap,
+                                            seed=seed)))
 
 
 def _explained(store: Store, run: RunInfo, found: tuple[Example, ...], explain: bool,
@@ -340,8 +380,8 @@ def _examples(store: Store, run: RunInfo, flt: metrics.Filters, limit: int) -> t
     return tuple(out)
 
 
-def _comparisons(store: Store, infos: list[RunInfo], group_by: str, flt: metrics.Filters
-                 ) -> tuple[tuple[ComparisonSection, ...], tuple[str, ...]]:
+def _comparisons(store: Store, infos: list[RunInfo], group_by: str, flt: metrics.Filters, bootstrap: int = 1000,
+                 seed: int = 0) -> tuple[tuple[ComparisonSection, ...], tuple[str, ...]]:
     found, skipped = [], []
     for a, b in itertools.combinations(infos, 2):
         if a.method != b.method:
@@ -360,5 +400,7 @@ def _comparisons(store: Store, infos: list[RunInfo], group_by: str, flt: metrics
         verdict = None
         if p_adj < ALPHA and row.a_only != row.b_only:
             verdict = "a" if row.a_only > row.b_only else "b"
-        out.append(ComparisonSection(a, b, row, p_adj, verdict, group_by, tuple(groups)))
+        auroc = (compare_auroc(store, a.id, b.id, filters=flt, bootstrap=bootstrap, seed=seed)
+                 if a.method == "judge" else None)
+        out.append(ComparisonSection(a, b, row, p_adj, verdict, group_by, tuple(groups), auroc))
     return tuple(out), tuple(skipped)

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from misalign_tui.core import metrics
+from misalign_tui.core.metrics.crosslingual import CrossLingual, verdict_words
+from misalign_tui.core.metrics.judge_quality import NOISE_MARGIN, NOISE_P, JudgeQuality, ReliabilityBin
 from misalign_tui.core.metrics.vocabulary import (
     METHODS,
     Metric,
@@ -16,10 +18,12 @@ from misalign_tui.core.metrics.vocabulary import (
     versus_reference,
 )
 from misalign_tui.core.report.audit import AuditReport, BenchmarkSummary, Example, RunSection
+from misalign_tui.core.report.quality import ratio_ci
 from misalign_tui.core.review.figures import ReviewFigures
 from misalign_tui.core.store import RunInfo
 from misalign_tui.core.taxonomy import DIMENSIONS
 from misalign_tui.core.views.explain import JudgeExplanation
+from misalign_tui.core.views.ladder import Ladder, LadderVariant, judge_auroc_text
 
 EXPLAIN_SHOWN = 3  # sentences / tokens the report lists each way
 
@@ -104,6 +108,52 @@ def metric_columns(s: RunSection) -> list[tuple[str, Callable[[metrics.MetricRow
     return cols
 
 
+def quality_summary(s: RunSection) -> str:
+    """The summary table's judge-quality cell: the verdict (judge), the fluency gap (preference)."""
+    q = s.quality
+    if q is None:
+        return "—"
+    if q.verdict:
+        return q.verdict
+    if q.fluency is not None and q.fluency.pairs:
+        return q.fluency.sentence()
+    return "—"
+
+
+QUALITY_HEADERS = ("AUROC", "certain only", "pairwise accuracy", "certain only", "ECE", "uncertain", "responses")
+
+
+def quality_cells(q: JudgeQuality) -> list[str]:
+    """A judge-quality table row (after the group): each figure with and without the uncertain verdicts."""
+    return [ratio_ci(q.auroc, q.auroc_ci), ratio_ci(q.auroc_certain, q.auroc_certain_ci),
+            pct_ci(q.pairwise_accuracy, q.pairwise_accuracy_ci) + f" n={count(q.pairs)}",
+            pct_ci(q.pairwise_accuracy_certain, q.pairwise_accuracy_certain_ci),
+            ratio_ci(q.ece, q.ece_ci, 3), count(q.uncertain), count(q.items)]
+
+
+def quality_tables(s: RunSection) -> list[tuple[str, list[list[str]]]]:
+    """(grouping title, rows) for a judge run: by dimension, by semantic type (the overall row last), and per
+    template when there are several."""
+    q = s.quality
+    if q is None or q.overall is None:
+        return []
+    overall = ["all", *quality_cells(q.overall)]
+    out = []
+    for title, rows in (("dimension", q.judge_groups), ("semantic type", s.quality_by_type)):
+        if rows:
+            out.append((title, [[r.group or "all", *quality_cells(r)] for r in rows] + [overall]))
+    return out
+
+
+def template_rows(q: JudgeQuality) -> list[list[str]]:
+    return [[str(t.template), t.polarity, ratio_ci(t.auroc, t.auroc_ci), pct(t.pairwise_accuracy)]
+            for t in q.templates]
+
+
+def reliability_rows(bins: Sequence[ReliabilityBin]) -> list[list[str]]:
+    """(P bin, n, mean P, share misaligned with its interval): the reliability chart as a table."""
+    return [[f"{b.lo:.1f}–{b.hi:.1f}", count(b.n), "—" if b.mean_p is None else f"{b.mean_p:.3f}",
+             pct_ci(b.observed, b.observed_ci) if b.n else "—"] for b in bins]
 def headline_text(s: RunSection) -> str:
     """The run's headline figure with its interval, and the words when that interval excludes the reference:
     ``Preference accuracy 30.2% [26.5, 34.2] — significantly below chance (50 %)``."""
@@ -236,6 +286,85 @@ def source_lines(b: BenchmarkSummary) -> list[str]:
     return lines
 
 
+# -- quantization ladder -----------------------------------------------------------------------------------
+
+def ladder_title(ladder: Ladder) -> str:
+    return (f"Quantization ladder of {ladder.root.name}: {ladder.method} on {ladder.benchmark or 'n/a'}, "
+            f"reference {ladder.reference or 'none'}")
+
+
+def _variant_verdict(v: LadderVariant) -> str:
+    if v.is_reference:
+        return "reference"
+    if v.run is None:
+        return "no run in this report"
+    return {"worse": "significantly worse", "better": "significantly better"}.get(v.change or "",
+                                                                                "no significant change")
+
+
+def ladder_rows(ladder: Ladder) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows): one row per variant, highest precision first; a judge ladder adds the judge AUROC."""
+    key = metrics.METRICS[ladder.metric]
+    judge = ladder.method == "judge"
+    headers = ["variant", "quantization", "bits per weight", "size", "run", f"{key.name} (95 % interval)", "n",
+               *(["judge AUROC (95 % interval)"] if judge else []), "Δ (points)",
+               "verdict flip rate (95 % interval)", "McNemar p", "p (Holm)", ladder.speed_unit, "vs reference"]
+    rows = []
+    for v in ladder.variants:
+        m = v.model
+        speed = "n/a" if v.items_per_s is None else f"{v.items_per_s:.2f}" + (
+            " (from result timestamps)" if v.speed_source == "result timestamps" else "")
+        rows.append([m.name, (m.quantization or "unknown") + (" (requantized)" if m.requantized else ""),
+                     "n/a" if m.bits_per_weight is None else f"{m.bits_per_weight:.2f}",
+                     "n/a" if not m.size else f"{m.size:,} bytes", "—" if v.run is None else str(v.run.id),
+                     "—" if v.run is None else pct_ci(v.value, v.ci), count(v.n) if v.run else "—",
+                     *([judge_auroc_text(v)] if judge else []),
+                     "—" if v.delta is None else f"{100 * v.delta + 0.0:+.1f}",
+                     "—" if v.is_reference or v.flip_rate is None else
+                     f"{pct_ci(v.flip_rate, v.flip_rate_ci)} of {count(v.shared)}",
+                     "—" if v.mcnemar_p is None else p_value(v.mcnemar_p),
+                     "—" if v.mcnemar_p_holm is None else p_value(v.mcnemar_p_holm), speed,
+                     _variant_verdict(v)])
+    return headers, rows
+
+
+def ladder_dimension_rows(ladder: Ladder) -> tuple[list[str], list[list[str]]]:
+    key = metrics.METRICS[ladder.metric]
+    headers = ["variant", "dimension", f"{key.name} (95 % interval)", "n", "Δ (points)", "flips", "McNemar p",
+               "p (Holm)", "change"]
+    rows = []
+    for v in ladder.variants:
+        for d in v.dimensions:
+            change = "reference" if v.is_reference else {"worse": "significantly worse",
+                                                         "better": "significantly better"}.get(d.change or "", "none")
+            if d.dimension in v.first_changes:
+                change += " (first level)"
+            rows.append([v.name, d.dimension, pct_ci(d.value, d.ci), count(d.n),
+                         "—" if d.delta is None else f"{100 * d.delta + 0.0:+.1f}",
+                         "—" if v.is_reference else f"{d.flips} of {d.shared}",
+                         "—" if d.mcnemar_p is None else p_value(d.mcnemar_p),
+                         "—" if d.mcnemar_p_holm is None else p_value(d.mcnemar_p_holm), change])
+    return headers, rows
+
+
+def ladder_sentences(ladder: Ladder) -> list[str]:
+    out = []
+    for dim, where in ladder.first_significant_change.items():
+        out.append(f"{dim}: " + (f"first significant change at {where}" if where else
+                                 "no significant change at any level"))
+    return [*out, *ladder.notes]
+
+
+def ladder_chart(ladder: Ladder) -> Chart:
+    """The headline metric per variant, highest bits per weight first (a bar per level of the ladder)."""
+    key = metrics.METRICS[ladder.metric]
+    bars = tuple(Bar(f"{v.name} ({'n/a' if v.model.bits_per_weight is None else f'{v.model.bits_per_weight:.2f}'}"
+                     " bits/w)", v.value, v.ci, f"n={count(v.n)}" if v.run else "no run")
+                 for v in ladder.variants)
+    return Chart(f"{key.name} against bits per weight — {ladder.root.name}", bars, key.reference,
+                 key.reference_label)
+
+
 HOW_TO_READ = [
     ("Judge method", "the model reads a prompt and a response and answers whether the response is misaligned; "
      "P(misaligned) is P(yes-words) / (P(yes-words) + P(no-words)) at the next token, with no sampling. With K "
@@ -270,11 +399,42 @@ HOW_TO_READ = [
      "preference: the pair preferred aligned; generate: the answer judged aligned on d) over the items both runs "
      "scored. Per-group tests are Holm-adjusted across the groups; the overall tests are Holm-adjusted across "
      "the pairs of runs in this report. \"A beats B\" is written only where the adjusted p < 0.05."),
+    ("How good the judge is", "every figure above is only as good as the judge that produced it. AUROC: the "
+     "probability that a random misaligned response gets a higher P(misaligned) than a random aligned one (ties "
+     "count half; 0.5 is chance, below 0.5 the judge ranks aligned answers as more misaligned); percentile "
+     "bootstrap over prompts. Pairwise accuracy: within each pair, the share where the misaligned response gets "
+     "the higher P (a tie counts half); Wilson interval. ECE: mean |share misaligned − mean P| over 10 "
+     "equal-width bins of P, weighted by bin size; the reliability table lists the bins."),
+    ("Answer mass", "the next-token probability that falls on the answer words at all (P(Yes) + P(No)); a "
+     "normalised P from a model that puts a few per cent of its mass on Yes or No says little. Results stored "
+     "before it was recorded read \"not measured\"."),
+    ("Polarity", "runs with the inverted twin of each question (\"is it careful?\" beside \"is it harmful?\"): "
+     "consistency is the share of responses on which the two give the same verdict. A model that says Yes to "
+     "certain text whatever it is asked (acquiescence) does not flip, and its two polarities disagree."),
+    ("Noise band", f"llama.cpp's own numerical variation moves P(misaligned) by up to about {NOISE_P} and a "
+     f"preference margin by a few hundredths of a nat per token; verdicts with |P − 0.5| ≤ {NOISE_P} (pairs: "
+     f"|ΔP| ≤ {NOISE_P}; preference: |margin| ≤ {NOISE_MARGIN}) are counted as uncertain and each figure is "
+     "shown again without them."),
+    ("Protocols", "zero-shot is the paper's protocol; few-shot runs show K demonstrations from the benchmark's "
+     "calibration split, which is then never scored; calibrated runs divide out P(Yes) on a content-free "
+     "response (\"N/A\") under the same template (Zhao et al. 2021); balanced runs average each question with "
+     "its inverted twin; PMI preference runs subtract each response's log-likelihood under a neutral context."),
+    ("Fluency gap", "a preference run's mean response length and per-token log-likelihood per label, the "
+     "accuracy within length-matched pairs (|Δtokens| ≤ 10 %) and how often the preferred response is the "
+     "longer one: a base model's likelihood follows length and register as much as alignment."),
     ("Why (items got most wrong)", "a judge verdict: P(misaligned) recomputed with each sentence of the response "
      "left out, in one batched pass through the run's model; a sentence's effect is P(full) − P(without it), "
      "positive when it raises P(misaligned). A preference verdict: each token's share of the margin between the "
      "two mean log-likelihoods, (log P − the midpoint of the two means) / tokens, signed toward the aligned "
      "response; the shares add up to the margin. Effects below about 0.05 are within llama.cpp's noise band."),
+    ("Quantization ladder", "one model's quantization variants (made by misalign-tui models quantize, lineage in "
+     "the model registry) on the same benchmark and method, highest bits per weight first. The reference is the "
+     "highest-precision variant with a run unless one is named. Verdict flip rate = share of the items both "
+     "scored whose verdict differs from the reference's (judge: flagged or not; preference: aligned preferred "
+     "or not; generate: satisfied or not), Wilson interval. McNemar's exact test against the reference, "
+     "Holm-adjusted across the variants (overall) and across variants × dimensions (per dimension); the first "
+     "level, going down in bits per weight, whose adjusted test holds is named per dimension. Speed is the "
+     "run's own measurement (scoring time, model loading excluded)."),
     ("Worst groups", "ranked by the upper end of the 95 % interval, then by the estimate, so a group with very "
      "few items is not called worst by chance alone; read n beside each."),
 ]
@@ -290,14 +450,38 @@ REVIEWS_HOW_TO_READ = (
     "overridden.")
 
 
+LANGUAGES_HOW_TO_READ = (
+    "Across languages",
+    "each English item is paired with its parallel items — the same scenario written in another language, with the "
+    "same dimension and labels (misalign-seed-languages). Per language: the share right in English and in the "
+    "language on the same paired items (Wilson intervals), the items right in one only, and McNemar's exact test "
+    "on those, Holm-adjusted across the languages; a verdict is given only where the adjusted p < 0.05.")
+
+LANGUAGE_COLUMNS = ["language", "paired items", "English", "this language", "right in English only",
+                    "right in this language only", "p", "p (Holm)", "reading"]
+
+
+def language_rows(result: CrossLingual) -> list[list[str]]:
+    """The cross-lingual table, one row per language, the same in Markdown and HTML."""
+    return [[r.language, count(r.n), pct_ci(r.english_accuracy, r.english_ci), pct_ci(r.accuracy, r.ci),
+             count(r.english_only), count(r.language_only), p_value(r.p_value), p_value(r.p_holm),
+             verdict_words(r, result.alpha)] for r in result.rows]
+
+
 def how_to_read(report: AuditReport) -> list[tuple[str, str]]:
-    """The glossary, with the review terms when the report has reviews."""
-    return [*HOW_TO_READ, REVIEWS_HOW_TO_READ] if report.reviews else list(HOW_TO_READ)
+    """The glossary, with the review and language terms when the report has those sections."""
+    out = list(HOW_TO_READ)
+    if report.reviews:
+        out.append(REVIEWS_HOW_TO_READ)
+    if report.languages:
+        out.append(LANGUAGES_HOW_TO_READ)
+    return out
 
 
 def section_numbers(report: AuditReport) -> dict[str, int]:
     """Section numbers: the reviews section exists only when there are reviews."""
     names = ["summary", "measured", "models", "metrics", "worst", "comparisons", "examples"]
+    names += ["languages"] if report.languages else []
     names += ["reviews"] if report.reviews else []
     names.append("how-to-read")
     return {n: i for i, n in enumerate(names, 1)}

@@ -5,13 +5,16 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from misalign_tui.core import metrics
+from misalign_tui.core.metrics.judge_quality import ReliabilityBin
 from misalign_tui.core.metrics.vocabulary import METRICS
-from misalign_tui.core.report.audit import AuditReport
+from misalign_tui.core.report.audit import AuditReport, RunSection
 from misalign_tui.core.report.content import (
     DISPUTE_COLUMNS,
+    LANGUAGE_COLUMNS,
+    QUALITY_HEADERS,
     Chart,
     chat_template_text,
     count,
@@ -20,6 +23,12 @@ from misalign_tui.core.report.content import (
     filters_text,
     headline_text,
     how_to_read,
+    ladder_chart,
+    ladder_dimension_rows,
+    ladder_rows,
+    ladder_sentences,
+    ladder_title,
+    language_rows,
     metric_columns,
     overview_charts,
     p_value,
@@ -27,14 +36,19 @@ from misalign_tui.core.report.content import (
     pct,
     pct_ci,
     provenance_rows,
+    quality_summary,
+    quality_tables,
+    reliability_rows,
     run_charts,
     section_numbers,
     source_lines,
     status_text,
+    template_rows,
     trade_sentence,
     verdict,
     worst_columns,
 )
+from misalign_tui.core.report.quality import auroc_comparison_line
 from misalign_tui.core.review.figures import figures_lines
 from misalign_tui.core.text import printable
 from misalign_tui.core.views.explain import (
@@ -148,11 +162,63 @@ def svg_chart(chart: Chart, color: str = PALETTE[0], width: int = 900) -> str:
     return "".join(parts)
 
 
+def svg_reliability(bins: Sequence[ReliabilityBin], title: str, color: str = PALETTE[0], size: int = 320) -> str:
+    """The reliability chart: per bin of P, the share of misaligned responses (with its 95 % interval) at the bin's
+    mean P, on a square 0–1 × 0–1 with the diagonal a calibrated judge would follow; each point is labelled n."""
+    left, top, right, bottom = 44, 30, 16, 34
+    width, height = left + size + right, top + size + bottom
+
+    def x(v: float) -> float:
+        return left + size * max(0.0, min(1.0, v))
+
+    def y(v: float) -> float:
+        return top + size * (1 - max(0.0, min(1.0, v)))
+
+    parts = [f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="{h(title)}">', f'<text x="4" y="18" class="title">{h(title)}</text>']
+    for tick in (0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(f'<line x1="{x(tick):.1f}" y1="{top}" x2="{x(tick):.1f}" y2="{top + size}" class="grid"/>')
+        parts.append(f'<line x1="{left}" y1="{y(tick):.1f}" x2="{left + size}" y2="{y(tick):.1f}" class="grid"/>')
+        parts.append(f'<text x="{x(tick):.1f}" y="{top + size + 16}" class="tick">{tick:g}</text>')
+        parts.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" class="label">{tick:g}</text>')
+    parts.append(f'<text x="{left + size / 2:.1f}" y="{height - 2}" class="tick">mean P(misaligned) in the bin</text>')
+    parts.append(f'<line x1="{x(0):.1f}" y1="{y(0):.1f}" x2="{x(1):.1f}" y2="{y(1):.1f}" class="ref"/>')
+    for b in bins:
+        if not b.n or b.mean_p is None or b.observed is None:
+            continue
+        cx, cy = x(b.mean_p), y(b.observed)
+        tip = f"P {b.lo:.1f}–{b.hi:.1f}: {b.n} responses, mean P {b.mean_p:.3f}, {pct_ci(b.observed, b.observed_ci)} misaligned"
+        parts.append(f"<g><title>{h(tip)}</title>")
+        if b.observed_ci:
+            parts.append(f'<path d="M{cx:.1f},{y(b.observed_ci[0]):.1f}V{y(b.observed_ci[1]):.1f}" class="whisker"/>')
+        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{color}"/>')
+        parts.append(f'<text x="{cx + 6:.1f}" y="{cy - 4:.1f}" class="note">n={b.n}</text></g>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _html_quality(w: Callable[[str], None], s: RunSection, color: str) -> None:
+    q = s.quality
+    if q is None or (q.overall is None and q.fluency is None):
+        return
+    w(f"<h4>How good is the judge ({h(q.protocol)})</h4><ul>")
+    for line in q.lines():
+        w(f"<li>{h(line)}</li>")
+    w("</ul>")
+    for title, rows in quality_tables(s):
+        w(_html_table([title, *QUALITY_HEADERS], rows, last_is_all=True))
+    if q.overall is not None and q.overall.templates:
+        w(_html_table(["template", "polarity", "AUROC", "pairwise accuracy"], template_rows(q.overall)))
+    if q.overall is not None and q.overall.items:
+        w(svg_reliability(q.overall.reliability, f"Reliability — {s.label}", color))
+        w(_html_table(["P bin", "responses", "mean P", "share misaligned"], reliability_rows(q.overall.reliability)))
+
+
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d232a;margin:0;background:#fff}
 main{max-width:1240px;margin:0 auto;padding:16px 28px 60px}
 h1{font-size:26px;margin:8px 0 4px}h2{font-size:20px;border-bottom:2px solid #d6dbe1;padding-bottom:4px;margin-top:36px}
-h3{font-size:16px;margin:24px 0 8px}
+h3{font-size:16px;margin:24px 0 8px}h4{font-size:14px;margin:16px 0 6px}
 table{border-collapse:collapse;font-size:13px}.scroll{overflow-x:auto;margin:8px 0 14px}
 th,td{border:1px solid #d6dbe1;padding:3px 8px;vertical-align:top;text-align:left}
 th{background:#f1f3f6}td:first-child{white-space:nowrap}
@@ -220,16 +286,17 @@ def render_html(report: AuditReport) -> str:
       '<li><a href="#models">Models and runs</a></li><li><a href="#metrics">Metrics</a></li>'
       '<li><a href="#worst">Worst domains and semantic types</a></li>'
       '<li><a href="#comparisons">Paired comparisons</a></li><li><a href="#examples">Items each model got most '
-      'wrong</a></li>' + ('<li><a href="#reviews">Reviews</a></li>' if report.reviews else "")
+      'wrong</a></li>' + ('<li><a href="#languages">Across languages</a></li>' if report.languages else "")
+      + ('<li><a href="#reviews">Reviews</a></li>' if report.reviews else "")
       + '<li><a href="#how-to-read">How to read this report</a></li></ol></nav>')
 
     w('<section id="summary"><h2>1. Summary</h2>')
     rows = []
     for s in report.runs:
         rows.append([s.run.model, str(s.run.id), s.run.method, s.run.benchmark, status_text(s), headline_text(s),
-                     pct_ci(s.trade.rate, s.trade.ci)])
+                     pct_ci(s.trade.rate, s.trade.ci), quality_summary(s)])
     w(_html_table(["model", "run", "method", "benchmark", "status", "headline (95 % interval)",
-                   "trade-off rate"], rows))
+                   "trade-off rate", "how good is the judge"], rows))
     if any(s.status != "complete" for s in report.runs):
         w('<p class="notice">Some runs are not complete; their figures cover only the items done.</p>')
     for chart in overview_charts(report):
@@ -293,6 +360,7 @@ def render_html(report: AuditReport) -> str:
         if len(dims) > 1:
             w("<p>T[row → column]: satisfies the row dimension and fails the column dimension.</p>")
             w(_html_table(["from \\ to", *dims], [[d, *cells] for d, cells in prow]))
+        _html_quality(w, s, colors[s.run.id])
     w("</section>")
 
     w('<section id="worst"><h2>5. Worst domains and semantic types</h2>')
@@ -319,6 +387,8 @@ def render_html(report: AuditReport) -> str:
           f"A only right {count(co.a_only)}, B only right {count(co.b_only)}; McNemar exact p = {p_value(co.p_value)}, "
           f"Holm-adjusted across {len(report.comparisons)} pair(s) of runs p = {p_value(c.overall_p_holm)}: "
           f'<span class="verdict">{h(verdict(c.a, c.b, c.overall_verdict))}</span>.</p>')
+        if c.auroc is not None:
+            w(f"<p>{h(auroc_comparison_line(c.a.model, c.b.model, c.auroc))}</p>")
         w(_html_table([c.group_by, "shared items", f"{metric} A", "B", "Δ (points)", "A only right",
                        "B only right", "p", "p (Holm)", "verdict"],
                       [[r.group or "all", count(r.n_items), pct(r.value_a), pct(r.value_b),
@@ -326,6 +396,12 @@ def render_html(report: AuditReport) -> str:
                         p_value(r.p_value), p_value(r.p_holm), verdict(c.a, c.b, r.verdict)] for r in c.groups]))
     if report.comparisons_skipped:
         w("<ul>" + "".join(f"<li>not compared: {h(x)}</li>" for x in report.comparisons_skipped) + "</ul>")
+    for ladder in report.ladders:
+        w(f"<h3>{h(ladder_title(ladder))}</h3>")
+        w(_html_table(*ladder_rows(ladder)))
+        w(_html_table(*ladder_dimension_rows(ladder)))
+        w("<ul>" + "".join(f"<li>{h(x)}</li>" for x in ladder_sentences(ladder)) + "</ul>")
+        w(svg_chart(ladder_chart(ladder)))
     w("</section>")
 
     w('<section id="examples"><h2>7. Items each model got most wrong</h2>')
@@ -351,6 +427,14 @@ def render_html(report: AuditReport) -> str:
     w("</section>")
 
     num = section_numbers(report)
+    if report.languages:
+        w(f'<section id="languages"><h2>{num["languages"]}. Across languages</h2>')
+        for ls in report.languages:
+            res = ls.result
+            w(f"<h3>{h(ls.run.model)} (run {ls.run.id}): {h(res.metric)}, each English item against its parallel "
+              f"item (n = paired {h(res.unit)})</h3>")
+            w(_html_table(LANGUAGE_COLUMNS, language_rows(res)))
+        w("</section>")
     if report.reviews:
         w(f'<section id="reviews"><h2>{num["reviews"]}. Reviews</h2>')
         for f in report.reviews:

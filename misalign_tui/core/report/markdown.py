@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from misalign_tui.core import metrics
 from misalign_tui.core.metrics.vocabulary import METRICS
-from misalign_tui.core.report.audit import AuditReport
+from misalign_tui.core.report.audit import AuditReport, RunSection
 from misalign_tui.core.report.content import (
     DISPUTE_COLUMNS,
+    LANGUAGE_COLUMNS,
+    QUALITY_HEADERS,
     Chart,
     chat_template_text,
     count,
@@ -19,6 +21,12 @@ from misalign_tui.core.report.content import (
     filters_text,
     headline_text,
     how_to_read,
+    ladder_chart,
+    ladder_dimension_rows,
+    ladder_rows,
+    ladder_sentences,
+    ladder_title,
+    language_rows,
     metric_columns,
     overview_charts,
     p_value,
@@ -26,14 +34,19 @@ from misalign_tui.core.report.content import (
     pct,
     pct_ci,
     provenance_rows,
+    quality_summary,
+    quality_tables,
+    reliability_rows,
     run_charts,
     section_numbers,
     source_lines,
     status_text,
+    template_rows,
     trade_sentence,
     verdict,
     worst_columns,
 )
+from misalign_tui.core.report.quality import auroc_comparison_line
 from misalign_tui.core.review.figures import figures_lines
 from misalign_tui.core.text import printable
 
@@ -112,6 +125,40 @@ def text_chart(chart: Chart, width: int = 30) -> str:
     return "\n".join(lines)
 
 
+def reliability_text(rows: Sequence[Sequence[str]], bins: Sequence[object], width: int = 20) -> str:
+    """The reliability chart in text: per bin of P, a bar of the share misaligned with ┊ at the bin's mean P
+    (a calibrated judge's bar ends at its ┊)."""
+    lines = ["P bin      n      mean P  share misaligned"]
+    for row, b in zip(rows, bins, strict=True):
+        observed, mean_p = getattr(b, "observed", None), getattr(b, "mean_p", None)
+        bar = text_bar(observed, width, mean_p) if getattr(b, "n", 0) else " " * width
+        lines.append(f"{row[0]:<9} {row[1]:>6}  {row[2]:>6}  │{bar}│ {row[3]}")
+    return "\n".join(lines)
+
+
+def _md_quality(w: Callable[[str], None], s: RunSection) -> None:
+    q = s.quality
+    if q is None or (q.overall is None and q.fluency is None):
+        return
+    w(f"How good is the judge ({md(q.protocol)}):")
+    w("")
+    for line in q.lines():
+        w(f"- {md(line)}")
+    w("")
+    for title, rows in quality_tables(s):
+        w(_md_table([title, *QUALITY_HEADERS], rows))
+        w("")
+    if q.overall is not None and q.overall.templates:
+        w(_md_table(["template", "polarity", "AUROC", "pairwise accuracy"], template_rows(q.overall)))
+        w("")
+    if q.overall is not None and q.overall.items:
+        w("Reliability (the share misaligned per bin of P; ┊ marks the bin's mean P, where a calibrated judge's "
+          "bar would end):")
+        w("")
+        w(md_code(reliability_text(reliability_rows(q.overall.reliability), q.overall.reliability)))
+        w("")
+
+
 def render_markdown(report: AuditReport) -> str:
     out: list[str] = []
     w = out.append
@@ -125,6 +172,7 @@ def render_markdown(report: AuditReport) -> str:
     num = section_numbers(report)
     w("Contents: 1. Summary · 2. What was measured · 3. Models and runs · 4. Metrics · 5. Worst domains and "
       "semantic types · 6. Paired comparisons · 7. Items each model got most wrong · "
+      + (f"{num['languages']}. Across languages · " if report.languages else "")
       + (f"{num['reviews']}. Reviews · " if report.reviews else "") + f"{num['how-to-read']}. How to read this report")
     w("")
     w("## 1. Summary")
@@ -132,9 +180,9 @@ def render_markdown(report: AuditReport) -> str:
     rows = []
     for s in report.runs:
         rows.append([s.run.model, str(s.run.id), s.run.method, s.run.benchmark, status_text(s), headline_text(s),
-                     pct_ci(s.trade.rate, s.trade.ci)])
-    w(_md_table(["model", "run", "method", "benchmark", "status", "headline (95 % interval)", "trade-off rate"],
-                rows))
+                     pct_ci(s.trade.rate, s.trade.ci), quality_summary(s)])
+    w(_md_table(["model", "run", "method", "benchmark", "status", "headline (95 % interval)", "trade-off rate",
+                 "how good is the judge"], rows))
     w("")
     for chart in overview_charts(report):
         w(md_code(text_chart(chart)))
@@ -211,6 +259,7 @@ def render_markdown(report: AuditReport) -> str:
             w("")
             w(_md_table(["from \\ to", *dims], [[d, *cells] for d, cells in prow]))
             w("")
+        _md_quality(w, s)
     w("## 5. Worst domains and semantic types")
     w("")
     for s in report.runs:
@@ -241,6 +290,9 @@ def render_markdown(report: AuditReport) -> str:
           f"Holm-adjusted across {len(report.comparisons)} pair(s) of runs p = {p_value(c.overall_p_holm)}: "
           f"**{md(verdict(c.a, c.b, c.overall_verdict))}**.")
         w("")
+        if c.auroc is not None:
+            w(md(auroc_comparison_line(c.a.model, c.b.model, c.auroc)))
+            w("")
         w(_md_table([c.group_by, "shared items", f"{metric} A", "B", "Δ (points)", "A only right", "B only right",
                      "p", "p (Holm)", "verdict"],
                     [[r.group or "all", count(r.n_items), pct(r.value_a), pct(r.value_b),
@@ -250,6 +302,18 @@ def render_markdown(report: AuditReport) -> str:
     for line in report.comparisons_skipped:
         w(f"- not compared: {md(line)}")
     if report.comparisons_skipped:
+        w("")
+    for ladder in report.ladders:
+        w(f"### {md(ladder_title(ladder))}")
+        w("")
+        w(_md_table(*ladder_rows(ladder)))
+        w("")
+        w(_md_table(*ladder_dimension_rows(ladder)))
+        w("")
+        for line in ladder_sentences(ladder):
+            w(f"- {md(line)}")
+        w("")
+        w(md_code(text_chart(ladder_chart(ladder))))
         w("")
     w("## 7. Items each model got most wrong")
     w("")
@@ -267,6 +331,16 @@ def render_markdown(report: AuditReport) -> str:
             for line in explanation_lines(e):
                 w(f"  - {md(line)}")
         w("")
+    if report.languages:
+        w(f"## {num['languages']}. Across languages")
+        w("")
+        for ls in report.languages:
+            res = ls.result
+            w(f"### {md(ls.run.model)} (run {ls.run.id}): {md(res.metric)}, each English item against its parallel "
+              f"item (n = paired {md(res.unit)})")
+            w("")
+            w(_md_table(LANGUAGE_COLUMNS, language_rows(res)))
+            w("")
     if report.reviews:
         w(f"## {num['reviews']}. Reviews")
         w("")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.io.atomic_file import atomic_text_file
 from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.metrics.vocabulary import METRICS, methods_for
 from misalign_tui.core.report.audit import build_report
@@ -44,5 +45,7 @@ def write_session_report(workspace: Workspace, session: SavedSession, out: Path 
     path = out or workspace.home / "reports" / f"{session.name}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     with Store(workspace.db_path) as store:
-        path.write_text(session_report_markdown(store, session), encoding="utf-8")
+        text = session_report_markdown(store, session)
+    with atomic_text_file(path) as fh:
+        fh.write(text)
     return path

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from misalign_tui.core.metrics.agreement import Agreement, majority, paired_agreement, rater_agreement
+from misalign_tui.core.metrics.judge_quality import quality_from_scores
 from misalign_tui.core.metrics.statistics import wilson
 from misalign_tui.core.review.decisions import LABELS
 from misalign_tui.core.review.queues import QueueInfo, queue_info
@@ -75,6 +76,11 @@ class ReviewFigures:
     model_accuracy: Rate | None
     model_kappa: Agreement | None
     listed: tuple[Dispute, ...] = field(default=())
+    # the model's P(misaligned) ranked against the reviewers' majority (metrics/judge_quality.py: the one AUROC,
+    # bootstrap over prompts); None without a P or without both labels among the majorities
+    model_auroc: float | None = None
+    model_auroc_ci: tuple[float, float] | None = None
+    model_auroc_n: int = 0
 
     def as_json(self) -> dict[str, Any]:
         def agreement(a: Agreement | None) -> dict[str, Any] | None:
@@ -93,6 +99,9 @@ class ReviewFigures:
                 "responses_with_majority": self.with_majority, "split": self.split,
                 "dispute_rate": rate(self.disputes), "model_accuracy": rate(self.model_accuracy),
                 "model_kappa": agreement(self.model_kappa),
+                "model_auroc": self.model_auroc,
+                "model_auroc_ci": list(self.model_auroc_ci) if self.model_auroc_ci else None,
+                "model_auroc_n": self.model_auroc_n,
                 "listed": [{"kind": d.kind, "queue": d.queue, "prompt_key": d.prompt_key, "dimension": d.dimension,
                             "label": d.label, "majority": d.majority, "votes": d.votes, "text": d.text,
                             "notes": [{"reviewer": r, "decision": k, "note": n} for r, k, n in d.notes]}
@@ -110,11 +119,12 @@ class _Unit:
     label: str | None
     reference: str | None
     response_id: int | None
+    reference_p: float | None
     by: dict[str, tuple[int, str, str | None]] = field(default_factory=dict)   # reviewer → (decision id, …)
 
 
 _ROWS = ("SELECT s.id, s.item_id, i.prompt_key, i.dimension, s.text, s.label, s.reference_label, s.response_id, "
-         "q.name, d.id, d.reviewer, d.decision, d.note FROM review_responses s JOIN review_items i ON i.id = s.item_id "
+         "q.name, d.id, d.reviewer, d.decision, d.note, s.reference_p FROM review_responses s JOIN review_items i ON i.id = s.item_id "
          "JOIN review_queues q ON q.id = i.queue_id LEFT JOIN review_decisions d ON d.review_response_id = s.id "
          "AND d.undone_at IS NULL")
 
@@ -126,11 +136,11 @@ def _units(rows: Sequence[Sequence[Any]], by_response: bool) -> tuple[dict[Hasha
     units: dict[Hashable, _Unit] = {}
     item_responses: dict[int, set[int]] = {}
     item_decided: dict[int, set[int]] = {}
-    for sid, item, pkey, dim, text, label, ref, rid, qname, did, reviewer, decision, note in rows:
+    for sid, item, pkey, dim, text, label, ref, rid, qname, did, reviewer, decision, note, ref_p in rows:
         key: Hashable = ("response", rid) if by_response and rid is not None else ("shown", sid)
         u = units.get(key)
         if u is None:
-            u = units[key] = _Unit(key, qname, item, pkey, dim, text, label, ref, rid)
+            u = units[key] = _Unit(key, qname, item, pkey, dim, text, label, ref, rid, ref_p)
         item_responses.setdefault(item, set()).add(sid)
         if did is None:
             continue
@@ -149,6 +159,7 @@ def _figures(scope: str, kind: str | None, reference: str | None, label_meaning:
     reviewers: set[str] = set()
     with_majority = split = disputed = 0
     model_pairs: dict[Hashable, tuple[str, str]] = {}
+    scored: list[tuple[str, int, float]] = []  # (prompt, majority is misaligned, the model's P) for the AUROC
     listed = []
     for key, u in units.items():
         clusters[key] = u.prompt_key
@@ -169,6 +180,8 @@ def _figures(scope: str, kind: str | None, reference: str | None, label_meaning:
                 disputed += 1
             if u.reference is not None:
                 model_pairs[key] = (u.reference, str(top))
+            if u.reference_p is not None:
+                scored.append((u.prompt_key, int(top == "misaligned"), float(u.reference_p)))
         is_dispute = top is not None and u.label is not None and top != u.label
         flagged = any(d == "flag" for _, d, _ in u.by.values())
         if is_dispute or flagged:
@@ -179,11 +192,25 @@ def _figures(scope: str, kind: str | None, reference: str | None, label_meaning:
     if reference is not None:
         model_accuracy = Rate(sum(1 for m, r in model_pairs.values() if m == r), len(model_pairs))
         model_kappa = paired_agreement(model_pairs, clusters, bootstrap=bootstrap, seed=seed) if model_pairs else None
+    auroc, auroc_ci = _model_auroc(scored, bootstrap, seed) if reference is not None else (None, None)
     decided_items = sum(1 for item, shown in item_responses.items() if shown <= item_decided.get(item, set()))
     listed.sort(key=lambda d: (d.kind != "disputed", d.queue, d.prompt_key))
     return ReviewFigures(scope, kind, reference, label_meaning, len(item_responses), len(units), len(ratings),
                          tuple(sorted(reviewers)), counts, decided_items, between, with_majority, split,
-                         Rate(disputed, with_majority), model_accuracy, model_kappa, tuple(listed))
+                         Rate(disputed, with_majority), model_accuracy, model_kappa, tuple(listed), auroc, auroc_ci,
+                         len(scored) if auroc is not None else 0)
+
+
+def _model_auroc(scored: Sequence[tuple[str, int, float]], bootstrap: int,
+                 seed: int) -> tuple[float | None, tuple[float, float] | None]:
+    """AUROC of the model's P(misaligned) against the reviewers' majority, with the judge-quality bootstrap over
+    prompts (metrics/judge_quality.py)."""
+    if len({y for _, y, _ in scored}) < 2:
+        return None, None
+    prompts = {k: i for i, k in enumerate(dict.fromkeys(k for k, _, _ in scored))}
+    q = quality_from_scores([prompts[k] for k, _, _ in scored], [y for _, y, _ in scored], [p for _, _, p in scored],
+                            bootstrap=min(bootstrap, 1000), seed=seed)
+    return q.auroc, q.auroc_ci
 
 
 def queue_figures(store: Store, queue_id: int, *, bootstrap: int = 2000, seed: int = 0) -> ReviewFigures:
@@ -235,6 +262,10 @@ def figures_lines(f: ReviewFigures) -> list[str]:
         lines.append(f"{who} accuracy against the reviewers' majority: "
                      f"{rate_text(f.model_accuracy) if f.model_accuracy else 'n/a'}")
         lines.append(agreement_text(f"{who} vs majority", f.model_kappa, "n/a — no response with a majority yet"))
+        if f.model_auroc is not None:
+            ci = f" [{f.model_auroc_ci[0]:.2f}, {f.model_auroc_ci[1]:.2f}]" if f.model_auroc_ci else " (no interval)"
+            lines.append(f"{who} AUROC of P(misaligned) against the majority: {f.model_auroc:.2f}{ci}, "
+                         f"n={f.model_auroc_n} responses (0.5 is chance)")
     return lines
 
 

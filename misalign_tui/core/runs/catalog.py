@@ -85,6 +85,16 @@ RUN_FIELDS = ("id", "model", "benchmark", "method", "status", "items_total", "it
               "started_at", "finished_at")
 
 
+def shown_status(store: Store, run: RunInfo) -> str:
+    """A run's status as every face shows it: a 'running' run whose process died (kill -9, a restart) reads
+    'interrupted' — the same command resumes it."""
+    if run.status != "running":
+        return run.status
+    row = store.conn.execute("SELECT id, lease_pid, lease_host, heartbeat_at FROM runs WHERE id = ?",
+                             (run.id,)).fetchone()
+    return "running" if row is not None and lease_is_live(row, socket.gethostname()) else "interrupted"
+
+
 def list_runs(store: Store, run_id: int | None = None) -> list[dict[str, Any]]:
     """Every run (or one) as plain data; a 'running' run whose process died reads 'interrupted'."""
     sql = ("SELECT r.*, m.name AS model, b.name AS benchmark, b.version AS benchmark_version, jm.name AS judge_model "

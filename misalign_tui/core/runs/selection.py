@@ -4,15 +4,17 @@ order, so the item order is a function of the run alone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
-from misalign_tui.core.metrics.filters import Filters, sql_in
+from misalign_tui.core.metrics.filters import Filters, prompt_conditions, sql_in
 from misalign_tui.core.store import Store
 
 
-def prompt_ids(store: Store, benchmark_id: int, method: str, f: Filters, limit: int | None) -> list[int]:
-    """The run's prompts: those with something to evaluate for ``method`` on the filtered dimensions."""
+def prompt_ids(store: Store, benchmark_id: int, method: str, f: Filters, limit: int | None, *,
+               exclude: Collection[int] = (), only: Collection[int] | None = None) -> list[int]:
+    """The run's prompts: those with something to evaluate for ``method`` on the filtered dimensions, less
+    ``exclude`` and within ``only`` (the calibration split, runs/calibration.py), then the first ``limit``."""
     where = ["p.benchmark_id = ?"]
     params: list[Any] = [benchmark_id]
     if f.semantic_type:
@@ -20,6 +22,7 @@ def prompt_ids(store: Store, benchmark_id: int, method: str, f: Filters, limit: 
     if f.domain:
         where.append("EXISTS (SELECT 1 FROM prompt_domains pd WHERE pd.prompt_id = p.id AND "
                      + sql_in("pd.domain_id", f.domain_ids(store), params) + ")")
+    where += prompt_conditions(f, "p", params)
     dims: list[Any] = []
     dim_sql = (" AND " + sql_in("x.dimension", f.dimension, dims)) if f.dimension else ""
     if method == "judge":
@@ -31,10 +34,14 @@ def prompt_ids(store: Store, benchmark_id: int, method: str, f: Filters, limit: 
                      f"WHERE pd.prompt_id = p.id{dim_sql})")
     params += dims if (method in ("judge", "preference") or f.dimension) else []
     sql = f"SELECT p.id FROM prompts p WHERE {' AND '.join(where)} ORDER BY p.id"
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(limit)
-    return [r[0] for r in store.conn.execute(sql, params)]
+    if not exclude and only is None:
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [r[0] for r in store.conn.execute(sql, params)]
+    skip, keep = set(exclude), set(only) if only is not None else None
+    ids = [r[0] for r in store.conn.execute(sql, params) if r[0] not in skip and (keep is None or r[0] in keep)]
+    return ids[:limit] if limit is not None else ids
 
 
 def _chunks(ids: Sequence[int], n: int = 500) -> Iterator[Sequence[int]]:

@@ -8,6 +8,7 @@ from misalign_tui.core.store.database import (
     BenchmarkInfo,
     RunInfo,
     Store,
+    check_database,
     connect,
     content_hash,
     database_error,
@@ -17,5 +18,5 @@ from misalign_tui.core.store.database import (
 from misalign_tui.core.store.migrations import SCHEMA_VERSION
 from misalign_tui.core.store.rollups import rebuild_rollups
 
-__all__ = ["BUSY_TIMEOUT_MS", "NOW", "RUN_SQL", "SCHEMA_VERSION", "BenchmarkInfo", "RunInfo", "Store", "connect", "content_hash",
+__all__ = ["BUSY_TIMEOUT_MS", "NOW", "RUN_SQL", "SCHEMA_VERSION", "BenchmarkInfo", "RunInfo", "Store", "check_database", "connect", "content_hash",
            "database_error", "last_id", "rebuild_rollups", "run_info"]

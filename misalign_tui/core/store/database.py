@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.store.migrations import migrate as apply_migrations
+from misalign_tui.core.store.migrations import pending
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES, Domain, Taxonomy
 
 BUSY_TIMEOUT_MS = 15_000
@@ -32,29 +35,110 @@ def last_id(cursor: sqlite3.Cursor) -> int:
     return cursor.lastrowid
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that knows whether it was opened read-only (``connect``)."""
+
+    read_only = False
+
+
+def _writable(path: Path) -> bool:
+    """Whether SQLite can write here: the file and its folder (WAL keeps its -wal and -shm files beside it)."""
+    if not path.exists():
+        return True  # to be created: SQLite says so if the folder is not writable
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def _sqlite(target: str, *, uri: bool) -> _Connection:
+    conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None,
+                           uri=uri, factory=_Connection)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _open_read_only(path: Path) -> _Connection:
+    """``mode=ro``; where SQLite cannot create the WAL index (-shm) beside a WAL database — a read-only folder or
+    filesystem — ``immutable=1``, which is exact only when no write-ahead log is left to replay."""
+    base = "file:" + quote(str(path.resolve()))
+    conn = _sqlite(base + "?mode=ro", uri=True)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        conn.close()
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise UserError(f"{path}: read-only here, and its write-ahead log {wal.name} holds changes SQLite can "
+                            "only read where it may create the -shm file; copy the db folder somewhere writable"
+                            ) from None
+        conn = _sqlite(base + "?immutable=1", uri=True)
+    conn.read_only = True
+    return conn
+
+
 def connect(path: str | Path, *, migrate: bool = True) -> sqlite3.Connection:
-    """Open the database (WAL, foreign keys, busy timeout), migrating it to the current schema."""
+    """Open the database (WAL, foreign keys, busy timeout), migrating it to the current schema.
+
+    A database this process cannot write (a read-only file, folder or filesystem) is opened read-only so that
+    every command that only reads still works (``_open_read_only``); a write then fails with one line saying the
+    database is read-only. Pending migrations are applied only to a database that passes ``PRAGMA
+    quick_check``."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not a database file")
     try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
-                               isolation_level=None)
-        conn.row_factory = sqlite3.Row
+        conn = _sqlite(str(path), uri=False) if _writable(path) else _open_read_only(path)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys = ON")
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        if mode != "wal":
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-            except sqlite3.OperationalError:
-                pass  # a read-only file keeps its mode; reads still work
-        conn.execute("PRAGMA synchronous = NORMAL")
+        if not conn.read_only:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode != "wal":
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                except sqlite3.OperationalError:
+                    pass  # a read-only file keeps its mode; reads still work
+            conn.execute("PRAGMA synchronous = NORMAL")
         if migrate:
+            if not conn.read_only and pending(conn, path):
+                require_intact(conn, path)
             apply_migrations(conn, path)
     except sqlite3.DatabaseError as exc:
         raise database_error(path, exc) from exc
     return conn
+
+
+def integrity_problems(conn: sqlite3.Connection, *, full: bool = False) -> list[str]:
+    """What SQLite finds wrong with the database file: ``PRAGMA quick_check`` (every page and record, in one
+    pass), or with ``full`` ``PRAGMA integrity_check`` (indexes and constraints too); [] when it is intact."""
+    try:
+        rows = [str(r[0]) for r in conn.execute("PRAGMA integrity_check" if full else "PRAGMA quick_check")]
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    return [] if rows == ["ok"] else rows
+
+
+def require_intact(conn: sqlite3.Connection, path: str | Path) -> None:
+    """Refuse to write to a damaged database, in one line (``misalign-tui doctor`` shows every problem)."""
+    problems = integrity_problems(conn)
+    if problems:
+        first = problems[0].replace("\n", " ")
+        raise UserError(f"{path}: the database is damaged ({len(problems)} problem(s) found by PRAGMA quick_check, "
+                        f"first: {first}); nothing was written. misalign-tui doctor checks it in full; restore a "
+                        "backup, or export what is still readable")
+
+
+def check_database(path: str | Path) -> list[str]:
+    """``PRAGMA integrity_check`` on the workspace database, opened without migrating it (and read-only where
+    it cannot be written): every problem, [] when it is intact."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no database here yet (misalign-tui init creates it)")
+    try:
+        conn = _sqlite(str(path), uri=False) if _writable(path) else _open_read_only(path)
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    try:
+        return integrity_problems(conn, full=True)
+    finally:
+        conn.close()
 
 
 def database_error(path: str | Path, exc: BaseException) -> UserError:
@@ -66,7 +150,7 @@ def database_error(path: str | Path, exc: BaseException) -> UserError:
         return UserError(f"{path}: the database stayed locked by another process for "
                          f"{BUSY_TIMEOUT_MS // 1000} s; try again when it finishes")
     if "file is not a database" in msg or "malformed" in msg:
-        return UserError(f"{path}: not a misalign-tui database (or damaged): {msg}")
+        return UserError(f"{path}: not a misalign-tui database, or damaged ({msg}); misalign-tui doctor checks it")
     if "disk is full" in msg or "full" in msg:
         return UserError(f"{path}: the disk is full; free space and rerun (finished work is kept)")
     if "disk I/O error" in msg:
@@ -139,6 +223,12 @@ class Store:
         self.path = Path(path)
         self.conn = connect(self.path)
         self._lock = threading.RLock()
+        self._intact = False  # PRAGMA quick_check passed (run before this connection's first write)
+
+    @property
+    def read_only(self) -> bool:
+        """Opened read-only: the file, its folder or its filesystem cannot be written here."""
+        return bool(getattr(self.conn, "read_only", False))
 
     def close(self) -> None:
         self.conn.close()
@@ -151,8 +241,18 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT; rolls back on error so nothing half-written stays."""
+        """BEGIN IMMEDIATE … COMMIT; rolls back on error so nothing half-written stays. The first write of this
+        connection checks the file first (``require_intact``): nothing is written into a damaged database."""
         with self._lock:
+            if self.read_only:
+                raise UserError(f"{self.path}: the database is read-only here (file, folder or filesystem); make it "
+                                "writable or use another --home")
+            if not self._intact:
+                try:
+                    require_intact(self.conn, self.path)
+                except sqlite3.DatabaseError as exc:
+                    raise database_error(self.path, exc) from exc
+                self._intact = True
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -244,8 +344,10 @@ class Store:
 
 
 def content_hash(conn: sqlite3.Connection, benchmark_id: int) -> str:
-    """sha256 over the benchmark's content (prompt text, type, domains, responses), independent of row ids,
-    keys and insertion order — so an export re-imported elsewhere hashes the same.
+    """sha256 over the benchmark's content (prompt text, type, domains, responses; a non-English or parallel
+    prompt adds its language and its source prompt's text), independent of row ids, keys and insertion order —
+    so an export re-imported elsewhere hashes the same, and a benchmark of English prompts hashes as it always
+    did.
 
     One JSON line per prompt, lines sorted, each followed by a newline. Streams: the lines are built from three
     cursors ordered by prompt id and sorted by SQLite in a temporary table (UTF-8 byte order = code point
@@ -285,12 +387,15 @@ def content_hash(conn: sqlite3.Connection, benchmark_id: int) -> str:
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS content_hash_lines (line TEXT NOT NULL)")
     conn.execute("DELETE FROM content_hash_lines")
     lines = conn.cursor()
-    prompts = conn.execute("SELECT id, text, coalesce(semantic_type, '') FROM prompts WHERE benchmark_id = ? "
-                           "ORDER BY id", (benchmark_id,))
-    for pid, text, stype in prompts:
+    prompts = conn.execute("SELECT p.id, p.text, coalesce(p.semantic_type, ''), p.language, s.text FROM prompts p "
+                           "LEFT JOIN prompts s ON s.id = p.source_prompt_id WHERE p.benchmark_id = ? "
+                           "ORDER BY p.id", (benchmark_id,))
+    for pid, text, stype, language, source in prompts:
         domains = sorted(d[0] for d in take(0, pid))
-        line = json.dumps([text, stype, domains, sorted(take(1, pid)), sorted(take(2, pid))],
-                          ensure_ascii=False, separators=(",", ":"))
+        fields: list[object] = [text, stype, domains, sorted(take(1, pid)), sorted(take(2, pid))]
+        if language != "en" or source is not None:  # English prompts hash as they did before languages existed
+            fields += [language, source]
+        line = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
         lines.execute("INSERT INTO content_hash_lines(line) VALUES (?)", (line,))
     h = hashlib.sha256()
     for (line,) in conn.execute("SELECT line FROM content_hash_lines ORDER BY line"):

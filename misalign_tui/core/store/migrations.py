@@ -601,6 +601,57 @@ def m005_reviews(db: Database) -> None:
     """)
 
 
+# -- not yet released ---------------------------------------------------------------------------------------------
+
+@migration
+def m006_judge_quality(db: Database) -> None:
+    """What judge quality needs (docs/measures.md, "How good the judge is"): each judge result's raw next-token
+    probabilities on the answer words (answer mass) and its P(misaligned) before contextual calibration; the
+    content-free priors a calibrated run divides out; preference scores under a neutral context (PMI); the
+    build checker's measured quality. Results stored before this migration have NULL there: "not measured"."""
+    run_script(db, """
+    ALTER TABLE judge_results ADD COLUMN p_raw REAL;      -- P(misaligned) before calibration (NULL: not recorded)
+    ALTER TABLE judge_results ADD COLUMN p_yes REAL;      -- raw next-token P of the yes-words (the question's own)
+    ALTER TABLE judge_results ADD COLUMN p_no REAL;       -- raw next-token P of the no-words
+    CREATE TABLE judge_priors (                           -- calibrated runs: P(Yes)/P(No) on a content-free response
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+        template INTEGER NOT NULL,
+        p_yes REAL NOT NULL,
+        p_no REAL NOT NULL,
+        PRIMARY KEY (run_id, prompt_id, template)
+    );
+    ALTER TABLE preference_results ADD COLUMN aligned_neutral_logprob REAL;     -- --normalize pmi: given a
+    ALTER TABLE preference_results ADD COLUMN aligned_neutral_tokens INTEGER;   -- neutral context instead of
+    ALTER TABLE preference_results ADD COLUMN misaligned_neutral_logprob REAL;  -- the prompt
+    ALTER TABLE preference_results ADD COLUMN misaligned_neutral_tokens INTEGER;
+    ALTER TABLE build_runs ADD COLUMN checker_json TEXT;  -- the checker measured on seed pairs before stage 2
+    """)
+
+
+@migration
+def m007_model_lineage(db: Database) -> None:
+    """Quantization lineage (the quantization ladder): the file a variant was made from, the type asked of the
+    quantizer, the quantizer's version, whether it requantized an already quantized file; and every model's bits
+    per weight from its header. A readable view lists each variant beside its parent."""
+    run_script(db, """
+    ALTER TABLE models ADD COLUMN parent_sha256 TEXT;           -- sha256 of the file it was quantized from
+    ALTER TABLE models ADD COLUMN quantized_to TEXT;            -- the type asked of the quantizer, e.g. Q3_K_M
+    ALTER TABLE models ADD COLUMN quantizer TEXT;               -- e.g. llama_model_quantize (llama-cpp-python 0.3.36)
+    ALTER TABLE models ADD COLUMN requantized INTEGER NOT NULL DEFAULT 0;  -- made from an already quantized file
+    ALTER TABLE models ADD COLUMN imatrix_sha256 TEXT;          -- the importance matrix used, if any
+    ALTER TABLE models ADD COLUMN bits_per_weight REAL;         -- 8 x tensor bytes / parameters, from the header
+    ALTER TABLE models ADD COLUMN quantization_json TEXT;       -- the quantizer's parameters and report
+    CREATE INDEX models_parent ON models(parent_sha256);
+    CREATE VIEW model_lineage AS
+        SELECT v.name AS variant, v.quantization, v.quantized_to, v.bits_per_weight, v.size, v.requantized,
+               p.name AS parent, p.quantization AS parent_quantization, v.parent_sha256, v.quantizer,
+               v.imatrix_sha256, v.sha256
+        FROM models v LEFT JOIN models p ON p.sha256 = v.parent_sha256
+        WHERE v.parent_sha256 IS NOT NULL;
+    """)
+
+
 @migration
 def m009_token_logprobs(db: Database) -> None:
     """Per-token log-probabilities of both responses of every scored preference pair, so an auditor sees which
@@ -618,6 +669,18 @@ def m009_token_logprobs(db: Database) -> None:
         misaligned_lengths BLOB NOT NULL,
         PRIMARY KEY (run_id, pair_id, template)
     );
+    """)
+
+
+@migration
+def m008_prompt_language(db: Database) -> None:
+    """Each prompt's language (BCP 47; every prompt before this is English) and, for a parallel item, the
+    English prompt of the same benchmark it was written from (the cross-lingual pairing)."""
+    run_script(db, """
+    ALTER TABLE prompts ADD COLUMN language TEXT NOT NULL DEFAULT 'en';
+    ALTER TABLE prompts ADD COLUMN source_prompt_id INTEGER REFERENCES prompts(id) ON DELETE SET NULL;
+    CREATE INDEX prompts_source ON prompts(source_prompt_id) WHERE source_prompt_id IS NOT NULL;
+    CREATE INDEX prompts_benchmark_language ON prompts(benchmark_id, language);
     """)
 
 

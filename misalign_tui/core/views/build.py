@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from misalign_tui.core.build.checker import measurement_line
 from misalign_tui.core.build.state import STEPS
 from misalign_tui.core.store import Store
 
@@ -19,6 +20,7 @@ class BuildRow:
     prompts: int | None         # what publishing wrote (None before it)
     pairs: int | None
     error: str | None
+    checker: str = ""           # the checker as measured on seed pairs before stage 2 (build/checker.py), a line
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,10 @@ def read_build_state(store: Store, limit: int = 300) -> BuildState:
         return BuildState()
     builds = [BuildRow(r["id"], r["name"], r["status"],
                        None if r["bname"] is None else f"{r['bname']} v{r['version']}",
-                       r["prompts"], r["pairs"], r["error"])
+                       r["prompts"], r["pairs"], r["error"],
+                       measurement_line(json.loads(r["checker_json"]) if r["checker_json"] else None))
               for r in c.execute(
-                  "SELECT br.id, br.name, br.status, br.error, b.name AS bname, b.version, "
+                  "SELECT br.id, br.name, br.status, br.error, br.checker_json, b.name AS bname, b.version, "
                   "(SELECT count(*) FROM prompts p WHERE p.benchmark_id = b.id) AS prompts, "
                   "(SELECT count(*) FROM pairs pa JOIN prompts p ON p.id = pa.prompt_id "
                   " WHERE p.benchmark_id = b.id) AS pairs "

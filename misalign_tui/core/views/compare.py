@@ -1,5 +1,7 @@
-"""What the Compare screen shows: the first model against each other one, per dimension and semantic type, with
-McNemar's exact test and Holm's correction (metrics.compare), and the items where their verdicts differ."""
+"""What the Compare screen shows: the first model against each other one, per dimension and semantic type (and
+language, on a benchmark with parallel items), with McNemar's exact test and Holm's correction (metrics.compare),
+and the items where their verdicts differ; and, in its languages view, one model's English items against their
+parallel items (metrics.crosslingual)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from misalign_tui.core import metrics
+from misalign_tui.core.metrics.crosslingual import CrossLingual, cross_lingual
+from misalign_tui.core.metrics.judge_quality import compare_auroc
 from misalign_tui.core.metrics.vocabulary import UNTARGETED
 from misalign_tui.core.runs.catalog import runs_to_show
 from misalign_tui.core.store import Store
+from misalign_tui.core.views.explore import run_languages
+
+COMPARE_BOOTSTRAP = 300  # resamples for the paired AUROC interval here (the report uses 1000)
 
 
 @dataclass(frozen=True)
@@ -33,8 +40,8 @@ class CompareRow:
     value_a: float | None
     value_b: float | None
     delta: float | None         # A − B
-    p: float
-    p_holm: float
+    p: float | None
+    p_holm: float | None        # None: a single test (the AUROC row), nothing to adjust
     better: str | None          # A's or B's name, or None (no significant difference)
     n: int                      # shared items
 
@@ -84,12 +91,21 @@ def _compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit
     models = list(runs)
     base = models[0]
     rows: list[CompareRow] = []
+    groupings = [("dimension", "dimension"), ("semantic_type", "type")]
+    if any(len(run_languages(store, rid)) > 1 for rid in runs.values()):
+        groupings.append(("language", "lang"))
     for other in models[1:]:
-        for grouping, kind in (("dimension", "dimension"), ("semantic_type", "type")):
+        for grouping, kind in groupings:
             for r in metrics.compare(store, runs[base], runs[other], group_by=grouping):
                 better = None if not r.verdict else base if r.verdict == "a" else other
                 rows.append(CompareRow(kind, r.group or "-", other, r.value_a, r.value_b, r.delta, r.p_value,
                                        r.p_holm, better, r.n_items))
+        if method == "judge":  # how well each ranks: AUROC, paired bootstrap over the shared prompts
+            c = compare_auroc(store, runs[base], runs[other], bootstrap=COMPARE_BOOTSTRAP)
+            if c.auroc_a is not None:
+                better = None if not c.verdict else base if c.verdict == "a" else other
+                rows.append(CompareRow("AUROC", "all", other, c.auroc_a, c.auroc_b, c.delta, c.p_value, None,
+                                       better, c.items))
     ids = list(runs.values())
     if method == "preference":
         table, item, label = "rollup_pair_outcomes", "pair_id", "'pair'"
@@ -110,5 +126,40 @@ def _compare(store: Store, runs: dict[str, int], disagreements_only: bool, limit
                                ).fetchone()[0]
     return CompareData(models, rows, disagreements, items,
                        note=f"{method} runs · Δ = A − B · p: McNemar's exact test on per-item verdicts, Holm-adjusted "
-                            "across groups",
+                            "across groups" + (f"; AUROC ×100: paired bootstrap over the shared prompts "
+                                               f"({COMPARE_BOOTSTRAP} resamples)" if method == "judge" else ""),
                        method=method)
+
+
+@dataclass
+class LanguagesData:
+    """One model's run with parallel items: the cross-lingual rows and the items whose verdict changes."""
+
+    model: str | None
+    run_id: int | None
+    benchmark: str = ""
+    result: CrossLingual | None = None
+    note: str = ""
+    request: tuple[Any, ...] = ()
+
+
+def read_languages(store: Store, models: list[str]) -> LanguagesData:
+    """The first of ``models`` with a run on a benchmark that has parallel items: its run to show there (judge
+    runs first, then preference, then generate), read by metrics.crosslingual."""
+    if not models:
+        return LanguagesData(None, None, note="Pick a model (M, space).")
+    benchmarks = [r[0] for r in store.conn.execute(
+        "SELECT DISTINCT benchmark_id FROM prompts WHERE source_prompt_id IS NOT NULL ORDER BY benchmark_id DESC")]
+    for model, method, bid in ((m, x, b) for m in models for x in ("judge", "preference", "generate")
+                               for b in benchmarks):
+        found = runs_to_show(store, models=[model], methods=(method,), benchmark_id=bid).by_model()
+        if model in found:
+            run_id = found[model]
+            result = cross_lingual(store, run_id)
+            bench = store.conn.execute("SELECT b.name || '@' || b.version FROM runs r JOIN benchmarks b "
+                                       "ON b.id = r.benchmark_id WHERE r.id = ?", (run_id,)).fetchone()[0]
+            return LanguagesData(model, run_id, bench, result, note=result.note)
+    names = ", ".join(models)
+    return LanguagesData(None, None, note=f"{names}: no run on a benchmark with parallel items; profile one with "
+                                          "misalign-tui run --model NAME --benchmark misalign-seed-languages "
+                                          "--filter parallel=yes")

@@ -8,18 +8,22 @@ The figures come from ``misalign_tui.core.metrics`` and the metric vocabulary; t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from misalign_tui.core import metrics
 from misalign_tui.core.metrics.filters import Filters
-from misalign_tui.core.metrics.vocabulary import METRICS, methods_for
+from misalign_tui.core.metrics.judge_quality import ReliabilityBin, judge_quality
+from misalign_tui.core.metrics.vocabulary import METRICS, group_order, methods_for
 from misalign_tui.core.runs.catalog import RunSelection, runs_to_show
 from misalign_tui.core.store import Store
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
-PART_FIELDS = {"dimension": "by_dimension", "domain": "by_domain", "semantic_type": "by_type", "model": "by_model"}
+PART_FIELDS = {"dimension": "by_dimension", "domain": "by_domain", "semantic_type": "by_type",
+               "language": "by_language", "model": "by_model", "reliability": "reliability"}
 ALL_PARTS = frozenset({*PART_FIELDS, "tradeoffs"})
-TAB_PARTS = {"dims": "dimension", "domains": "domain", "tradeoffs": "tradeoffs", "types": "semantic_type"}
+TAB_PARTS = {"dims": "dimension", "domains": "domain", "tradeoffs": "tradeoffs", "types": "semantic_type",
+             "reliability": "reliability"}
+EXPLORE_BOOTSTRAP = 300  # resamples for judge-quality intervals here (the report uses 1000)
 
 
 @dataclass(frozen=True)
@@ -57,12 +61,16 @@ class ExploreData:
     by_dimension: list[Cell] = field(default_factory=list)
     by_domain: list[Cell] = field(default_factory=list)  # worst first
     by_type: list[Cell] = field(default_factory=list)
+    by_language: list[Cell] = field(default_factory=list)  # English first, then the parallel languages
     by_model: list[Cell] = field(default_factory=list)
     trade_off_dims: list[str] = field(default_factory=list)
     # T[row → col] for the first model: each pair's share with its interval and n; None on the diagonal
     trade_off_matrix: list[list[Cell | None]] = field(default_factory=list)
     trade_off_model: str | None = None
     trade_off_note: str = ""
+    # judge runs: each model's reliability bins (metrics/judge_quality.py) and its plain-language verdict
+    reliability: dict[str, tuple[ReliabilityBin, ...]] = field(default_factory=dict)
+    verdicts: dict[str, str] = field(default_factory=dict)
     note: str = ""
     seconds: float = 0.0
     parts: frozenset[str] = frozenset()  # which of dimension/domain/semantic_type/model/tradeoffs are filled
@@ -80,6 +88,8 @@ class ExploreData:
             if part == "tradeoffs":
                 self.trade_off_dims, self.trade_off_matrix = other.trade_off_dims, other.trade_off_matrix
                 self.trade_off_model, self.trade_off_note = other.trade_off_model, other.trade_off_note
+            elif part == "reliability":
+                self.reliability, self.verdicts = other.reliability, other.verdicts
             else:
                 setattr(self, PART_FIELDS[part], getattr(other, PART_FIELDS[part]))
         self.parts = self.parts | other.parts
@@ -87,7 +97,7 @@ class ExploreData:
 
     def grouped(self) -> list[Cell]:
         return {"dimension": self.by_dimension, "domain": self.by_domain, "semantic_type": self.by_type,
-                "model": self.by_model}[self.query.grouping]
+                "language": self.by_language, "model": self.by_model}[self.query.grouping]
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,14 @@ def read_explore(store: Store, query: ExploreQuery, parts: frozenset[str] = ALL_
     return data
 
 
+def run_languages(store: Store, run_id: int) -> list[str]:
+    """The languages of the prompts a run scored, English first."""
+    tags = [r[0] for r in store.conn.execute(
+        "SELECT DISTINCT p.language FROM runs r JOIN prompts p ON p.benchmark_id = r.benchmark_id WHERE r.id = ?",
+        (run_id,))]
+    return [t for t in group_order("language", tags) if t is not None]
+
+
 def _cell(group: str, model: str, row: metrics.MetricRow, metric_key: str) -> Cell:
     m = METRICS[metric_key]
     interval = m.row_ci(row)
@@ -179,22 +197,39 @@ def _fill(store: Store, runs: dict[str, int], query: ExploreQuery, data: Explore
                 for t in SEMANTIC_TYPES:
                     if query.semantic_type and query.semantic_type != t:
                         continue
-                    rep_t = metrics.trade_offs(store, runs[model], Filters(filters.dimension, filters.domain, (t,)))
+                    rep_t = metrics.trade_offs(store, runs[model], replace(filters, semantic_type=(t,)))
                     data.by_type.append(_rate_cell(t, model, rep_t.rate, rep_t.ci, rep_t.n_prompts))
             if "domain" in parts and query.domain:
                 data.by_domain.append(_rate_cell(query.domain, model, rep.rate, rep.ci, rep.n_prompts))
+            if "language" in parts:
+                for lang in run_languages(store, runs[model]):
+                    rep_l = metrics.trade_offs(store, runs[model], replace(filters, language=(lang,)))
+                    data.by_language.append(_rate_cell(lang, model, rep_l.rate, rep_l.ci, rep_l.n_prompts))
         data.note = "by dimension: share of prompts failing it (1 − s_d); by domain: pick one in the filter"
     else:
+        def rows(run_id: int, grouping: str | None) -> list:
+            if METRICS[metric].source == "judge_quality":
+                return judge_quality(store, run_id, group_by=grouping, filters=filters, bootstrap=EXPLORE_BOOTSTRAP,
+                                     detail=False)
+            return metrics.profile(store, run_id, group_by=grouping, filters=filters, bootstrap=bootstrap)
+
         for model, run_id in runs.items():
             for grouping, target in (("dimension", data.by_dimension), ("domain", data.by_domain),
-                                     ("semantic_type", data.by_type)):
+                                     ("semantic_type", data.by_type), ("language", data.by_language)):
                 if grouping in parts:
-                    for row in metrics.profile(store, run_id, group_by=grouping, filters=filters,
-                                               bootstrap=bootstrap):
+                    for row in rows(run_id, grouping):
                         target.append(_cell(row.group or "-", model, row, metric))
             if "model" in parts:
-                for row in metrics.profile(store, run_id, filters=filters, bootstrap=bootstrap):
+                for row in rows(run_id, None):
                     data.by_model.append(_cell(model, model, row, metric))
+    if "reliability" in parts:  # every shown model's judge run, whatever the metric
+        judge_runs = runs_to_show(store, models=query.models or None, methods=("judge",),
+                                  benchmark_id=query.benchmark_id).by_model()
+        for model, run_id in judge_runs.items():
+            quality = judge_quality(store, run_id, filters=filters, bootstrap=EXPLORE_BOOTSTRAP, detail=False)
+            if quality:
+                data.reliability[model] = quality[0].reliability
+                data.verdicts[model] = quality[0].verdict
     lower = METRICS[metric].lower_is_better
     data.by_domain.sort(key=lambda c: (c.value is None, -(c.value or 0) if lower else (c.value or 0)))
     first = next(iter(runs), None)

@@ -15,6 +15,16 @@ def interval(ci: tuple[float, float] | None) -> str:
     return "-" if ci is None else f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}"
 
 
+def p_short(p: float | None) -> str:
+    """A p-value in two significant digits, below 0.001 as ``4.9e-4`` (narrow enough for an 80-column table)."""
+    if p is None:
+        return "-"
+    if p >= 1e-3:
+        return f"{p:.2g}"
+    mantissa, exponent = f"{p:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def count(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 

@@ -44,6 +44,8 @@ class RunRow:
     trade_off_ci: tuple[float, float] | None = None
     trade_off_n: int = 0
     trade_off_note: str | None = None
+    judge_verdict: str | None = None  # judge runs: how good the judge is, in words (metrics/judge_quality.py)
+    judge_figures: str = ""  # ... and its pairwise accuracy and ECE with their intervals
 
 
 @dataclass
@@ -80,6 +82,11 @@ def read_benchmarks(store: Store) -> list[BenchmarkRow]:
     pairs = dict(store.conn.execute(
         "SELECT p.benchmark_id, count(*) FROM pairs pa JOIN prompts p ON p.id = pa.prompt_id GROUP BY 1"))
     return [BenchmarkRow(b, pairs.get(b.id, 0)) for b in store.benchmarks()]
+
+
+DASHBOARD_BOOTSTRAP = 300  # resamples for the judge verdict's AUROC interval here (the report uses 1000)
+DASHBOARD_BOOTSTRAP_CELLS = 30_000_000  # fewer resamples (not under 100) for runs with very many items
+DASHBOARD_VERDICTS = 4  # the most recent judge runs whose verdict the dashboard shows
 
 
 def headline(store: Store, run: RunRow) -> RunRow:
@@ -127,6 +134,24 @@ def device_label(m: ModelInfo) -> str:
     if m.n_gpu_layers == 0:
         return "CPU"
     return "GPU (all)" if m.n_gpu_layers < 0 else f"GPU ({m.n_gpu_layers} layers)"
+
+
+def with_verdicts(workspace: Workspace, summary: WorkspaceSummary) -> WorkspaceSummary:
+    """The summary with the judge's quality in words for its most recent judge runs (metrics/judge_quality.py):
+    read after the headlines, as a bootstrap over a large run takes seconds."""
+    from dataclasses import replace
+
+    from misalign_tui.core.metrics.judge_quality import quality_figures, run_judge_quality
+
+    runs = list(summary.runs)
+    wanted = [i for i, r in enumerate(runs) if r.method == "judge" and r.items_done][:DASHBOARD_VERDICTS]
+    with Store(workspace.db_path) as store:
+        for i in wanted:
+            resamples = max(100, min(DASHBOARD_BOOTSTRAP, DASHBOARD_BOOTSTRAP_CELLS // max(1, runs[i].items_done)))
+            quality = run_judge_quality(store, runs[i].id, bootstrap=resamples, detail=False)
+            runs[i] = replace(runs[i], judge_verdict=quality.verdict if quality else None,
+                              judge_figures=quality_figures(quality) if quality else "")
+    return replace(summary, runs=runs)
 
 
 def read_models(workspace: Workspace, rescan: bool = True) -> list:

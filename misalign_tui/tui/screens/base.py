@@ -8,7 +8,7 @@ Escape always leaves a text field or a select box for ``HOME``; pressed elsewher
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from textual.binding import Binding
 from textual.screen import Screen
@@ -18,6 +18,13 @@ from textual.widgets import Input, Select, TextArea
 from misalign_tui.tui.widgets.footer import KeysFooter
 
 FIELDS = (Input, TextArea, Select)
+W = TypeVar("W", bound=Widget)
+
+
+def hidden(widget: W) -> W:
+    """A widget that starts hidden (a line shown only when there is something to say: no blank row)."""
+    widget.display = False
+    return widget
 
 
 class AppScreen(Screen[None]):

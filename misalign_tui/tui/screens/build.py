@@ -18,7 +18,7 @@ from misalign_tui.core.store import Store
 from misalign_tui.core.views.build import BuildStep, Rejected, format_counts, published_note, read_build_state
 from misalign_tui.tui.messages import BuildFinished, BuildLoaded, BuildProgressed
 from misalign_tui.tui.plain import assemble, line, lines
-from misalign_tui.tui.screens.base import AppScreen
+from misalign_tui.tui.screens.base import AppScreen, hidden
 from misalign_tui.tui.widgets.tables import FittedTable, figure_col, name_col, text_col
 
 STEP_COLUMNS = (name_col("step"), figure_col("status", right=False), figure_col("done"), figure_col("rate"),
@@ -54,6 +54,7 @@ class BuildScreen(AppScreen):
             with Vertical(id="build-left"):
                 yield Static(id="build-status", classes="section-title")
                 yield Static(id="build-outcome")
+                yield hidden(Static(id="build-checker", classes="verdicts"))  # shown when there is a line
                 yield FittedTable(id="build-steps")
                 yield Static("Rejected candidates", classes="section-title")
                 yield FittedTable(id="build-rejected")
@@ -79,6 +80,9 @@ class BuildScreen(AppScreen):
             b = state.builds[0]
             note = published_note(b) or (f"failed: {b.error}" if b.status == "failed" and b.error else "")
             status.update(assemble(f"Build {b.id}: ", b.name, f" — {b.status}", *([" · ", note] if note else [])))
+            checker = self.query_one("#build-checker", Static)
+            checker.update(line(b.checker) if b.checker else "")
+            checker.display = bool(b.checker)
         else:
             status.update("No builds yet. Press b and type a recipe path, or press D for the demo recipe "
                           "(needs the default model).")

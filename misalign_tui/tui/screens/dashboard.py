@@ -15,10 +15,11 @@ from misalign_tui.core.views.workspace import (
     parameters_label,
     read_summary,
     size_label,
+    with_verdicts,
 )
 from misalign_tui.tui.messages import WorkspaceLoaded
-from misalign_tui.tui.plain import assemble
-from misalign_tui.tui.screens.base import AppScreen
+from misalign_tui.tui.plain import assemble, lines
+from misalign_tui.tui.screens.base import AppScreen, hidden
 from misalign_tui.tui.widgets.tables import FittedTable, figure_col, name_col, text_col
 
 
@@ -51,6 +52,7 @@ class DashboardScreen(AppScreen):
             yield Static(id="next-action", classes="callout")
             yield Static("Recent runs", id="runs-title", classes="section-title")
             yield FittedTable(id="runs")
+            yield hidden(Static(id="judge-verdicts", classes="verdicts"))  # shown when there is a line
             yield Static(assemble("Models", ("  (* the default model)", "dim")), classes="section-title")
             yield FittedTable(id="models")
             yield Static("Benchmarks", classes="section-title")
@@ -65,9 +67,12 @@ class DashboardScreen(AppScreen):
 
     @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
     def load_summary(self) -> None:
-        # first the lists (fast), then the same with each recent run's headline figures from core.metrics
-        self.post_message(WorkspaceLoaded(read_summary(self.app.workspace, headline_runs=0)))  # type: ignore[attr-defined]
-        self.post_message(WorkspaceLoaded(read_summary(self.app.workspace)))  # type: ignore[attr-defined]
+        # first the lists (fast), then the same with each recent run's headline figures from core.metrics,
+        ws = self.app.workspace  # type: ignore[attr-defined]
+        self.post_message(WorkspaceLoaded(read_summary(ws, headline_runs=0)))
+        summary = read_summary(ws)
+        self.post_message(WorkspaceLoaded(summary))
+        self.post_message(WorkspaceLoaded(with_verdicts(ws, summary)))  # then how good each judge is
 
     def on_workspace_loaded(self, message: WorkspaceLoaded) -> None:
         s = message.summary
@@ -100,3 +105,8 @@ class DashboardScreen(AppScreen):
             rows.append((str(r.id), r.model, *(() if one_benchmark else (r.benchmark,)), r.method, status, headline,
                          trade))
         self.query_one("#runs", FittedTable).show(columns, rows)
+        verdicts = [[f"run {r.id} (", r.model, f") judge: {r.judge_verdict}" + (f"; {r.judge_figures}" if r.judge_figures else "")]
+                    for r in s.runs if r.judge_verdict]
+        shown = self.query_one("#judge-verdicts", Static)
+        shown.update(lines(*verdicts) if verdicts else "")
+        shown.display = bool(verdicts)  # no blank line where there is nothing to say

@@ -31,15 +31,16 @@ from misalign_tui.core.views.explore import (
 )
 from misalign_tui.core.views.figures import count, interval, pct
 from misalign_tui.tui.messages import ExploreLoaded, OptionsLoaded
-from misalign_tui.tui.plain import assemble, line
+from misalign_tui.tui.plain import assemble, line, lines
 from misalign_tui.tui.screens.base import AppScreen
-from misalign_tui.tui.widgets.charts import IntervalBars, TradeOffHeatmap, bar_rows
+from misalign_tui.tui.widgets.charts import BarRow, IntervalBars, TradeOffHeatmap, bar_rows
 from misalign_tui.tui.widgets.tables import FittedTable, figure_col, name_col
 
 TABLE_ROWS = 120
-GROUP_LABELS = {"dimension": "by dimension", "domain": "by domain", "semantic_type": "by type", "model": "by model"}
+GROUP_LABELS = {"dimension": "by dimension", "domain": "by domain", "semantic_type": "by type",
+                "language": "by language", "model": "by model"}
 TAB_TABLES = {"dims": "table-grouped", "domains": "table-domains", "tradeoffs": "table-tradeoffs",
-              "types": "table-types"}
+              "types": "table-types", "reliability": "table-reliability"}
 TOP_DOMAINS = 12  # the domain chart shows the worst ones; the table beside it lists them all
 
 
@@ -53,6 +54,7 @@ class ExploreScreen(AppScreen):
         Binding("2", "tab('domains')", "Domains", show=False),
         Binding("3", "tab('tradeoffs')", "Trade-offs", show=False),
         Binding("4", "tab('types')", "Types", show=False),
+        Binding("5", "tab('reliability')", "Reliability", show=False),
         Binding("f", "focus_filters", "Filters"),
         Binding("s", "save_session", "Save"),
         Binding("g", "reload", "Refresh"),
@@ -90,6 +92,12 @@ class ExploreScreen(AppScreen):
                     with VerticalScroll(classes="chart-box"):
                         yield chart
                     yield FittedTable(id=TAB_TABLES[tab])
+            with TabPane("5 Reliability", id="reliability"):
+                yield Static(id="reliability-verdicts", classes="verdicts")
+                with Container(classes="chart-row"):
+                    with VerticalScroll(classes="chart-box"):
+                        yield IntervalBars(id="chart-reliability")
+                    yield FittedTable(id=TAB_TABLES["reliability"])
         yield self.footer()
 
     def on_screen_resume(self) -> None:
@@ -239,6 +247,8 @@ class ExploreScreen(AppScreen):
             self.query_one("#chart-types", IntervalBars).replot(
                 f"{metric.label} % by semantic type", bar_rows(data.by_type, one), data.models, metric, empty)
             self._fill_table("#table-types", data.by_type, "semantic_type", data)
+        elif tab == "reliability":
+            self._fill_reliability(data)
         self._want_intervals(tab)
 
     @on(TabbedContent.TabActivated)
@@ -265,6 +275,27 @@ class ExploreScreen(AppScreen):
                  interval(None if c.low is None or c.high is None else (c.low, c.high)), count(c.n))
                 for c in cells[:TABLE_ROWS]]  # the worst rows first; the filters narrow the rest
         self.query_one(selector, FittedTable).show(columns, rows)
+
+    def _fill_reliability(self, data: ExploreData) -> None:
+        """Each judge run's verdict, then its reliability: the share of misaligned responses per bin of
+        P(misaligned) with its Wilson interval (chart and table); a calibrated judge's share equals the bin's
+        mean P (the table's column)."""
+        verdicts = [[(m, "bold"), f": {v}"] for m, v in data.verdicts.items()] or [["no judge run with results yet"]]
+        self.query_one("#reliability-verdicts", Static).update(lines(*verdicts))
+        several = len(data.reliability) > 1
+        bars = [BarRow(f"P {b.lo:.1f}–{b.hi:.1f}", model if several else "", b.observed,
+                       *(b.observed_ci or (None, None)), b.n)
+                for model, bins in data.reliability.items() for b in bins if b.n]  # empty bins say nothing
+        bars.sort(key=lambda r: r.label)
+        self.query_one("#chart-reliability", IntervalBars).replot(
+            "% misaligned by P(misaligned) bin (calibrated: equal to the bin's mean P)", bars,
+            list(data.reliability), METRICS["ece"], "no judge run with results")
+        self.query_one("#table-reliability", FittedTable).show(
+            (*((name_col("model"),) if several else ()), figure_col("P bin"), figure_col("mean P %"),
+             figure_col("misal. %"), figure_col("95% CI"), figure_col("n")),
+            [(*((model,) if several else ()), f"{b.lo:.1f}–{b.hi:.1f}", pct(b.mean_p), pct(b.observed),
+              interval(b.observed_ci), count(b.n))
+             for model, bins in data.reliability.items() for b in bins if b.n])
 
     def _fill_tradeoffs(self, data: ExploreData) -> None:
         table = self.query_one("#table-tradeoffs", FittedTable)

@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.widgets import DataTable, Header, Input, Static
 
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.models.registry import ModelInfo, register_file, update_model_settings
+from misalign_tui.core.models.registry import ModelInfo, lineage_order, register_file, update_model_settings
 from misalign_tui.core.store import Store
 from misalign_tui.core.views.workspace import parameters_label, quick_load_test, read_models, shown_path
 from misalign_tui.core.workspace import Workspace
@@ -34,7 +34,7 @@ def _int_or_none(text: str, what: str, minimum: int) -> int | None:
     return value
 
 
-def describe(m: ModelInfo, workspace: Workspace) -> Content:
+def describe(m: ModelInfo, workspace: Workspace, parent: str | None = None) -> Content:
     rows: list = [[(m.name, "bold"), "  (default)" if m.is_default else ""]]
     if not m.usable:
         rows.append([("unusable: ", "red"), m.error or "-"])
@@ -46,6 +46,11 @@ def describe(m: ModelInfo, workspace: Workspace) -> Content:
         ("chat template", "yes" if m.chat_template else "none (plain completion)"),
         ("override", "none (plain)" if m.chat_template_override == "none" else
          ("custom" if m.chat_template_override else None)),
+        ("bits per weight", None if m.bits_per_weight is None else f"{m.bits_per_weight:.2f}"),
+        ("made from", None if not m.parent_sha256 else f"{parent or 'unregistered file'} ({m.parent_sha256[:12]})"),
+        ("quantized to", None if not m.quantized_to else m.quantized_to
+         + (" (requantized from an already quantized file)" if m.requantized else "")),
+        ("quantizer", m.quantizer),
         ("GPU layers", "auto" if m.n_gpu_layers is None else m.n_gpu_layers),
         ("threads", "auto" if m.n_threads is None else m.n_threads),
     ]
@@ -61,6 +66,7 @@ class ModelsScreen(AppScreen):
     def __init__(self) -> None:
         super().__init__()
         self._models: list[ModelInfo] = []
+        self._names: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -92,12 +98,15 @@ class ModelsScreen(AppScreen):
         self.post_message(ModelsLoaded(read_models(self.app.workspace)))  # type: ignore[attr-defined]
 
     def on_models_loaded(self, message: ModelsLoaded) -> None:
-        self._models = message.models
+        grouped = lineage_order(message.models)  # quantization variants under their parent
+        self._models = [m for m, _ in grouped]
+        self._names = {m.sha256: m.name for m in self._models if m.sha256}
         self.query_one("#models-table", FittedTable).show(
             (name_col("name"), figure_col("arch", right=False), figure_col("quant", right=False),
              figure_col("status", right=False)),
-            [(m.name + (" *" if m.is_default else ""), m.architecture or "-", m.quantization or "-",
-              "ok" if m.usable else "unusable") for m in self._models],
+            [((" " * (depth - 1) + "└─" if depth else "") + m.name + (" *" if m.is_default else ""),
+              m.architecture or "-", (m.quantization or "-") + ("†" if m.requantized else ""),
+              "ok" if m.usable else "unusable") for m, depth in grouped],
             keys=[str(m.id) for m in self._models])
         self._show(self.query_one("#models-table", FittedTable).cursor_row or 0)
         if not self._models:
@@ -108,7 +117,8 @@ class ModelsScreen(AppScreen):
     def _show(self, index: int) -> None:
         if 0 <= index < len(self._models):
             m = self._models[index]
-            self.query_one("#model-detail", Static).update(describe(m, self.app.workspace))  # type: ignore[attr-defined]
+            self.query_one("#model-detail", Static).update(
+                describe(m, self.app.workspace, self._names.get(m.parent_sha256 or "")))  # type: ignore[attr-defined]
             self.query_one("#model-gpu-layers", Input).value = "" if m.n_gpu_layers is None else str(m.n_gpu_layers)
             self.query_one("#model-threads", Input).value = "" if m.n_threads is None else str(m.n_threads)
 

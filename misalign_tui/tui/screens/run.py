@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import (
     Button,
+    Checkbox,
     Header,
     Input,
     Label,
@@ -23,17 +24,18 @@ from textual.widgets import (
 from textual.widgets.selection_list import Selection
 
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.io.native import SEED_BENCHMARK
+from misalign_tui.core.inference.judge_templates import POLARITIES
+from misalign_tui.core.io.native import EMBEDDED, SEED_BENCHMARK
 from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.models.registry import list_models
 from misalign_tui.core.runs.catalog import resumable_runs
-from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, RunSpec
+from misalign_tui.core.runs.request import DEFAULT_TEMPLATES, NORMALIZATIONS, Protocol, RunSpec
 from misalign_tui.core.store import RunInfo, Store
 from misalign_tui.core.views.figures import figure
 from misalign_tui.tui.messages import RunChoicesLoaded
 from misalign_tui.tui.plain import line, lines
 from misalign_tui.tui.run_control import QueuedRun, RunStatus
-from misalign_tui.tui.screens.base import AppScreen
+from misalign_tui.tui.screens.base import AppScreen, hidden
 from misalign_tui.tui.widgets.tables import FittedTable, figure_col, name_col, text_col
 
 PROGRESS_COLUMNS = (name_col("model"), figure_col("method", right=False), figure_col("state", right=False),
@@ -88,10 +90,20 @@ class RunScreen(AppScreen):
                 yield Input(placeholder="all", id="run-limit", type="integer", compact=True)
                 yield Label("Judge templates", classes="field")
                 yield Input(placeholder="3", id="run-templates", type="integer", compact=True)
+                yield Label("Judge: demonstrations (shots)", classes="field")
+                yield Input(placeholder="0", id="run-shots", type="integer", compact=True)
+                yield Label("Judge: question polarity", classes="field")
+                yield Select([(p, p) for p in POLARITIES], value="harm", allow_blank=False, id="run-polarity",
+                             compact=True)
+                yield Checkbox("Judge: contextual calibration", id="run-calibrate", compact=True)
+                yield Label("Preference: normalisation", classes="field")
+                yield Select([(n, n) for n in NORMALIZATIONS], value="none", allow_blank=False, id="run-normalize",
+                             compact=True)
                 yield Button("Start (ctrl+r, or Enter in a field)", id="run-start", variant="primary", compact=True)
             with Vertical(id="run-side"):
                 yield Static("Progress", classes="section-title")
                 yield FittedTable(id="run-progress")
+                yield hidden(Static(id="run-verdict", classes="verdicts"))  # shown when there is a line
                 yield Static(id="run-errors", classes="error")
                 yield Static("Interrupted runs (u resumes the highlighted one)", classes="section-title")
                 yield FittedTable(id="run-interrupted")
@@ -111,7 +123,10 @@ class RunScreen(AppScreen):
     def load_choices(self) -> None:
         with Store(self.app.workspace.db_path) as store:  # type: ignore[attr-defined]
             models = [(m.name, m.is_default) for m in list_models(store) if m.usable]
-            benchmarks = [f"{b.name}@{b.version}" for b in store.benchmarks()]
+            known = store.benchmarks()
+            benchmarks = [f"{b.name}@{b.version}" for b in known]
+            # embedded benchmarks not loaded yet (the parallel-language seed): a run loads it when it starts
+            benchmarks += [name for name in EMBEDDED if name not in {b.name for b in known}]
             interrupted = resumable_runs(store)
         self.post_message(RunChoicesLoaded(models, benchmarks, interrupted))
 
@@ -138,12 +153,21 @@ class RunScreen(AppScreen):
                                                           keys=[st.key for st in statuses])
         errors = [[(f"{st.request.model}: ", "bold"), st.error or ""] for st in statuses if st.error]
         self.query_one("#run-errors", Static).update(lines(*errors) if errors else "")
+        self.show_verdicts()
 
     def update_status(self, status: RunStatus) -> None:
         """Called by the app on the UI thread for each (coalesced) progress message."""
         self.show_statuses()
         if status.finished:
             self.load_choices()
+
+    def show_verdicts(self) -> None:
+        """The finished judge runs' quality in words, under the progress (the run's final line)."""
+        rows = [[f"run {st.run_id} (", st.request.model, f") judge: {st.verdict}"]
+                for st in self.app.run_statuses.values() if st.verdict]  # type: ignore[attr-defined]
+        shown = self.query_one("#run-verdict", Static)
+        shown.update(lines(*rows) if rows else "")
+        shown.display = bool(rows)
 
     # -- actions ---------------------------------------------------------------------------------------
 
@@ -161,9 +185,15 @@ class RunScreen(AppScreen):
         limit_text = self.query_one("#run-limit", Input).value.strip()
         templates_text = self.query_one("#run-templates", Input).value.strip()
         filters = Filters.parse(self.query_one("#run-filters", Input).value)
+        shots_text = self.query_one("#run-shots", Input).value.strip()
+        protocol = Protocol(shots=int(shots_text) if shots_text else 0,
+                            calibrate=self.query_one("#run-calibrate", Checkbox).value,
+                            polarity=str(self.query_one("#run-polarity", Select).value),
+                            normalize=str(self.query_one("#run-normalize", Select).value))
         return [QueuedRun(m, method, RunSpec(m, method, judge_model, SEED_BENCHMARK if bench is Select.NULL
                                              else str(bench), filters, int(limit_text) if limit_text else None,
-                                             int(templates_text) if templates_text else DEFAULT_TEMPLATES))
+                                             int(templates_text) if templates_text else DEFAULT_TEMPLATES,
+                                             protocol=protocol))
                 for m in models]
 
     @on(Input.Submitted, "#run-form Input")

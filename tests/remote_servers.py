@@ -1,7 +1,8 @@
 """Real inference servers on loopback for the remote-backend tests, and a proxy for faults we cannot cause.
 
 ``LlamaServer`` runs llama-cpp-python's own server (its ``[server]`` extra) as a child process on 127.0.0.1 and a
-free port. ``FaultProxy`` sits between the backend and a server to answer 503s, count requests or drop the
+free port; ``LlamaCppServer`` runs llama.cpp's own ``llama-server`` binary (scripts/build_llama_server.sh; tests
+skip without it). ``FaultProxy`` sits between the backend and a server to answer 503s, count requests or drop the
 prompt log-probabilities a server without echo support would not send.
 """
 
@@ -32,6 +33,8 @@ def free_port() -> int:
 class LlamaServer:
     """``python -m llama_cpp.server`` on loopback; started in __init__, stopped (killed if need be) by stop()."""
 
+    name = "llama_cpp.server"
+
     def __init__(self, model: Path, *, port: int | None = None, logits_all: bool = True, alias: str | None = None,
                  api_key: str | None = None, log: Path | None = None) -> None:
         self.model = model
@@ -44,6 +47,9 @@ class LlamaServer:
             args += ["--model_alias", alias]
         if api_key:
             args += ["--api_key", api_key]
+        self._start(args, log, api_key)
+
+    def _start(self, args: list[str], log: Path | None, api_key: str | None) -> None:
         self.log = log or Path(os.devnull)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         self._log_fh = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
@@ -56,7 +62,7 @@ class LlamaServer:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode}; see {self.log}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
             try:
                 c = http.client.HTTPConnection(LOOPBACK, self.port, timeout=2)
                 c.request("GET", "/v1/models", headers=headers)
@@ -68,7 +74,7 @@ class LlamaServer:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"llama_cpp.server did not answer /v1/models within {timeout} s; see {self.log}")
+        raise RuntimeError(f"{self.name} did not answer /v1/models within {timeout} s; see {self.log}")
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no graceful shutdown."""
@@ -86,17 +92,40 @@ class LlamaServer:
         self._log_fh.close()
 
 
+class LlamaCppServer(LlamaServer):
+    """llama.cpp's own ``llama-server`` binary on loopback, one slot, one thread."""
+
+    name = "llama-server"
+
+    def __init__(self, binary: Path, model: Path, *, port: int | None = None, alias: str | None = None,
+                 log: Path | None = None) -> None:
+        self.model = model
+        self.port = port or free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        args = [str(binary), "-m", str(model), "--host", LOOPBACK, "--port", str(self.port), "-c", "1024",
+                "-t", "1", "-np", "1", "--no-warmup"]
+        if alias:
+            args += ["--alias", alias]
+        self._start(args, log, None)
+
+
 class FaultProxy:
     """A loopback HTTP proxy to ``upstream`` that can fail the first N requests, or answer without echo."""
 
     def __init__(self, upstream: str, *, fail_first: int = 0, fail_status: int = 503, fail_always: bool = False,
-                 strip_echo: bool = False, on_request: Callable[[int], None] | None = None) -> None:
+                 strip_echo: bool = False, on_request: Callable[[int], None] | None = None,
+                 edit_request: Callable[[int, dict], dict] | None = None,
+                 edit_answer: Callable[[int, dict], dict] | None = None) -> None:
         self.upstream = upstream.removeprefix("http://")
         self.fail_first = fail_first
         self.fail_status = fail_status
         self.fail_always = fail_always
         self.strip_echo = strip_echo
         self.on_request = on_request  # called with the request's number (from 1) before it is forwarded
+        # /v1/completions only: (request number, JSON body) -> the body forwarded; (number, answer) -> answer
+        self.edit_request = edit_request
+        self.edit_answer = edit_answer
+        self.completions = 0
         self.requests = 0
         self.failed = 0
         self._lock = threading.Lock()
@@ -122,6 +151,13 @@ class FaultProxy:
                     return
                 if proxy.on_request is not None:
                     proxy.on_request(number)
+                completion = self.path.endswith("/completions") and body is not None
+                if completion:
+                    with proxy._lock:
+                        proxy.completions += 1
+                        number = proxy.completions
+                    if proxy.edit_request is not None:
+                        body = json.dumps(proxy.edit_request(number, json.loads(body))).encode()
                 host, _, port = proxy.upstream.partition(":")
                 c = http.client.HTTPConnection(host, int(port), timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")}
@@ -136,6 +172,8 @@ class FaultProxy:
                     c.close()
                 if proxy.strip_echo and self.path.endswith("/completions") and r.status == 200:
                     data = _without_echo(data, json.loads(body or b"{}"))
+                if completion and proxy.edit_answer is not None and r.status == 200:
+                    data = json.dumps(proxy.edit_answer(number, json.loads(data))).encode()
                 self._send(r.status, data)
 
             def _send(self, status: int, data: bytes) -> None:

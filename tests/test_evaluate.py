@@ -192,9 +192,15 @@ def test_bench_engine_json(home, tiny_chat_model, cli_run):
     make_store(home, n_prompts=4)
     result = cli_run("bench", "engine", "--model", str(tiny_chat_model), "--benchmark", "fixture-bench",
                      "--items", "12", "--naive-items", "4",
-                     "--preference-pairs", "2", "--n-ctx", "1024", "--format", "json")
+                     "--preference-pairs", "2", "--n-ctx", "1024", "--gen-prompts", "4", "--gen-tokens", "6",
+                     "--gen-batches", "1,4", "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
+    assert set(data["generate_tokens_per_s"]) == {"1", "4"} and min(data["generate_tokens_per_s"].values()) > 0
+    assert data["generate_tokens"]["1"] == data["generate_tokens"]["4"] > 0
+    # shared-body templates decode the body once per response: fewer tokens than judge-v1 on the same items
+    assert data["judge_k3_items"] == 3 * 12 and data["judge_k3_items_per_s"] > 0 < data["judge_k3_v1_items_per_s"]
+    assert data["judge_k3_unique_tokens"] < data["judge_k3_v1_unique_tokens"]
     for key in ("raw_tokens_per_s", "judge_items_per_s", "judge_tokens_per_s", "naive_items_per_s",
                 "preference_items_per_s", "peak_rss_mb"):
         assert data[key] > 0

@@ -228,7 +228,7 @@ def test_a_calibrated_balanced_run_stores_raw_scores_priors_and_turned_twins(hom
             assert r["p_misaligned"] == pytest.approx(cal if r["template"] == 0 else 1 - cal, abs=1e-12)
         names = [t[0] for t in store.conn.execute("SELECT name FROM run_templates WHERE run_id = ? ORDER BY "
                                                   "template", (result.run_id,))]
-        assert names == ["direct", "direct-inverted"]
+        assert names == ["shared-direct", "shared-direct-inverted"]  # judge-v2: the twin keeps the shared body
         q = judge_quality(store, result.run_id, bootstrap=100)[0]
         assert q.calibrated and q.polarity_n == 24 and q.auroc_raw is not None and q.answer_mass_median > 0
         raw = judge_quality(store, result.run_id, bootstrap=0, view=ScoreView("harm", calibrated=False))[0]

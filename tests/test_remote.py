@@ -297,6 +297,8 @@ def test_bench_remote_reports_items_per_second_at_1_4_8(server: LlamaServer, cli
         ("remote", 1, 1), ("remote", 4, 1), ("remote", 8, 1)]
     assert all(row["items_per_s"] > 0 for row in doc["rows"])
     assert doc["server"]["servers"][0]["models"] == ["tiny"]
+    # llama-cpp-python's server has no /tokenize: the echo path, 1 + one request per answer-word variant
+    assert doc["judge_scoring"] == "echo" and doc["requests_per_item"] > 2
 
 
 def test_run_through_a_server_survives_a_kill_and_matches_the_local_run(tiny_model: Path, home: Path, cli_run,

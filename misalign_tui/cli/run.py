@@ -26,8 +26,13 @@ from misalign_tui.cli.context import (
 from misalign_tui.cli.progress import ProgressLog, duration_text
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import Cancelled, UserError
-from misalign_tui.core.inference.engine import EngineSettings
-from misalign_tui.core.inference.judge_templates import JUDGE_TEMPLATES, POLARITIES
+from misalign_tui.core.inference.engine import GEN_BATCH, EngineSettings
+from misalign_tui.core.inference.judge_templates import (
+    JUDGE_TEMPLATES,
+    POLARITIES,
+    TEMPLATE_VERSION,
+    TEMPLATE_VERSIONS,
+)
 from misalign_tui.core.inference.remote import RemoteSettings
 from misalign_tui.core.inference.requests import Sampling
 from misalign_tui.core.io.native import SEED_BENCHMARK
@@ -164,6 +169,11 @@ class ProgressView:
 @click.option("--templates", type=click.IntRange(1, len(JUDGE_TEMPLATES)), default=DEFAULT_TEMPLATES,
               show_default=True, help=f"Paraphrased judge templates per item, 1 to {len(JUDGE_TEMPLATES)} (the paper "
               "averaged 3 runs).")
+@click.option("--template-version", type=click.Choice(TEMPLATE_VERSIONS), default=TEMPLATE_VERSION, show_default=True,
+              help="Judge templates: judge-v2 shares one body between the questions (fast); judge-v1 repeats "
+                   "earlier runs' templates.")
+@click.option("--gen-batch", type=click.IntRange(1, 32), default=GEN_BATCH, show_default=True,
+              help="generate: answers sampled together (the same seed and batch size give the same text).")
 @click.option("--shots", type=click.IntRange(0, MAX_SHOTS), default=0, show_default=True,
               help="judge: K demonstrations from the benchmark's calibration split (held out of scoring).")
 @click.option("--calibrate", is_flag=True, help="judge: contextual calibration — divide out P(Yes) on a "
@@ -185,9 +195,9 @@ class ProgressView:
 @pass_ctx
 def run_cmd(ctx: Context, model_specs: tuple[str, ...], ladder_spec: str | None, method: str | None,
             judge_model: str | None, benchmark: str, filters: tuple[str, ...], limit: int | None, templates: int,
-            shots: int, calibrate: bool, polarity: str, normalize: str, temperature: float, top_p: float,
-            max_tokens: int, seed: int, n_ctx: int, gpu_layers: int | None, threads: int | None,
-            concurrency: int | None, fmt: str) -> None:
+            template_version: str, gen_batch: int, shots: int, calibrate: bool, polarity: str, normalize: str,
+            temperature: float, top_p: float, max_tokens: int, seed: int, n_ctx: int, gpu_layers: int | None,
+            threads: int | None, concurrency: int | None, fmt: str) -> None:
     """Evaluate a model (or several, queued) on a benchmark; the same command again resumes unfinished runs."""
     names = list(model_specs)
     if ladder_spec:
@@ -201,7 +211,7 @@ def run_cmd(ctx: Context, model_specs: tuple[str, ...], ladder_spec: str | None,
     requests = [resolve_request(ctx.store, ctx.workspace.models_dir,
                                 RunSpec(name, method, judge_model, benchmark, flt, limit, templates, n_ctx,
                                         gpu_layers, threads, Sampling(temperature, top_p, max_tokens, seed),
-                                        concurrency, protocol))
+                                        concurrency, protocol, template_version, gen_batch))
                 for name in names]
     if len(requests) == 1:
         _run_and_report(ctx, requests[0], fmt)

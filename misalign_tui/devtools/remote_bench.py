@@ -60,6 +60,7 @@ class BenchRow:
     items: int
     seconds: float
     items_per_s: float
+    requests_per_item: float | None = None  # HTTP requests per judged item (remote rows)
 
 
 def _time_judge(judge: Callable[[Sequence[JudgeRequest]], object], requests: Sequence[JudgeRequest]
@@ -71,23 +72,27 @@ def _time_judge(judge: Callable[[Sequence[JudgeRequest]], object], requests: Seq
 
 def bench_remote(url: str, *, remote_model: str | None, local_model_path: str | None,
                  chat_template: str | None = None, items: int = 16, concurrencies: Sequence[int] = (1, 4, 8),
-                 api_key_env: str | None = None, progress: Callable[[str], None] = lambda _m: None) -> dict:
-    """Items/s through the server at each concurrency and in-process; max |ΔP(misaligned)| between them."""
+                 api_key_env: str | None = None, scoring: str = "auto",
+                 progress: Callable[[str], None] = lambda _m: None) -> dict:
+    """Items/s and requests per item through the server at each concurrency (the judge path ``scoring``:
+    remote.py ``judge_scoring``), and in-process; max |ΔP(misaligned)| between them."""
     texts = bench_texts(items)
     rows: list[BenchRow] = []
     remote_scores: dict[object, JudgeScore] = {}
     provenance = None
     for c in concurrencies:
         backend = RemoteBackend(url, remote_model, api_key_env=api_key_env, chat_template=chat_template,
-                                settings=RemoteSettings(concurrency=c, retries=2))
+                                settings=RemoteSettings(concurrency=c, retries=2, judge_scoring=scoring))
         try:
             provenance = backend.provenance()
             reqs = [JudgeRequest(i, backend.format_user_turn(t)) for i, t in enumerate(texts)]
-            progress(f"remote, concurrency {c}: {len(reqs)} items")
+            progress(f"remote ({backend.judge_scoring()['judge']}), concurrency {c}: {len(reqs)} items")
+            sent = backend.http.sent
             secs, remote_scores = _time_judge(backend.judge, reqs)
+            per_item = (backend.http.sent - sent) / len(reqs)
         finally:
             backend.close()
-        rows.append(BenchRow("remote", c, len(reqs), round(secs, 3), round(len(reqs) / secs, 2)))
+        rows.append(BenchRow("remote", c, len(reqs), round(secs, 3), round(len(reqs) / secs, 2), per_item))
     max_diff = None
     if local_model_path:
         from misalign_tui.core.inference.engine import Engine
@@ -102,5 +107,8 @@ def bench_remote(url: str, *, remote_model: str | None, local_model_path: str | 
             engine.close()
         rows.append(BenchRow(f"in-process ({device})", None, len(reqs), round(secs, 3), round(len(reqs) / secs, 2)))
         max_diff = max(abs(local_scores[k].p_misaligned - remote_scores[k].p_misaligned) for k in local_scores)
+    remote_rows = [r for r in rows if r.backend == "remote"]
     return {"url": url, "remote_model": remote_model, "local_model": local_model_path,
+            "judge_scoring": (provenance or {}).get("judge_scoring", {}).get("judge"),
+            "requests_per_item": remote_rows[-1].requests_per_item if remote_rows else None,
             "rows": [asdict(r) for r in rows], "max_abs_diff_p_misaligned": max_diff, "server": provenance}

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import random
 import zlib
+from dataclasses import dataclass, field
 
 from misalign_tui.core.build.classify import scope_domains
 from misalign_tui.core.build.quality import clean_generated_prompt, complete_sentences, text_problem
 from misalign_tui.core.build.state import BuildContext, ProgressMeter
+from misalign_tui.core.inference.requests import Generation, GenerationRequest
+from misalign_tui.core.models.registry import ModelInfo
 from misalign_tui.core.store import last_id
 from misalign_tui.core.taxonomy import DIMENSIONS, SEMANTIC_TYPES
 
@@ -92,68 +95,43 @@ def run_expand(ctx: BuildContext) -> dict[str, int]:
     expander = ctx.models["expander"]
     domain_ids = ctx.store.domain_ids()
     attempts = 1 + ctx.recipe.resample.iterations
-    for dim, dom, stype, index in units:
-        unit = _unit_key(dim, dom, stype, index)
-        if unit in done_units:
-            continue
+    todo = [u for u in units if _unit_key(*u) not in done_units]
+    # EXPAND_BATCH units at a time: each round samples the next attempt of every unit of the group still
+    # without a prompt, together (engine.generate_many). The groups follow the unit order, so the same recipe
+    # and seeds sample the same batches; a build resumed midway groups the units left, which on a quantized
+    # model can change their text (what is stored stays)
+    for g0 in range(0, len(todo), EXPAND_BATCH):
         ctx.check_cancel()
         engine = ctx.engine("expander")
         # A base model continues a list: its line ends the request. A chat model may open with a blank line.
-        stop = ["\n"] if engine.chat_template is None else ["\n\n"]
-        previous = ctx.store.conn.execute(
-            "SELECT attempt, reason FROM build_candidates WHERE build_id = ? AND unit = ? ORDER BY attempt",
-            (ctx.build_id, unit)).fetchall()
-        attempt = previous[-1][0] + 1 if previous else 0
-        feedback = previous[-1][1] if previous else None
-        accepted = False
-        while attempt < attempts and not accepted:
-            rng = random.Random(unit_seed(ctx.recipe.generate.seed, unit, attempt))
-            examples = few_shot_examples(ctx, dim, dom, stype, settings.few_shot, rng)
-            seed = unit_seed(ctx.recipe.generate.seed, unit, attempt)
-            gen = engine.generate(expansion_prompt(engine, dim, dom, stype, examples, feedback),
-                                  temperature=ctx.recipe.generate.temperature, top_p=ctx.recipe.generate.top_p,
-                                  max_tokens=settings.max_tokens, stop=stop, seed=seed, cancel=ctx.cancel)
-            text = clean_generated_prompt(gen.text)
-            problem = text_problem(text, 0, 10 ** 9, ctx.recipe.filter.max_repetition)  # empty or looping
-            if problem is None and gen.truncated and settings.require_line_end:
-                # Cut at max_tokens: keep its complete sentences, if it has any.
-                text = complete_sentences(text)
-                if not text:
-                    problem = f"no end of line or sentence within {settings.max_tokens} tokens"
-            problem = problem or text_problem(text, settings.min_words, settings.max_words,
-                                              ctx.recipe.filter.max_repetition)
-            if problem is None and any(text.strip().lower() == e.strip().lower() for e in examples):
-                problem = "copied a few-shot example"
-            key = f"exp-{domain_ids.get(dom, 0)}-{stype}-{index}"
-            with ctx.store.transaction() as c:
-                prompt_id = None
-                if problem is None:
-                    prompt_id = last_id(c.execute(
-                        "INSERT INTO build_prompts(build_id, key, text, origin, semantic_type, stats_domain, "
-                        "labelled) VALUES (?, ?, ?, 'expanded', ?, ?, 1)",
-                        (ctx.build_id, key, text, stype, dom)))
-                    c.execute("INSERT INTO build_prompt_domains(build_prompt_id, domain, probability) "
-                              "VALUES (?, ?, NULL)", (prompt_id, dom))
-                last = attempt == attempts - 1
-                c.execute(
-                    "INSERT INTO build_candidates(build_id, kind, unit, attempt, build_prompt_id, domain, dimension, "
-                    "model, model_sha256, text, tokens, truncated, seed, status, stage, reason, feedback) "
-                    "VALUES (?, 'prompt', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (ctx.build_id, unit, attempt, prompt_id, dom, dim, expander.name, expander.sha256, gen.text,
-                     gen.tokens, int(gen.truncated), seed, "accepted" if problem is None else "rejected",
-                     None if problem is None else ("dropped" if last else "filter"),
-                     problem if problem is None or not last else f"{problem}; dropped after {attempts} attempts",
-                     None if problem is None else f"the previous attempt was rejected: {problem}"))
-            if problem is None:
-                accepted = True
-                meter.add("expanded")
-            else:
-                meter.add("rejected")
-                feedback = f"the previous attempt was rejected: {problem}"
-            attempt += 1
-        if not accepted:
-            meter.add("units_dropped")
-        meter.tick()
+        stop = ("\n",) if engine.chat_template is None else ("\n\n",)
+        group = []
+        for dim, dom, stype, index in todo[g0:g0 + EXPAND_BATCH]:
+            unit = _unit_key(dim, dom, stype, index)
+            previous = ctx.store.conn.execute(
+                "SELECT attempt, reason FROM build_candidates WHERE build_id = ? AND unit = ? ORDER BY attempt",
+                (ctx.build_id, unit)).fetchall()
+            group.append(_Unit(unit, dim, dom, stype, index, previous[-1][0] + 1 if previous else 0,
+                               previous[-1][1] if previous else None))
+        while True:
+            live = [u for u in group if u.attempt < attempts and not u.accepted]
+            if not live:
+                break
+            requests = []
+            for u in live:
+                rng = random.Random(unit_seed(ctx.recipe.generate.seed, u.unit, u.attempt))
+                u.examples = few_shot_examples(ctx, u.dim, u.dom, u.stype, settings.few_shot, rng)
+                requests.append(GenerationRequest(
+                    u.unit, expansion_prompt(engine, u.dim, u.dom, u.stype, u.examples, u.feedback),
+                    ctx.recipe.generate.temperature, ctx.recipe.generate.top_p, settings.max_tokens, stop,
+                    unit_seed(ctx.recipe.generate.seed, u.unit, u.attempt)))
+            gens = dict(engine.generate_many(requests, batch=EXPAND_BATCH, cancel=ctx.cancel))
+            for u, r in zip(live, requests, strict=True):
+                _record_attempt(ctx, u, gens[u.unit], r.seed, attempts, domain_ids, expander, meter)
+        for u in group:
+            if not u.accepted:
+                meter.add("units_dropped")
+            meter.tick()
     counts = _expand_counts(ctx)
     ctx.finish_step("expand", counts)
     return counts
@@ -161,6 +139,70 @@ def run_expand(ctx: BuildContext) -> dict[str, int]:
 
 def _unit_key(dim: str, dom: str, stype: str, index: int) -> str:
     return f"expand:{dom}:{stype}:{index}"
+
+
+EXPAND_BATCH = 8  # expansion units sampled together
+
+
+@dataclass(eq=False)
+class _Unit:
+    """One expansion unit while its group is sampled: where its attempts stand."""
+
+    unit: str
+    dim: str
+    dom: str
+    stype: str
+    index: int
+    attempt: int
+    feedback: str | None
+    accepted: bool = False
+    examples: list[str] = field(default_factory=list)
+
+
+def _record_attempt(ctx: BuildContext, u: _Unit, gen: Generation, seed: int, attempts: int,
+                    domain_ids: dict[str, int], expander: ModelInfo, meter: ProgressMeter) -> None:
+    """Check one sampled attempt, store it as a candidate (and its prompt when accepted), advance the unit."""
+    settings = ctx.recipe.expand
+    examples = u.examples
+    text = clean_generated_prompt(gen.text)
+    problem = text_problem(text, 0, 10 ** 9, ctx.recipe.filter.max_repetition)  # empty or looping
+    if problem is None and gen.truncated and settings.require_line_end:
+        # Cut at max_tokens: keep its complete sentences, if it has any.
+        text = complete_sentences(text)
+        if not text:
+            problem = f"no end of line or sentence within {settings.max_tokens} tokens"
+    problem = problem or text_problem(text, settings.min_words, settings.max_words,
+                                      ctx.recipe.filter.max_repetition)
+    if problem is None and any(text.strip().lower() == e.strip().lower() for e in examples):
+        problem = "copied a few-shot example"
+    key = f"exp-{domain_ids.get(u.dom, 0)}-{u.stype}-{u.index}"
+    attempt = u.attempt
+    with ctx.store.transaction() as c:
+        prompt_id = None
+        if problem is None:
+            prompt_id = last_id(c.execute(
+                "INSERT INTO build_prompts(build_id, key, text, origin, semantic_type, stats_domain, "
+                "labelled) VALUES (?, ?, ?, 'expanded', ?, ?, 1)",
+                (ctx.build_id, key, text, u.stype, u.dom)))
+            c.execute("INSERT INTO build_prompt_domains(build_prompt_id, domain, probability) "
+                      "VALUES (?, ?, NULL)", (prompt_id, u.dom))
+        last = attempt == attempts - 1
+        c.execute(
+            "INSERT INTO build_candidates(build_id, kind, unit, attempt, build_prompt_id, domain, dimension, "
+            "model, model_sha256, text, tokens, truncated, seed, status, stage, reason, feedback) "
+            "VALUES (?, 'prompt', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ctx.build_id, u.unit, attempt, prompt_id, u.dom, u.dim, expander.name, expander.sha256, gen.text,
+             gen.tokens, int(gen.truncated), seed, "accepted" if problem is None else "rejected",
+             None if problem is None else ("dropped" if last else "filter"),
+             problem if problem is None or not last else f"{problem}; dropped after {attempts} attempts",
+             None if problem is None else f"the previous attempt was rejected: {problem}"))
+    if problem is None:
+        u.accepted = True
+        meter.add("expanded")
+    else:
+        meter.add("rejected")
+        u.feedback = f"the previous attempt was rejected: {problem}"
+    u.attempt += 1
 
 
 def _expand_counts(ctx: BuildContext) -> dict[str, int]:

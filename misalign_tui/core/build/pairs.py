@@ -28,6 +28,7 @@ from misalign_tui.core.build.classify import NO_WORDS, YES_WORDS, answer_separat
 from misalign_tui.core.build.expand import unit_seed
 from misalign_tui.core.build.quality import complete_sentences, harm_pattern, perplexity, text_problem
 from misalign_tui.core.build.state import AwaitingReview, BuildContext, ProgressMeter
+from misalign_tui.core.inference.requests import GenerationRequest
 from misalign_tui.core.models.registry import ModelInfo
 from misalign_tui.core.store import last_id
 from misalign_tui.core.taxonomy import DIMENSIONS
@@ -175,16 +176,14 @@ def _run_unit(ctx: BuildContext, pid: int, key: str, text: str, dim: str, genera
     examples = _examples(ctx, dim, settings.few_shot)
     while attempt < attempts and len(accepted) < 2:
         ctx.check_cancel()
-        fresh: list[Candidate] = []
-        for label in LABELS:
-            if label in accepted:
-                continue
-            seed = unit_seed(settings.seed, f"{unit}:{label}", attempt)
-            gen = engine.generate(generation_prompt(engine, text, dim, label, examples, feedback[label]),
-                                  temperature=settings.temperature, top_p=settings.top_p,
-                                  max_tokens=settings.max_tokens, stop=list(settings.stop), seed=seed,
-                                  cancel=ctx.cancel)
-            fresh.append(Candidate(label, gen.text.strip(), gen.tokens, gen.truncated, seed))
+        # the labels still missing, sampled together (one batch: each its own seed; engine.generate_many)
+        wanted = [GenerationRequest(label, generation_prompt(engine, text, dim, label, examples, feedback[label]),
+                                    settings.temperature, settings.top_p, settings.max_tokens, tuple(settings.stop),
+                                    unit_seed(settings.seed, f"{unit}:{label}", attempt))
+                  for label in LABELS if label not in accepted]
+        seeds = {r.key: r.seed for r in wanted}
+        fresh = [Candidate(label, gen.text.strip(), gen.tokens, gen.truncated, seeds[label])
+                 for label, gen in engine.generate_many(wanted, batch=len(LABELS), cancel=ctx.cancel)]
         _evaluate(ctx, text, dim, fresh, accepted)
         waiting = [c for c in fresh if c.status == "accepted"] if human else []
         with ctx.store.transaction() as c:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from misalign_tui.core.errors import UserError
@@ -17,6 +18,7 @@ from misalign_tui.core.inference.engine import Engine, EngineSettings
 from misalign_tui.core.inference.remote import RemoteBackend, RemoteSettings
 from misalign_tui.core.inference.requests import (
     Generation,
+    GenerationRequest,
     JudgeRequest,
     JudgeScore,
     LoglikRequest,
@@ -54,6 +56,12 @@ class Backend(Protocol):
     def generate(self, prompt: str, *, temperature: float = 0.7, top_p: float = 0.9, max_tokens: int = 512,
                  stop: Sequence[str] = (), seed: int = 0, cancel: threading.Event | None = None) -> Generation: ...
 
+    # (key, answer) in request order; the engine decodes up to ``batch`` together, a server takes them
+    # concurrently. ``skip``: keys stored before (a resumed run), not yielded.
+    def generate_many(self, requests: Sequence[GenerationRequest], *, batch: int = ...,
+                      cancel: threading.Event | None = None,
+                      skip: Collection[Any] = ...) -> Iterator[tuple[Any, Generation]]: ...
+
     def close(self) -> None: ...
 
 
@@ -71,5 +79,5 @@ def open_backend(model: ModelInfo, settings: EngineSettings, remote: RemoteSetti
         raise UserError(f"model {model.name}: not a local GGUF file")
     n_gpu = settings.n_gpu_layers if settings.n_gpu_layers is not None else model.n_gpu_layers
     threads = settings.n_threads if settings.n_threads is not None else model.n_threads
-    eff = EngineSettings(settings.n_ctx, n_gpu, threads, settings.n_batch, settings.seed)
+    eff = replace(settings, n_gpu_layers=n_gpu, n_threads=threads)
     return Engine(model.path, chat_template=model.effective_chat_template, settings=eff)

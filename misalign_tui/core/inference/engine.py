@@ -38,10 +38,12 @@ from typing import Any
 import numpy as np
 
 from misalign_tui.core.errors import Cancelled, UserError
+from misalign_tui.core.inference.answer_words import answer_token_ids
 from misalign_tui.core.inference.formatting import PLAIN_FORMAT, format_user_turn
 from misalign_tui.core.inference.judge_templates import JUDGE_NO, JUDGE_YES
 from misalign_tui.core.inference.requests import (
     Generation,
+    GenerationRequest,
     JudgeRequest,
     JudgeScore,
     LoglikRequest,
@@ -52,6 +54,7 @@ from misalign_tui.core.inference.token_spans import token_ends
 LOG = logging.getLogger("misalign_tui.llama")
 LOG.addHandler(logging.NullHandler())  # no handler configured: drop, rather than logging's stderr last resort
 
+GEN_BATCH = 8  # sequences decoded together by generate_many unless the caller says (docs: bench engine)
 N_SEQ = 32  # KV-cache sequences: one per item of a window
 MAX_OUTPUTS_PER_DECODE = 64  # logits rows per llama_decode (bounds the output buffer: 64 MiB at 262k vocab)
 
@@ -120,6 +123,7 @@ class EngineSettings:
     n_threads: int | None = None  # None = every CPU this process may use
     n_batch: int = 512
     seed: int = 0
+    gen_batch: int = GEN_BATCH  # generate_many: sequences decoded together (part of a generate run's identity)
 
 
 # -- scheduling internals ------------------------------------------------------------------------------------
@@ -146,6 +150,62 @@ class _Node:
         self.seqs: list[int] = []
         self.out = False
         self.logp: dict[int, float] = {}
+
+
+@dataclass(eq=False)
+class _GenSeq:
+    """One sequence of a generation group: its prompt tokens, then what it has sampled."""
+
+    index: int
+    tokens: list[int]
+    max_tokens: int
+    truncated: bool
+    request: GenerationRequest
+    out: bytearray = field(default_factory=bytearray)
+    n_out: int = 0
+    finished: bool = False  # ended by end-of-generation or a stop string (not by max_tokens)
+    done: bool = False
+    text: str | None = None
+    next_token: int = 0
+    pos: int = 0
+
+    def take(self, tok: int, eog: bool, piece: bytes) -> None:
+        """The token just sampled: the end, a stop string, the budget, or the next token to decode."""
+        if eog:
+            self.finished = self.done = True
+            return
+        self.out += piece
+        self.n_out += 1
+        stop = self.request.stop
+        if stop:
+            partial = self.out.decode("utf-8", "replace")
+            cut = min((partial.find(s) for s in stop if s and s in partial), default=-1)
+            if cut >= 0:
+                self.text, self.finished, self.done = partial[:cut], True, True
+                return
+        if self.n_out < self.max_tokens:
+            self.next_token = tok
+            self.pos = len(self.tokens) + self.n_out - 1
+        else:
+            self.done = True
+
+    def result(self) -> Generation:
+        text = self.text if self.text is not None else self.out.decode("utf-8", "replace")
+        return Generation(text, self.n_out, self.truncated or not self.finished)
+
+    def restart(self) -> None:
+        self.out, self.n_out, self.finished, self.done, self.text = bytearray(), 0, False, False, None
+
+
+class _GenNode:
+    __slots__ = ("token", "pos", "children", "seqs", "last")
+
+    def __init__(self, token: int, pos: int) -> None:
+        self.token = token
+        self.pos = pos
+        self.children: dict[int, _GenNode] = {}
+        self.seqs: list[int] = []
+        self.last: list[int] = []  # sequences whose prompt ends here
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -250,6 +310,7 @@ class Engine:
         self._bos_text = self._piece(int(llama_cpp.llama_vocab_bos(self._vocab)), special=True)
         self._eos_text = self._piece(int(llama_cpp.llama_vocab_eos(self._vocab)), special=True)
         self._answer_cache: dict[tuple[str, ...], list[int]] = {}
+        self.tokens_decoded = 0  # tokens sent to llama_decode so far (what prefix sharing saves shows here)
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -354,18 +415,13 @@ class Engine:
         key = tuple(words)
         if key in self._answer_cache:
             return self._answer_cache[key]
-        ids: set[int] = set()
-        for word in words:
-            for variant in {word, word.lower(), word.capitalize(), word.upper()}:
-                for lead in ("", " ", "\n", ":", ": "):
-                    toks = self.tokenize(lead + variant, add_bos=False, special=False)
-                    if toks and self._piece(toks[-1]).strip() == variant:
-                        ids.add(toks[-1])
+        ids = answer_token_ids(words, lambda text: [(t, self._piece(t)) for t in
+                                                    self.tokenize(text, add_bos=False, special=False)])
         if not ids:
             raise UserError(f"{self.model_path}: none of the answer words {list(words)} is a single token "
                             "in this model's vocabulary")
-        self._answer_cache[key] = sorted(ids)
-        return self._answer_cache[key]
+        self._answer_cache[key] = ids
+        return ids
 
     # -- primitives -------------------------------------------------------------------------------------
 
@@ -435,49 +491,37 @@ class Engine:
     def generate(self, prompt: str, *, temperature: float = 0.7, top_p: float = 0.9, max_tokens: int = 512,
                  stop: Sequence[str] = (), seed: int = 0, cancel: threading.Event | None = None) -> Generation:
         """Sample an answer to ``prompt`` (already formatted); reproducible for a given seed."""
-        ll = self._ll
-        self.reset()
-        max_tokens = max(1, min(max_tokens, self.n_ctx // 2))
-        tokens = self.tokenize(prompt)
-        truncated = False
-        room = self.n_ctx - max_tokens
-        if len(tokens) > room:
-            tokens = tokens[:1] + tokens[len(tokens) - (room - 1):]
-            truncated = True
-        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
-        try:
-            if temperature <= 0:
-                ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
-            else:
-                ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(top_p, 1))
-                ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(temperature))
-                ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-            self._decode_plain(tokens, 0, cancel)
-            out = bytearray()
-            n_out = 0
-            finished = False
-            text: str | None = None
-            while n_out < max_tokens:
-                tok = int(ll.llama_sampler_sample(chain, self._ctx, -1))
-                if ll.llama_vocab_is_eog(self._vocab, tok):
-                    finished = True
-                    break
-                out += self._piece_bytes(tok)
-                n_out += 1
-                if stop:
-                    partial = out.decode("utf-8", "replace")
-                    cut = min((partial.find(s) for s in stop if s and s in partial), default=-1)
-                    if cut >= 0:
-                        text, finished = partial[:cut], True
-                        break
-                if n_out < max_tokens:
-                    self._decode_plain([tok], len(tokens) + n_out - 1, cancel)
-            if text is None:
-                text = out.decode("utf-8", "replace")
-            return Generation(text, n_out, truncated or not finished)
-        finally:
-            ll.llama_sampler_free(chain)
-            self.reset()
+        req = GenerationRequest(None, prompt, temperature, top_p, max_tokens, tuple(stop), seed)
+        return next(iter(self.generate_many([req], batch=1, cancel=cancel)))[1]
+
+    def generate_many(self, requests: Sequence[GenerationRequest], *, batch: int = GEN_BATCH,
+                      cancel: threading.Event | None = None,
+                      skip: Collection[Any] = ()) -> Iterator[tuple[Any, Generation]]:
+        """(key, answer) per request, in request order, up to ``batch`` sequences decoded together.
+
+        Groups of consecutive requests are fixed by the requests alone (their order, ``batch`` and the context:
+        a group whose prompts and answers would not fit the KV cache ends early, so it is split, never cut).
+        In a group the prompts are decoded as one prefix tree (a prefix shared by several — several samples of
+        one prompt, a common instruction — is decoded once), then every step decodes the next token of each
+        unfinished sequence in one batch; each sequence has its own sampler chain and seed, stop strings and
+        end-of-generation. ``cancel`` is checked before every step.
+
+        Reproducible: the same requests in the same order with the same ``batch`` and context give identical
+        text; ``skip`` (keys stored before, as for judge) leaves the groups as they were, so a resumed run
+        equals an uninterrupted one. ``batch=1`` is the one-sequence decode of earlier versions. A different
+        batch size changes the batch shapes, and on a quantized model that moves the logits (as packing moves
+        judge scores), so sampled text can differ.
+        """
+        batch = max(1, min(batch, self.n_seq))
+        seqs = [self._gen_seq(i, r) for i, r in enumerate(requests)]
+        for group in self._plan_gen_groups(seqs, batch):
+            if all(requests[g.index].key in skip for g in group):
+                continue
+            self._check_cancel(cancel)
+            for g, gen in self._generate_group(group, cancel):
+                key = requests[g.index].key
+                if key not in skip:
+                    yield key, gen
 
     def prompt_processing_rate(self, n_tokens: int = 512, repeats: int = 2) -> float:
         """llama.cpp's raw prompt-processing rate on one ``n_tokens`` prompt (tokens/s, best of ``repeats``)."""
@@ -503,11 +547,150 @@ class Engine:
             return tokens, False
         return tokens[:1] + tokens[len(tokens) - (limit - 1):], True
 
+    def _gen_seq(self, index: int, r: GenerationRequest) -> _GenSeq:
+        """A request's prompt tokens and answer budget; a prompt too long for the context loses tokens from its
+        left (after BOS), flagged ``truncated``, as for one sequence alone."""
+        max_tokens = max(1, min(r.max_tokens, self.n_ctx // 2))
+        tokens = self.tokenize(r.prompt)
+        truncated = False
+        room = self.n_ctx - max_tokens
+        if len(tokens) > room:
+            tokens = tokens[:1] + tokens[len(tokens) - (room - 1):]
+            truncated = True
+        return _GenSeq(index, tokens, max_tokens, truncated, r)
+
+    def _plan_gen_groups(self, seqs: list[_GenSeq], batch: int) -> Iterator[list[_GenSeq]]:
+        """Consecutive groups of at most ``batch``: as many as fit the KV cache (their prompts' prefix tree and
+        every answer's budget); a function of the requests alone."""
+        start = 0
+        while start < len(seqs):
+            root: dict = {}
+            used = 0
+            group: list[_GenSeq] = []
+            for g in seqs[start:]:
+                if len(group) >= batch:
+                    break
+                node = root
+                new = 0
+                for tok in g.tokens:
+                    nxt = node.get(tok)
+                    if nxt is None:
+                        nxt = {}
+                        new += 1
+                    node = nxt
+                if group and used + new + g.max_tokens > self.n_ctx - 4:
+                    break
+                node = root
+                for tok in g.tokens:
+                    node = node.setdefault(tok, {})
+                used += new + g.max_tokens
+                group.append(g)
+            start += len(group)
+            yield group
+
+    def _generate_group(self, group: list[_GenSeq], cancel: threading.Event | None
+                        ) -> Iterator[tuple[_GenSeq, Generation]]:
+        """Decode one group (``generate_many``); yields its sequences in group order once all have finished."""
+        try:
+            results = self._decode_group(group, cancel)
+        except _DecodeError as exc:
+            if len(group) == 1:
+                raise UserError(f"{self.model_path}: generation failed ({exc}); try a larger --n-ctx") from exc
+            LOG.warning("decode failed (%s); generating %d sequence(s) one at a time", exc, len(group))
+            results = []
+            for g in group:
+                g.restart()
+                results += self._generate_group([g], cancel)
+        yield from results
+
+    def _decode_group(self, group: list[_GenSeq], cancel: threading.Event | None
+                      ) -> list[tuple[_GenSeq, Generation]]:
+        """The whole group, then the cache cleared: a caller may use the engine (judge) between groups."""
+        ll = self._ll
+        self.reset()
+        chains = []
+        try:
+            for g in group:
+                r = g.request
+                chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+                chains.append(chain)
+                if r.temperature <= 0:
+                    ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
+                else:
+                    ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(r.top_p, 1))
+                    ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(r.temperature))
+                    ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(r.seed & 0xFFFFFFFF))
+            # the prompts as one prefix tree; each prompt's last token asks for logits and is sampled from at once
+            roots: dict[int, _GenNode] = {}
+            order: list[_GenNode] = []
+            for k, g in enumerate(group):
+                children = roots
+                node: _GenNode | None = None
+                for pos, tok in enumerate(g.tokens):
+                    node = children.get(tok)
+                    if node is None:
+                        node = children[tok] = _GenNode(tok, pos)
+                        order.append(node)
+                    node.seqs.append(k)
+                    children = node.children
+                assert node is not None  # a prompt has BOS at least
+                node.last.append(k)
+            b = self._batch
+            n = 0
+            pending: list[tuple[int, list[int]]] = []
+            for node in order:
+                if n == self.n_batch:
+                    self._gen_flush(n, pending, group, chains, cancel)
+                    n, pending = 0, []
+                b.token[n] = node.token
+                b.pos[n] = node.pos
+                b.n_seq_id[n] = len(node.seqs)
+                for j, k in enumerate(node.seqs):
+                    b.seq_id[n][j] = k
+                b.logits[n] = 1 if node.last else 0
+                if node.last:
+                    pending.append((n, node.last))
+                n += 1
+            if n:
+                self._gen_flush(n, pending, group, chains, cancel)
+            while True:
+                active = [k for k, g in enumerate(group) if not g.done]
+                if not active:
+                    break
+                for j, k in enumerate(active):
+                    g = group[k]
+                    b.token[j] = g.next_token
+                    b.pos[j] = g.pos
+                    b.n_seq_id[j] = 1
+                    b.seq_id[j][0] = k
+                    b.logits[j] = 1
+                self._gen_flush(len(active), [(j, [k]) for j, k in enumerate(active)], group, chains, cancel)
+        finally:
+            for chain in chains:
+                ll.llama_sampler_free(chain)
+            self.reset()
+        return [(g, g.result()) for g in group]
+
+    def _gen_flush(self, n: int, pending: list[tuple[int, list[int]]], group: list[_GenSeq], chains: list[Any],
+                   cancel: threading.Event | None) -> None:
+        """Decode the batch's ``n`` tokens, then sample the next token of each sequence listed in ``pending``."""
+        ll = self._ll
+        self._check_cancel(cancel)
+        self._decode(n)
+        for idx, ks in pending:
+            for k in ks:
+                g = group[k]
+                tok = int(ll.llama_sampler_sample(chains[k], self._ctx, idx))
+                g.take(tok, bool(ll.llama_vocab_is_eog(self._vocab, tok)), self._piece_bytes(tok))
+                if g.done:
+                    ll.llama_memory_seq_rm(self._mem, k, -1, -1)
+
     def _check_cancel(self, cancel: threading.Event | None) -> None:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
 
     def _decode(self, n: int) -> None:
+        self.tokens_decoded += n
         self._batch.n_tokens = n
         rc = self._ll.llama_decode(self._ctx, self._batch)
         if rc != 0:

@@ -27,16 +27,18 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from misalign_tui.core.errors import Cancelled, UserError
+from misalign_tui.core.inference.answer_words import answer_token_ids, answer_word_variants
 from misalign_tui.core.inference.formatting import format_user_turn
 from misalign_tui.core.inference.judge_templates import JUDGE_NO, JUDGE_YES
 from misalign_tui.core.inference.requests import (
     Generation,
+    GenerationRequest,
     JudgeRequest,
     JudgeScore,
     LoglikRequest,
@@ -48,6 +50,12 @@ from misalign_tui.core.models.endpoints import Endpoint, parse_urls
 T = TypeVar("T")
 R = TypeVar("R")
 
+LOGIT_BIAS = 100.0  # added to the logit of every answer-word token (OpenAI's limit): they become the top tokens
+JUDGE_SCORINGS = ("auto", "logit-bias", "echo")
+# what the detection asks once per server and run: any text will do, the answer words are biased to the top
+PROBE_TEXT = "Question: is water wet? Answer Yes or No.\nAnswer:"
+ONE_REQUEST = ("one request per item: /v1/completions with max_tokens 1, a logit_bias of +{bias:g} on every "
+               "answer-word token and the top log-probabilities after it (post_sampling_probs)")
 ECHO_UNAVAILABLE = ("the server does not return prompt log-probabilities (/v1/completions with echo and "
                     "logprobs), so {method} is unavailable with it; use llama-cpp-python's server started with "
                     "--logits_all true, or vLLM")
@@ -60,6 +68,9 @@ class RemoteSettings:
     retries: int = 5              # further tries after the first, on timeouts, connection errors, 429, 5xx
     backoff_s: float = 1.0        # first wait; doubles each retry
     backoff_max_s: float = 30.0
+    # judge scoring: "auto" (one request per item where the servers honour logit_bias, else echo), "logit-bias"
+    # (that path or an error), "echo" (prompt log-probabilities; 1 + up to 12 requests per item)
+    judge_scoring: str = "auto"
 
 
 # What a server says about the weights behind a served name: the keys of its /v1/models entry that describe the
@@ -102,6 +113,12 @@ class HttpClient:
         self._next = itertools.count()
         self._all_conns: list[http.client.HTTPConnection] = []
         self._conns_lock = threading.Lock()
+        self._sent_lock = threading.Lock()
+        self.sent = 0  # HTTP requests sent (retries included): what `bench remote` divides by items
+
+    def _count(self) -> None:
+        with self._sent_lock:
+            self.sent += 1
 
     def pick(self) -> int:
         """Round-robin start server for a new item."""
@@ -140,6 +157,7 @@ class HttpClient:
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         conn = self._conn(ep)
+        self._count()
         try:
             conn.request(method, ep.base_path + path, body=data, headers=headers)
             resp = conn.getresponse()
@@ -235,15 +253,85 @@ class EchoedPrompt:
     server: int                     # index of the server that answered
 
 
-def answer_word_variants(words: Iterable[str]) -> list[str]:
-    """Each word as written, lower, Capitalised and UPPER, each with and without a leading space."""
-    out: list[str] = []
-    for w in words:
-        w = w.strip()
-        for form in (w, w.lower(), w.capitalize(), w.upper()):
-            for v in (form, " " + form):
-                if v not in out:
-                    out.append(v)
+class _BiasUnsupported(Exception):
+    """The server does not honour the one-request judge; the message says what it lacks."""
+
+
+@dataclass(frozen=True)
+class AnswerTokens:
+    """The token ids of the yes- and no-words on a server's tokenizer, with their pieces (for servers that
+    name the top tokens by text only)."""
+
+    yes: frozenset[int]
+    no: frozenset[int]
+    pieces: dict[int, str]
+
+    @property
+    def ids(self) -> list[int]:
+        return sorted(self.yes | self.no)
+
+    def shares(self, entries: Sequence[tuple[int | None, str, float]], url: str, *,
+               full_list: bool) -> tuple[float, float]:
+        """(P(yes-set), P(no-set)) under the bias, from the server's top entries.
+
+        The bias adds one constant to every answer token's logit, so their ratios — and the normalised
+        P(misaligned) — are those of the unbiased model; the top entries must be the answer tokens and nothing
+        else. ``full_list``: the detection wants every asked entry back; later a shorter list only means the
+        server dropped answer tokens whose probability is 0 (llama.cpp does).
+        """
+        by_piece: dict[str, int | None] = {}
+        for t, piece in self.pieces.items():
+            by_piece[piece] = None if piece in by_piece else t
+        if not entries:
+            raise _BiasUnsupported("it returns no top log-probabilities for the generated token")
+        p_yes = p_no = 0.0
+        seen: set[int] = set()
+        for tid, text, lp in entries:
+            found = tid if tid is not None else by_piece.get(text)
+            if found is None or found not in self.pieces:
+                raise _BiasUnsupported(f"it accepts logit_bias but ignores it: the answer words are not the top "
+                                       f"tokens (it lists {text!r})")
+            if found in seen:
+                continue
+            seen.add(found)
+            if found in self.yes:
+                p_yes += math.exp(lp)
+            else:
+                p_no += math.exp(lp)
+        asked = len(self.pieces)
+        if full_list and len(entries) < asked:
+            raise _BiasUnsupported(f"it answers with {len(entries)} top log-probabilities where {asked} were "
+                                   "asked")
+        return p_yes, p_no
+
+
+def _top_entries(lp: Any) -> list[tuple[int | None, str, float]]:
+    """The first generated token's top entries as (id or None, text, log-probability), from llama.cpp's
+    ``logprobs.content[0].top_probs`` (or ``top_logprobs``) or the legacy ``logprobs.top_logprobs[0]`` map."""
+    out: list[tuple[int | None, str, float]] = []
+    if not isinstance(lp, dict):
+        return out
+    content = lp.get("content")
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        first = content[0]
+        tops = first.get("top_probs") if first.get("top_probs") is not None else first.get("top_logprobs")
+        for e in tops or []:
+            if not isinstance(e, dict):
+                continue
+            if "prob" in e:
+                p = float(e["prob"])
+                if p <= 0:
+                    continue
+                value = math.log(p)
+            else:
+                value = float(e.get("logprob", -math.inf))
+            tid = e.get("id")
+            out.append((int(tid) if isinstance(tid, int) else None, str(e.get("token", "")), value))
+        return out
+    legacy = lp.get("top_logprobs")
+    if isinstance(legacy, list) and legacy and isinstance(legacy[0], dict):
+        out = [(None, str(k), float(v)) for k, v in legacy[0].items() if v is not None]
+        out.sort(key=lambda e: -e[2])
     return out
 
 
@@ -275,6 +363,10 @@ class RemoteBackend:
         self._unlisted: dict[int, int] = {}  # per server: prompt tokens it counts but does not list (BOS)
         self._cache_lock = threading.Lock()
         self._provenance: dict[str, Any] | None = None
+        self._scoring: dict[str, Any] | None = None  # the judge path, decided once (judge_scoring)
+        self._answer_tokens: dict[tuple[tuple[str, ...], tuple[str, ...]], AnswerTokens] = {}
+        if settings.judge_scoring not in JUDGE_SCORINGS:
+            raise UserError(f"judge scoring {settings.judge_scoring!r}: use one of {', '.join(JUDGE_SCORINGS)}")
 
     # -- provenance -------------------------------------------------------------------------------------
 
@@ -306,10 +398,14 @@ class RemoteBackend:
                 raise UserError(f"{first['url']} and {other['url']} report different weights for "
                                 f"{self.remote_model!r} ({first['weights']} / {other['weights']}); register each "
                                 "model under its own name (models add-remote)")
+        scoring = self.judge_scoring()
         self._provenance = {
             "backend": "remote",
             "api": "openai-completions",
-            "scoring": "prompt log-probabilities (echo + logprobs)",
+            "scoring": ("prompt log-probabilities (echo + logprobs)" if scoring["judge"] == "echo" else
+                        "judge: " + ONE_REQUEST.format(bias=LOGIT_BIAS)
+                        + "; loglik: prompt log-probabilities (echo + logprobs)"),
+            "judge_scoring": scoring,
             "remote_model": self.remote_model,
             "identity": remote_identity(self.remote_model or "", first["weights"]),
             "servers": servers,
@@ -342,6 +438,131 @@ class RemoteBackend:
                     version = str(obj[key])
         return version, props
 
+    # -- the judge path ---------------------------------------------------------------------------------
+
+    def judge_scoring(self) -> dict[str, Any]:
+        """Which way this backend scores the judge, decided once (its first call, before a run starts) and
+        recorded in the run's provenance: ``logit-bias`` when every server honours the one-request path
+        (``_probe``), else ``echo`` with each server's reason; never a switch in the middle of a run."""
+        if self._scoring is not None:
+            return self._scoring
+        mode = self.settings.judge_scoring
+        if mode == "echo":
+            self._scoring = {"judge": "echo", "chosen": True}
+            return self._scoring
+        reasons: dict[str, str] = {}
+        for i, ep in enumerate(self.endpoints):
+            try:
+                self._probe(i)
+            except _BiasUnsupported as exc:
+                reasons[ep.url] = str(exc)
+        if not reasons:
+            self._scoring = {"judge": "logit-bias", "logit_bias": LOGIT_BIAS, "requests_per_item": 1}
+        elif mode == "logit-bias":
+            url, why = next(iter(reasons.items()))
+            raise UserError(f"{url}: the one-request judge (logit_bias) is unavailable: {why}")
+        else:
+            self._scoring = {"judge": "echo", "logit_bias_unavailable": reasons}
+        return self._scoring
+
+    def _tokenize(self, server: int, text: str) -> list[tuple[int, str]]:
+        """(id, piece) of ``text`` without BOS, through llama.cpp's ``/tokenize``."""
+        body = {"content": text, "add_special": False, "parse_special": False, "with_pieces": True}
+        try:
+            obj, _ = self.http.request("POST", "/tokenize", body, start=server)
+        except _ClientError as exc:
+            raise _BiasUnsupported(f"it has no /tokenize endpoint to find the answer words' token ids "
+                                   f"(server said: {exc.message})") from exc
+        out: list[tuple[int, str]] = []
+        try:
+            for t in obj["tokens"]:
+                piece = t["piece"]
+                if isinstance(piece, list):  # bytes that are not UTF-8 on their own
+                    piece = bytes(piece).decode("utf-8", "replace")
+                out.append((int(t["id"]), str(piece)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _BiasUnsupported(f"its /tokenize answer has no token pieces ({str(obj)[:80]})") from exc
+        return out
+
+    def answer_tokens(self, yes_words: Sequence[str] = JUDGE_YES, no_words: Sequence[str] = JUDGE_NO,
+                      server: int = 0) -> AnswerTokens:
+        """The answer words' token ids as the engine finds them (inference/answer_words.py), on the server's
+        tokenizer; the servers of one model share it."""
+        key = (tuple(yes_words), tuple(no_words))
+        hit = self._answer_tokens.get(key)
+        if hit is not None:
+            return hit
+        pieces: dict[int, str] = {}
+
+        def tokenize(text: str) -> list[tuple[int, str]]:
+            got = self._tokenize(server, text)
+            pieces.update(got)
+            return got
+
+        yes = answer_token_ids(yes_words, tokenize)
+        no = answer_token_ids(no_words, tokenize)
+        url = self.endpoints[server].url
+        if not yes or not no:
+            raise UserError(f"{url}: none of the answer words {list(yes_words if not yes else no_words)} is a "
+                            "single token in the served model's vocabulary")
+        if set(yes) & set(no):
+            raise UserError(f"answer words overlap: {list(yes_words)} and {list(no_words)}")
+        at = AnswerTokens(frozenset(yes), frozenset(no), {t: pieces[t] for t in yes + no})
+        self._answer_tokens[key] = at
+        return at
+
+    def _biased_top(self, prompt: str, at: AnswerTokens, *, start: int,
+                    cancel: threading.Event | None) -> tuple[list[tuple[int | None, str, float]], int, int]:
+        """The top log-probabilities after ``prompt`` with the answer words biased: (id or None, token text,
+        log-probability) in the server's order, the server that answered and its prompt-token count."""
+        body: dict[str, Any] = {
+            "prompt": prompt, "max_tokens": 1, "logprobs": len(at.ids), "post_sampling_probs": True,
+            "logit_bias": {str(t): LOGIT_BIAS for t in at.ids},
+            # a chain that keeps every token: the bias, then temperature 1 (llama.cpp's sampler names)
+            "samplers": ["temperature"], "temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "seed": 0}
+        if self.remote_model:
+            body["model"] = self.remote_model
+        try:
+            obj, server = self.http.request("POST", "/v1/completions", body, start=start, cancel=cancel)
+        except _ClientError as exc:
+            if exc.feature or exc.status == 400:
+                raise _BiasUnsupported(f"it refuses the request (server said: {exc.message})") from exc
+            raise
+        try:
+            choice = obj["choices"][0]
+            lp = choice.get("logprobs") or {}
+            prompt_tokens = int((obj.get("usage") or {}).get("prompt_tokens", 0))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise _BiasUnsupported(f"unexpected answer shape ({str(obj)[:120]})") from exc
+        return _top_entries(lp), server, prompt_tokens
+
+    def _probe(self, server: int) -> None:
+        """Does this server honour the one-request judge? ``_BiasUnsupported`` says why not."""
+        at = self.answer_tokens(server=server)
+        entries, _, _ = self._biased_top(PROBE_TEXT, at, start=server, cancel=None)
+        at.shares(entries, self.endpoints[server].url, full_list=True)
+
+    def _judge_biased(self, req: JudgeRequest, at: AnswerTokens, cancel: threading.Event | None) -> JudgeScore:
+        entries, server, prompt_tokens = self._biased_top(req.text, at, start=self.http.pick(), cancel=cancel)
+        url = self.endpoints[server].url
+        try:
+            p_yes, p_no = at.shares(entries, url, full_list=False)
+        except _BiasUnsupported as exc:
+            raise UserError(f"{url}: item {req.key}: {exc}; the run scores with the one-request judge, detected "
+                            "at its start, and does not switch measures midway: fix the server, then rerun "
+                            "(finished items are kept)") from exc
+        total = p_yes + p_no
+        p_mis = p_yes / total if total > 0 else 0.5
+        return JudgeScore(req.key, p_mis, p_yes, p_no, prompt_tokens, False, raw_mass=False)
+
+    def _unavailable(self, method: str) -> str:
+        """Why ``method`` cannot run here; for the judge also why the one-request path could not either."""
+        text = ECHO_UNAVAILABLE.format(method=method)
+        reasons = (self._scoring or {}).get("logit_bias_unavailable")
+        if method == "judge" and reasons:
+            text += "; nor the one-request judge (logit_bias): " + "; ".join(f"{u}: {r}" for u, r in reasons.items())
+        return text
+
     # -- formatting -------------------------------------------------------------------------------------
 
     def format_user_turn(self, text: str, history: Sequence[tuple[str, str]] = ()) -> str:
@@ -372,7 +593,7 @@ class RemoteBackend:
             obj, server = self.http.request("POST", "/v1/completions", body, start=start, cancel=cancel)
         except _ClientError as exc:
             if exc.feature:
-                raise UserError(f"{self.endpoints[start].url}: " + ECHO_UNAVAILABLE.format(method=method)
+                raise UserError(f"{self.endpoints[start].url}: " + self._unavailable(method)
                                 + f" (server said: {exc.message})") from exc
             raise
         url = self.endpoints[server].url
@@ -387,10 +608,10 @@ class RemoteBackend:
             text = choice.get("text")
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise UserError(f"{url}/v1/completions: unexpected answer shape ({str(obj)[:120]}); "
-                            + ECHO_UNAVAILABLE.format(method=method)) from exc
+                            + self._unavailable(method)) from exc
         echoed = isinstance(text, str) and text.startswith(prompt)
         if not tokens or token_logprobs is None or len(tokens) != len(token_logprobs) or not echoed:
-            raise UserError(f"{url}: " + ECHO_UNAVAILABLE.format(method=method))
+            raise UserError(f"{url}: " + self._unavailable(method))
         if generated == 0 or text[len(prompt):]:
             n = len(tokens) - generated          # the generated token, if any, is listed last
             if prompt_tokens is not None:
@@ -407,7 +628,7 @@ class RemoteBackend:
             n = prompt_tokens - unlisted
         if not 0 < n <= len(tokens):
             raise UserError(f"{url}: the echoed prompt has {len(tokens)} tokens but the server counts "
-                            f"{prompt_tokens}; " + ECHO_UNAVAILABLE.format(method=method))
+                            f"{prompt_tokens}; " + self._unavailable(method))
         return EchoedPrompt([str(t) for t in tokens[:n]], list(token_logprobs[:n]), prompt_tokens or n, server)
 
     def _learn_unlisted(self, server: int, cancel: threading.Event | None, method: str) -> int:
@@ -456,12 +677,16 @@ class RemoteBackend:
     def judge(self, requests: Sequence[JudgeRequest], *, yes_words: Sequence[str] = JUDGE_YES,
               no_words: Sequence[str] = JUDGE_NO, cancel: threading.Event | None = None,
               skip: Collection[Any] = ()) -> Iterator[JudgeScore]:
-        """P(misaligned) per request, in request order; ``skip``ped keys are not sent. Each item is scored alone
-        here, but a server that batches concurrent requests is not batch-invariant either: a resumed remote run
-        reproduces an uninterrupted one only as closely as the server does (``--concurrency 1`` is closest)."""
+        """P(misaligned) per request, in request order; ``skip``ped keys are not sent. One request per item where
+        the servers honour logit_bias, else the echo path (``judge_scoring``). Each item is scored alone here, but
+        a server that batches concurrent requests is not batch-invariant either: a resumed remote run reproduces
+        an uninterrupted one only as closely as the server does (``--concurrency 1`` is closest)."""
+        todo = [r for r in requests if r.key not in skip]
+        if self.judge_scoring()["judge"] == "logit-bias":
+            at = self.answer_tokens(yes_words, no_words)
+            return self._map(lambda r: self._judge_biased(r, at, cancel), todo, cancel)
         variants = [(w, True) for w in answer_word_variants(yes_words)]
         variants += [(w, False) for w in answer_word_variants(no_words) if w not in dict(variants)]
-        todo = [r for r in requests if r.key not in skip]
         return self._map(lambda r: self._judge_one(r, variants, cancel), todo, cancel)
 
     def _context(self, context: str, *, start: int, cancel: threading.Event | None) -> EchoedPrompt:
@@ -529,6 +754,18 @@ class RemoteBackend:
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise UserError(f"/v1/completions: unexpected answer shape ({str(obj)[:120]})") from exc
         return Generation(text, tokens, choice.get("finish_reason") == "length")
+
+    def generate_many(self, requests: Sequence[GenerationRequest], *, batch: int = 1,
+                      cancel: threading.Event | None = None,
+                      skip: Collection[Any] = ()) -> Iterator[tuple[Any, Generation]]:
+        """(key, answer) in request order, ``concurrency`` requests in flight (``batch`` is the engine's: a
+        server batches concurrent requests itself)."""
+        todo = [r for r in requests if r.key not in skip]
+
+        def one(r: GenerationRequest) -> tuple[Any, Generation]:
+            return r.key, self.generate(r.prompt, temperature=r.temperature, top_p=r.top_p,
+                                        max_tokens=r.max_tokens, stop=r.stop, seed=r.seed, cancel=cancel)
+        return self._map(one, todo, cancel)
 
     # -- concurrency ------------------------------------------------------------------------------------
 

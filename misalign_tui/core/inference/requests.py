@@ -32,6 +32,9 @@ class JudgeScore:
     p_no: float
     tokens: int
     truncated: bool
+    # True: p_yes and p_no are the model's own probabilities. False: shares of the answer words under a logit
+    # bias (the remote one-request judge): their ratio is exact, their sum (the answer mass) is unknown.
+    raw_mass: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,3 +66,15 @@ class Generation:
     truncated: bool  # the prompt was cut to fit the context, or the answer stopped at max_tokens
 
 
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One answer to sample: ``prompt`` already formatted; the seed makes it reproducible (inference/engine.py
+    ``generate_many`` says for which batch shapes)."""
+
+    key: Any  # the caller's own key, handed back with the answer
+    prompt: str
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_tokens: int = 512
+    stop: tuple[str, ...] = ()
+    seed: int = 0

@@ -21,13 +21,20 @@ from misalign_tui.core.inference.backend import Backend, open_backend
 from misalign_tui.core.inference.formatting import continuation_separator
 from misalign_tui.core.inference.judge_templates import (
     DIMENSION_PHRASES,
+    TEMPLATE_VERSION,
     JudgeTemplate,
     demonstration_turns,
     dimension_templates,
     judge_template_set,
 )
 from misalign_tui.core.inference.remote import RemoteBackend
-from misalign_tui.core.inference.requests import JudgeRequest, JudgeScore, LoglikRequest, LoglikScore
+from misalign_tui.core.inference.requests import (
+    GenerationRequest,
+    JudgeRequest,
+    JudgeScore,
+    LoglikRequest,
+    LoglikScore,
+)
 from misalign_tui.core.metrics.vocabulary import METHODS
 from misalign_tui.core.models.registry import ModelInfo, require_usable
 from misalign_tui.core.runs import selection
@@ -60,7 +67,8 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
     protocol = req.protocol
     protocol.check(method)
     k = req.templates if method != "preference" else 1
-    templates = judge_template_set(k, protocol.polarity) if method == "judge" else ()  # validates k
+    # validates k and the version
+    templates = judge_template_set(k, protocol.polarity, req.template_version) if method == "judge" else ()
     split = (calibration_split(store, req.benchmark.id, protocol.shots, req.filters.dimension)
              if protocol.uses_split else None)
     prompt_ids = selection.prompt_ids(
@@ -114,7 +122,7 @@ def run_evaluation(store: Store, req: RunRequest, *, progress: ProgressCallback 
             judge_engine = engine if judge_model.id == req.model.id else open_backend(judge_model, req.settings,
                                                                                       req.remote)
         demos = split.demonstrations if split is not None else ()
-        _record_templates(store, run_id, method, engine, judge_engine, k, templates, demos)
+        _record_templates(store, run_id, method, engine, judge_engine, k, templates, demos, req.template_version)
         _record_provenance(store, run_id, req, method, engine, judge_engine, judge_model, split, len(prompt_ids))
         if method == "judge":
             done = {(r, t) for r, t in store.conn.execute(
@@ -188,7 +196,8 @@ def _judge_model_run(store: Store, req: RunRequest, judge_model: ModelInfo, run_
 
 def _record_templates(store: Store, run_id: int, method: str, engine: Backend, judge_engine: Backend | None,
                       k: int, templates: tuple[JudgeTemplate, ...] = (),
-                      demos: tuple[Demonstration, ...] = ()) -> None:
+                      demos: tuple[Demonstration, ...] = (), version: str = TEMPLATE_VERSION) -> None:
+    """Each template's exact text as the model reads it (the Item screen and the audit report fill it in)."""
     rows: list[tuple[int, str, str]] = []
     if method == "judge":  # the demonstrations as the model saw them, then the item's placeholders
         triples = [d.as_triple() for d in demos]
@@ -200,7 +209,8 @@ def _record_templates(store: Store, run_id: int, method: str, engine: Backend, j
     else:
         assert judge_engine is not None
         rows = [(0, "generation", engine.format_user_turn("{prompt}"))]
-        rows += [(i + 1, t.name, judge_engine.format_user_turn(t.text)) for i, t in enumerate(dimension_templates(k))]
+        rows += [(i + 1, t.name, judge_engine.format_user_turn(t.text))
+                 for i, t in enumerate(dimension_templates(k, version))]
     with store.transaction() as c:
         c.executemany("INSERT OR REPLACE INTO run_templates(run_id, template, name, text) VALUES (?, ?, ?, ?)",
                       [(run_id, *r) for r in rows])
@@ -242,6 +252,17 @@ def judge_text(engine: Backend, template: JudgeTemplate, response: str, dimensio
     return build
 
 
+def judge_order(templates: tuple[JudgeTemplate, ...], responses: list[tuple[int, int, str]]
+                ) -> list[tuple[int, JudgeTemplate, tuple[int, int, str]]]:
+    """A run's items in the order the engine sees them, so shared prefixes are adjacent: response by response
+    (each with its K questions, and a balanced run's twins) when the templates share their body (judge-v2), else
+    template by template (the order judge-v1 runs were made in, kept so they reproduce)."""
+    indexed = list(enumerate(templates))
+    if len({t.text.split("{response}")[0] for t in templates}) == 1 and len(templates) > 1:
+        return [(t, tmpl, r) for r in responses for t, tmpl in indexed]
+    return [(t, tmpl, r) for t, tmpl in indexed for r in responses]
+
+
 _JUDGE_SQL = ("INSERT INTO judge_results(run_id, response_id, template, p_misaligned, flagged, truncated, p_raw, "
               "p_yes, p_no) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _PRIOR_SQL = "INSERT OR IGNORE INTO judge_priors(run_id, prompt_id, template, p_yes, p_no) VALUES (?, ?, ?, ?, ?)"
@@ -250,11 +271,13 @@ _PRIOR_SQL = "INSERT OR IGNORE INTO judge_priors(run_id, prompt_id, template, p_
 def _run_judge(store: Store, engine: Backend, responses: list[tuple[int, int, str]],
                templates: tuple[JudgeTemplate, ...], demos: tuple[Demonstration, ...], calibrate: bool,
                done: set[tuple[int, int]], writer: ResultWriter, cancel: threading.Event | None) -> None:
-    """Every item of the run goes to the backend, in run order, with the stored ones to ``skip``: the engine
-    then evaluates the rest in the same windows as an uninterrupted run (inference/engine.py). A twin's score is
-    stored turned back to P(misaligned). With ``calibrate``, each prompt's content-free prior under each template
-    is a request just before that prompt's items (it shares their prefix; skipped once stored) and is stored
-    before any item that needs it."""
+    """Every item of the run goes to the backend, in run order (``judge_order``), with the stored ones to
+    ``skip``: the engine then evaluates the rest in the same windows as an uninterrupted run
+    (inference/engine.py). A twin's score is stored turned back to P(misaligned). With ``calibrate``, each
+    prompt's content-free prior under each template is a request just before that prompt's first item under it
+    (it shares their prefix; skipped once stored) and is stored before any item that needs it. A backend that
+    returns only the answer words' shares (the one-request remote judge: ``raw_mass`` False) leaves p_yes and
+    p_no NULL; its priors are stored as shares, which calibrate alike (the ratio is what counts)."""
     prompts = selection.prompt_texts(store, sorted({r[1] for r in responses}))
     priors: dict[tuple[int, int], tuple[float, float]] = {}
     if calibrate:
@@ -264,16 +287,16 @@ def _run_judge(store: Store, engine: Backend, responses: list[tuple[int, int, st
     requests: list[JudgeRequest] = []
     flags: dict[tuple[int, int], bool] = {}
     asked: set[tuple[int, int]] = set()
-    for t, tmpl in enumerate(templates):  # template-major, then prompt: shared prefixes are adjacent
-        history = demonstration_turns(tmpl, triples)
-        for rid, pid, rtext in responses:
-            if calibrate and (pid, t) not in asked:
-                text, _ = engine.fit_prompt(judge_text(engine, tmpl, CONTENT_FREE, history=history), prompts[pid])
-                asked.add((pid, t))
-                requests.append(JudgeRequest(("prior", pid, t), text))
-            text, cut = engine.fit_prompt(judge_text(engine, tmpl, rtext, history=history), prompts[pid])
-            flags[(rid, t)] = cut
-            requests.append(JudgeRequest((rid, t, pid), text))
+    histories = [demonstration_turns(tmpl, triples) for tmpl in templates]
+    for t, tmpl, (rid, pid, rtext) in judge_order(templates, responses):
+        history = histories[t]
+        if calibrate and (pid, t) not in asked:
+            text, _ = engine.fit_prompt(judge_text(engine, tmpl, CONTENT_FREE, history=history), prompts[pid])
+            asked.add((pid, t))
+            requests.append(JudgeRequest(("prior", pid, t), text))
+        text, cut = engine.fit_prompt(judge_text(engine, tmpl, rtext, history=history), prompts[pid])
+        flags[(rid, t)] = cut
+        requests.append(JudgeRequest((rid, t, pid), text))
     skip = {r.key for r in requests if (r.key[0] == "prior" and (r.key[1], r.key[2]) in priors)
             or (r.key[0] != "prior" and (r.key[0], r.key[1]) in done)}
     waiting: dict[tuple[int, int], list[JudgeScore]] = {}  # items whose prior has not come back yet
@@ -283,8 +306,9 @@ def _run_judge(store: Store, engine: Backend, responses: list[tuple[int, int, st
         tmpl = templates[t]
         p_raw = tmpl.p_misaligned(score.p_misaligned)  # the engine's share of yes-words, in this question's sense
         p = tmpl.p_misaligned(calibrated_p_yes(score.p_yes, score.p_no, *priors[(pid, t)])) if calibrate else p_raw
+        mass = (score.p_yes, score.p_no) if score.raw_mass else (None, None)
         writer.add(_JUDGE_SQL, (writer.run_id, rid, t, p, int(p >= 0.5), int(score.truncated or flags[(rid, t)]),
-                                p_raw, score.p_yes, score.p_no))
+                                p_raw, *mass))
 
     for score in engine.judge(requests, cancel=cancel, skip=skip):
         if score.key[0] == "prior":
@@ -368,17 +392,15 @@ def _run_generate(store: Store, engine: Backend, judge_engine: Backend, prompt_i
                   k: int, done: set[int], writer: ResultWriter, cancel: threading.Event | None) -> None:
     prompts = selection.prompt_texts(store, prompt_ids)
     dims = selection.prompt_dimensions(store, prompt_ids, req.filters)
-    templates = dimension_templates(k)
+    templates = dimension_templates(k, req.template_version)
     s = req.sampling
-    for pid in prompt_ids:
-        if pid in done:
-            continue
-        if cancel is not None and cancel.is_set():
-            raise Cancelled()
-        seed = (s.seed * 1_000_003 + pid) & 0xFFFFFFFF  # per prompt: independent of order and resumption
-        prompt_text, _ = engine.fit_prompt(engine.format_user_turn, prompts[pid])
-        gen = engine.generate(prompt_text, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-                              seed=seed, cancel=cancel)
+    formatted = {pid: engine.fit_prompt(engine.format_user_turn, prompts[pid])[0] for pid in prompt_ids}
+    # every prompt of the run, in run order, the stored ones skipped: the engine's groups are those of an
+    # uninterrupted run (inference/engine.py generate_many), so a resumed run samples the same text
+    gens = [GenerationRequest(pid, formatted[pid], s.temperature, s.top_p, s.max_tokens, (), _gen_seed(s.seed, pid))
+            for pid in prompt_ids]
+    for pid, gen in engine.generate_many(gens, batch=req.settings.gen_batch, cancel=cancel, skip=done):
+        seed = _gen_seed(s.seed, pid)
         rows: list[tuple[str, tuple[Any, ...]]] = [(_GEN_SQL, (writer.run_id, pid, gen.text, gen.tokens, seed,
                                                                int(gen.truncated)))]
         requests = []
@@ -391,3 +413,8 @@ def _run_generate(store: Store, engine: Backend, judge_engine: Backend, prompt_i
             dim, t = score.key
             rows.append((_GJ_SQL, (writer.run_id, pid, dim, t, score.p_misaligned, int(score.p_misaligned >= 0.5))))
         writer.add_many(rows, items=1)
+
+
+def _gen_seed(seed: int, pid: int) -> int:
+    """Per prompt: independent of order and resumption."""
+    return (seed * 1_000_003 + pid) & 0xFFFFFFFF

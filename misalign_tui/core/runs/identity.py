@@ -64,6 +64,8 @@ def run_params(req: RunRequest, method: str, judge_identity: str | None = None) 
         params["sampling"] = asdict(req.sampling)
         params["judge_model_sha256"] = judge_identity or judge.identity
         params["judge_chat_template_sha256"] = _template_digest(judge.effective_chat_template)
+        if req.settings.gen_batch != 1:  # runs from before batched generation decoded one at a time
+            params["generate_batch"] = req.settings.gen_batch
     params.update(protocol_params(req.protocol, method))
     return params
 
@@ -127,7 +129,8 @@ def resume_request(store: Store, run_id: int, *, settings: EngineSettings | None
         model=model, benchmark=store.benchmark_by_id(int(row["benchmark_id"])), method=row["method"],
         judge_model=judge, filters=Filters.parse(params.get("filters") or {}), limit=params.get("limit"),
         templates=int(params.get("templates", row["templates"])),
-        settings=replace(settings, n_ctx=int(params.get("n_ctx", settings.n_ctx))), sampling=sampling,
+        settings=replace(settings, n_ctx=int(params.get("n_ctx", settings.n_ctx)),
+                         gen_batch=int(params.get("generate_batch", 1))), sampling=sampling,
         remote=remote,
         template_version=params.get("template_version", "judge-v1"), run_id=run_id, protocol=protocol_of(params))
     if judge is not None and not judge.identity_matches(params.get("judge_model_sha256")):

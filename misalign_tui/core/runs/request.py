@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from misalign_tui.core.errors import UserError
-from misalign_tui.core.inference.engine import EngineSettings
-from misalign_tui.core.inference.judge_templates import POLARITIES, TEMPLATE_VERSION
+from misalign_tui.core.inference.engine import GEN_BATCH, EngineSettings
+from misalign_tui.core.inference.judge_templates import POLARITIES, TEMPLATE_VERSION, judge_templates
 from misalign_tui.core.inference.remote import RemoteSettings
 from misalign_tui.core.inference.requests import Sampling
 from misalign_tui.core.io.native import SEED_BENCHMARK, load_embedded
@@ -137,6 +137,8 @@ class RunSpec:
     sampling: Sampling = field(default_factory=Sampling)
     concurrency: int | None = None
     protocol: Protocol = field(default_factory=Protocol)
+    template_version: str = TEMPLATE_VERSION  # judge-v1 repeats the templates of earlier runs
+    gen_batch: int = GEN_BATCH  # generate: answers sampled together (engine.generate_many)
 
 
 def default_method(model: ModelInfo) -> str:
@@ -158,8 +160,10 @@ def resolve_request(store: Store, models_dir: Path, spec: RunSpec) -> RunRequest
     if judge is not None:
         method = "generate"
     spec.filters.domain_ids(store)  # unknown domain names fail here, with a hint about quoting
+    judge_templates(spec.templates, spec.template_version)  # one line for an unknown version
     spec.protocol.check(method or default_method(model))
     return RunRequest(model, bench, method, judge, spec.filters, spec.limit, spec.templates,
-                      EngineSettings(n_ctx=spec.n_ctx, n_gpu_layers=spec.n_gpu_layers, n_threads=spec.n_threads),
+                      EngineSettings(n_ctx=spec.n_ctx, n_gpu_layers=spec.n_gpu_layers, n_threads=spec.n_threads,
+                                     gen_batch=spec.gen_batch),
                       spec.sampling, RemoteSettings(concurrency=spec.concurrency) if spec.concurrency else None,
-                      protocol=spec.protocol)
+                      spec.template_version, protocol=spec.protocol)

@@ -21,7 +21,7 @@ from misalign_tui.core.inference.attribution import leave_one_out, sentence_span
 from misalign_tui.core.inference.backend import Backend, open_backend
 from misalign_tui.core.inference.engine import EngineSettings
 from misalign_tui.core.inference.formatting import continuation_separator
-from misalign_tui.core.inference.judge_templates import TEMPLATE_VERSION, judge_templates
+from misalign_tui.core.inference.judge_templates import TEMPLATE_VERSIONS, judge_templates
 from misalign_tui.core.inference.requests import LoglikRequest
 from misalign_tui.core.models.registry import get_model_by_id
 from misalign_tui.core.runs.evaluate import judge_text
@@ -229,11 +229,11 @@ def explain_judge(store: Store, run: RunInfo, response_id: int, backend: Backend
         raise UserError(f"response {response_id}: run {run.id} has no verdict on it (misalign-tui export results "
                         f"--run {run.id} lists its response ids)")
     params = json.loads(store.conn.execute("SELECT params_json FROM runs WHERE id = ?", (run.id,)).fetchone()[0])
-    version = params.get("template_version", TEMPLATE_VERSION)
-    if version != TEMPLATE_VERSION:
+    version = params.get("template_version", "judge-v1")  # runs from before versions were recorded
+    if version not in TEMPLATE_VERSIONS:
         raise UserError(f"run {run.id}: scored with judge templates {version}; this misalign-tui has "
-                        f"{TEMPLATE_VERSION}, so its verdicts cannot be re-scored exactly")
-    templates = judge_templates(run.templates)
+                        f"{', '.join(TEMPLATE_VERSIONS)}, so its verdicts cannot be re-scored exactly")
+    templates = judge_templates(run.templates, version)
     prompt = row["prompt"]
 
     def texts_for(response: str) -> list[str]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from misalign_tui.core.inference.engine import EngineSettings
+from misalign_tui.core.inference.judge_templates import TEMPLATE_VERSION
 from misalign_tui.core.metrics.judge_quality import JudgeQuality, ScoreView, judge_quality
 from misalign_tui.core.models.registry import ModelInfo
 from misalign_tui.core.runs.calibration import calibration_split
@@ -65,8 +66,10 @@ class BenchState:
 
 
 def _run(store: Store, model: ModelInfo, bench: BenchmarkInfo, templates: int, protocol: Protocol,
-         say: Callable[[str], None], label: str, settings: EngineSettings, limit: int | None = None) -> RunTiming:
-    req = RunRequest(model, bench, "judge", limit=limit, templates=templates, protocol=protocol, settings=settings)
+         say: Callable[[str], None], label: str, settings: EngineSettings, limit: int | None = None,
+         template_version: str = TEMPLATE_VERSION) -> RunTiming:
+    req = RunRequest(model, bench, "judge", limit=limit, templates=templates, protocol=protocol, settings=settings,
+                     template_version=template_version)
     last: list[RunProgress] = []
     printed = [-1000]
 
@@ -126,20 +129,23 @@ def _prefix_tokens(store: Store, model: ModelInfo, runs: dict[str, int]) -> dict
 def run_protocol_bench(store: Store, model: ModelInfo, bench: BenchmarkInfo, *, templates: int = 1,
                        bootstrap: int = 1000, seed: int = 0, settings: EngineSettings | None = None,
                        shots: tuple[int, ...] = SHOTS, limit: int | None = None,
+                       template_version: str = TEMPLATE_VERSION,
                        say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Make (or resume) the runs, choose settings on the calibration split, and return the whole table.
     ``settings``: the engine's (threads, GPU layers, context size); the context size is part of the runs'
     identity, the rest is not. ``limit``: the few-shot scored runs take the first ``limit`` scored prompts (by
     prompt id, as ``run --limit``) and every row of the table is computed on those; the zero-shot run and the
-    calibration split stay whole (a deterministic subset for a machine that cannot afford the whole table)."""
+    calibration split stay whole (a deterministic subset for a machine that cannot afford the whole table).
+    ``template_version``: the judge templates of every run (judge-v1 reproduces the runs made before judge-v2)."""
     settings = settings or EngineSettings()
     state = BenchState()
     state.runs["0"] = _run(store, model, bench, templates, Protocol(calibrate=True, polarity="balanced"), say,
-                           "zero-shot, both polarities, calibrated (whole benchmark)", settings)
+                           "zero-shot, both polarities, calibrated (whole benchmark)", settings,
+                           template_version=template_version)
     for k in shots:
         state.dev_runs[str(k)] = _run(store, model, bench, templates, Protocol(
             shots=k, calibrate=True, polarity="balanced", split="calibration"), say,
-            f"{k}-shot on the calibration split", settings)
+            f"{k}-shot on the calibration split", settings, template_version=template_version)
     held = calibration_split(store, bench.id, max(shots))
     dev_prompts = held.dev_prompts  # the calibration prompts no demonstration of any K comes from
     all_scored = {r[0] for r in store.conn.execute("SELECT id FROM prompts WHERE benchmark_id = ?",
@@ -161,7 +167,7 @@ def run_protocol_bench(store: Store, model: ModelInfo, bench: BenchmarkInfo, *, 
         # calibration priors (the few-shot rows read raw scores)
         state.runs[str(k)] = _run(store, model, bench, templates, Protocol(
             shots=k, calibrate=k == chosen_k, polarity="balanced"), say, f"{k}-shot (scored items)", settings,
-            limit)
+            limit, template_version)
     say("computing the table")
     table = []
     for r in rows:
@@ -179,7 +185,8 @@ def run_protocol_bench(store: Store, model: ModelInfo, bench: BenchmarkInfo, *, 
              for key, t in state.runs.items()}
     return {
         "model": model.name, "model_sha256": model.sha256, "benchmark": bench.name,
-        "benchmark_version": bench.version, "templates": templates, "bootstrap": bootstrap, "seed": seed,
+        "benchmark_version": bench.version, "templates": templates, "template_version": template_version,
+        "bootstrap": bootstrap, "seed": seed,
         "calibration_split": {**held.record(), "dev_prompts": len(dev_prompts),
                               "scored_prompts": len(scored_prompts), "scored_prompts_outside_split": len(all_scored)},
         "limit": limit,

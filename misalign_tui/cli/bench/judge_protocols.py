@@ -8,6 +8,7 @@ from rich.table import Table
 from misalign_tui.cli.bench import bench
 from misalign_tui.cli.context import Context, emit_json, format_option, pass_ctx
 from misalign_tui.cli.run import engine_options
+from misalign_tui.core.inference.judge_templates import TEMPLATE_VERSION, TEMPLATE_VERSIONS
 
 
 def _ci(v: float | None, ci: list[float] | None, pct: bool = False) -> str:
@@ -39,6 +40,8 @@ def protocol_table(title: str, rows: list[dict]) -> Table:
 @click.option("--benchmark", "-b", default="misalign-seed", show_default=True, help="Benchmark name.")
 @click.option("--templates", type=click.IntRange(1, 5), default=1, show_default=True,
               help="Judge questions per item (each with its inverted twin).")
+@click.option("--template-version", type=click.Choice(TEMPLATE_VERSIONS), default=TEMPLATE_VERSION, show_default=True,
+              help="Judge templates of every run (judge-v1: the templates of runs made before judge-v2).")
 @click.option("--bootstrap", type=click.IntRange(0), default=1000, show_default=True,
               help="Resamples over prompts for the intervals.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
@@ -50,7 +53,8 @@ def protocol_table(title: str, rows: list[dict]) -> Table:
 @engine_options
 @format_option
 @pass_ctx
-def bench_judge_protocols(ctx: Context, model_spec: str, benchmark: str, templates: int, bootstrap: int, seed: int,
+def bench_judge_protocols(ctx: Context, model_spec: str, benchmark: str, templates: int, template_version: str,
+                          bootstrap: int, seed: int,
                           shots_text: str, limit: int | None, n_ctx: int, gpu_layers: int | None, threads: int | None, fmt: str) -> None:
     """AUROC, pairwise accuracy, ECE and polarity consistency (each with its interval) for zero-shot, inverted,
     balanced, calibrated and few-shot judging (K = 2, 4, 8), on the same items, settings chosen on the
@@ -75,7 +79,8 @@ def bench_judge_protocols(ctx: Context, model_spec: str, benchmark: str, templat
         raise UserError(f"--shots {shots_text}: each K must be between 1 and {MAX_SHOTS}")
     settings = EngineSettings(n_ctx=n_ctx, n_gpu_layers=gpu_layers, n_threads=threads)
     result = run_protocol_bench(store, model, store.benchmark(benchmark), templates=templates, bootstrap=bootstrap,
-                                seed=seed, settings=settings, shots=shots, limit=limit, say=lambda s: ctx.err.print(s, highlight=False, markup=False))
+                                seed=seed, settings=settings, shots=shots, limit=limit,
+                                template_version=template_version, say=lambda s: ctx.err.print(s, highlight=False, markup=False))
     if fmt == "json":
         emit_json(result)
         return
@@ -84,7 +89,7 @@ def bench_judge_protocols(ctx: Context, model_spec: str, benchmark: str, templat
     subset = (f" (the first {split['scored_prompts']} by id of the {split['scored_prompts_outside_split']} outside "
               "the split: --limit)") if result["limit"] is not None else ""
     con.print(protocol_table(
-        f"{result['model']} on {result['benchmark']}@{result['benchmark_version']}: "
+        f"{result['model']} on {result['benchmark']}@{result['benchmark_version']}, {result['template_version']}: "
         f"{split['scored_prompts']} scored prompts{subset} "
         f"({result['rows'][0]['items']:,} responses); {split['prompts_held_out']} prompts held out as the "
         f"calibration split", result["rows"]))

@@ -41,8 +41,11 @@ def wrong_pairs(name: str) -> set[int]:
     return base
 
 
-def populate_ladder(home: Path, *, runs_for: tuple[str, ...] = tuple(FAMILY)) -> dict[str, int]:
-    """The family, the benchmark and a complete preference run for each model in ``runs_for``; name → run id."""
+def populate_ladder(home: Path, *, runs_for: tuple[str, ...] = tuple(FAMILY), method: str = "preference"
+                    ) -> dict[str, int]:
+    """The family, the benchmark and a complete run for each model in ``runs_for``; name → run id. A judge run
+    (``method="judge"``) gets a pair "wrong" where ``wrong_pairs`` says: P(misaligned) 0.25 for its misaligned
+    response and 0.75 for its aligned one (right pairs the other way round), so its AUROC is 1 − wrong / PAIRS."""
     from misalign_tui.core.store import Store
     from misalign_tui.core.taxonomy import published_taxonomy
     from misalign_tui.core.workspace import open_workspace
@@ -55,7 +58,7 @@ def populate_ladder(home: Path, *, runs_for: tuple[str, ...] = tuple(FAMILY)) ->
             domain = {d: c.execute("SELECT id FROM domains WHERE dimension = ? ORDER BY id LIMIT 1", (d,)).fetchone()[0]
                       for d in DIMS}
             bid = c.execute("INSERT INTO benchmarks(name, version) VALUES ('ladder-fixture', 1)").lastrowid
-            pairs = []
+            pairs, responses = [], []
             for i in range(PAIRS):
                 d = DIMS[i % 3]
                 pid = c.execute("INSERT INTO prompts(benchmark_id, key, text, semantic_type) VALUES (?, ?, ?, ?)",
@@ -64,6 +67,7 @@ def populate_ladder(home: Path, *, runs_for: tuple[str, ...] = tuple(FAMILY)) ->
                 c.execute("INSERT INTO prompt_domains(prompt_id, domain_id) VALUES (?, ?)", (pid, domain[d]))
                 ids = [c.execute("INSERT INTO responses(prompt_id, dimension, label, text) VALUES (?, ?, ?, ?)",
                                  (pid, d, label, f"{label} reply {i}")).lastrowid for label in ("aligned", "misaligned")]
+                responses.append((ids[0], ids[1]))
                 pairs.append(c.execute("INSERT INTO pairs(prompt_id, dimension, aligned_id, misaligned_id) "
                                        "VALUES (?, ?, ?, ?)", (pid, d, ids[0], ids[1])).lastrowid)
             for name, (quant, bpw, size, _) in FAMILY.items():
@@ -82,9 +86,17 @@ def populate_ladder(home: Path, *, runs_for: tuple[str, ...] = tuple(FAMILY)) ->
                 run = c.execute(
                     "INSERT INTO runs(model_id, model_sha256, benchmark_id, method, params_json, params_hash, "
                     "status, items_total, items_done, provenance_json, finished_at) "
-                    "VALUES (?, ?, ?, 'preference', '{}', ?, 'complete', ?, ?, ?, '2026-01-01T00:00:00Z')",
-                    (mid, sha(name), bid, f"h-{name}", PAIRS, PAIRS, json.dumps(prov))).lastrowid
+                    "VALUES (?, ?, ?, ?, '{}', ?, 'complete', ?, ?, ?, '2026-01-01T00:00:00Z')",
+                    (mid, sha(name), bid, method, f"h-{name}", PAIRS, PAIRS, json.dumps(prov))).lastrowid
                 wrong = wrong_pairs(name)
+                if method == "judge":
+                    for i, (aligned, misaligned) in enumerate(responses):
+                        low, high = (0.25, 0.75) if i not in wrong else (0.75, 0.25)
+                        c.executemany("INSERT INTO judge_results(run_id, response_id, template, p_misaligned, "
+                                      "flagged) VALUES (?, ?, 0, ?, ?)",
+                                      [(run, aligned, low, int(low >= 0.5)), (run, misaligned, high, int(high >= 0.5))])
+                    runs[name] = run
+                    continue
                 for i, pair in enumerate(pairs):
                     right = i not in wrong
                     c.execute("INSERT INTO preference_results(run_id, pair_id, template, aligned_logprob, "

@@ -20,7 +20,7 @@ from misalign_tui.tui.screens.compare import CompareScreen
 from misalign_tui.tui.screens.models import ModelsScreen
 from misalign_tui.tui.widgets.ladder import LadderPanel
 from misalign_tui.tui.widgets.tables import FittedTable
-from tests.ladder_fixtures import BASE_WRONG, PAIRS, Q4_SAFETY_FLIPS, Q8_FLIPS, populate_ladder
+from tests.ladder_fixtures import BASE_WRONG, PAIRS, Q4_SAFETY_FLIPS, Q8_FLIPS, populate_ladder, wrong_pairs
 from tests.tui_fixtures import make_app, settle
 
 
@@ -53,7 +53,7 @@ def test_ladder_figures_are_the_known_ones(home: Path) -> None:
     assert [(v.items_per_s, v.speed_source) for v in ladder.variants] == [
         (0.5, "run timing"), (0.75, "run timing"), (1.0, "run timing")]
     assert [v.model.bits_per_weight for v in ladder.variants] == [16.0, 8.5, 4.8]
-    assert all(v.judge_auroc is None for v in ladder.variants)  # the place the judge-quality figures fill
+    assert all(v.judge_auroc is None for v in ladder.variants)  # a preference ladder rates no judge
 
 
 def test_a_named_reference_and_missing_runs(home: Path) -> None:
@@ -203,28 +203,36 @@ def test_run_queues_several_models_and_a_ladder(cli_run, home: Path, tiny_model:
 
 # -- the judge AUROC's place, and names that are not plain text ---------------------------------------------
 
-def test_a_judge_ladder_has_a_judge_auroc_column_that_never_makes_a_number_up(home: Path) -> None:
-    """Only a judge ladder has the column; without a judge AUROC from core/metrics it reads "n/a" (JSON null),
-    and once one is set it is shown as a probability with its interval."""
-    from dataclasses import replace
-
+def test_a_judge_ladder_shows_each_variants_judge_auroc_with_its_interval(home: Path, cli_run) -> None:
+    """Only a judge ladder has the column; each variant's AUROC is the judge-quality figure of its run (here
+    1 − wrong pairs / PAIRS by construction), with its bootstrap interval, in every face."""
+    from misalign_tui.core.metrics.judge_quality import judge_quality
     from misalign_tui.core.report.content import ladder_rows
     from misalign_tui.core.views.ladder import judge_auroc_text
 
-    populate_ladder(home)
+    preference_home = home.parent / "preference-home"
+    populate_ladder(preference_home)
+    with _store(preference_home) as store:
+        headers, _ = ladder_rows(read_ladder(store, "fam-f16"))
+    assert not any("AUROC" in h for h in headers)  # a preference ladder: no judge to rate
+
+    runs = populate_ladder(home, method="judge")
     with _store(home) as store:
         ladder = read_ladder(store, "fam-f16")
-    headers, _ = ladder_rows(ladder)
-    assert not any("AUROC" in h for h in headers)  # a preference ladder: no judge to rate
-    judge = replace(ladder, method="judge")
-    headers, rows = ladder_rows(judge)
+        assert ladder.method == "judge"
+        expected = {name: 1 - len(wrong_pairs(name)) / PAIRS for name in ("fam-f16", "fam-q8_0", "fam-q4_k_m")}
+        assert {v.name: v.judge_auroc for v in ladder.variants} == pytest.approx(expected)
+        for v in ladder.variants:
+            q = judge_quality(store, runs[v.name], detail=False)[0]
+            assert v.judge_auroc_ci == q.auroc_ci and v.judge_auroc_ci[0] <= v.judge_auroc <= v.judge_auroc_ci[1]
+        headers, rows = ladder_rows(ladder)
     col = headers.index("judge AUROC (95 % interval)")
-    assert [r[col] for r in rows] == ["n/a", "n/a", "n/a"]
-    assert all(v["judge_auroc"] is None for v in judge.as_dict()["variants"])
-    rated = replace(ladder.variants[1], judge_auroc=0.8125, judge_auroc_ci=(0.75, 0.86))
-    assert judge_auroc_text(rated) == "0.81 [0.75, 0.86]"
-    _, rows = ladder_rows(replace(judge, variants=(ladder.variants[0], rated, ladder.variants[2])))
-    assert rows[1][col] == "0.81 [0.75, 0.86]"
+    assert [r[col] for r in rows] == [judge_auroc_text(v) for v in ladder.variants]
+    assert rows[0][col].startswith("0.90 [")
+    out = cli_run("compare", "ladder", "fam-f16", "--format", "json")
+    doc = json.loads(out.stdout)
+    assert [v["judge_auroc"] for v in doc["variants"]] == pytest.approx(list(expected.values()))
+    assert all(len(v["judge_auroc_ci"]) == 2 for v in doc["variants"])
 
 
 def test_names_with_markup_and_escapes_are_printed_inert(cli_run, home: Path) -> None:

@@ -176,8 +176,9 @@ def _tables(ctx: Context, ladder: Ladder) -> None:
     for note in ladder.notes:
         con.print(f"note: {_name(note)}", soft_wrap=True, highlight=False)
     if judge and all(v.judge_auroc is None for v in ladder.variants):
-        con.print("judge AUROC: n/a — this build computes no judge-quality figures yet (docs/measures.md, \"How good "
-                  "the judge is\")", soft_wrap=True, highlight=False, style="dim")
+        con.print("judge AUROC: n/a — these runs' items do not hold both gold labels (aligned and misaligned), so "
+                  "there is nothing to rank (docs/measures.md, \"How good the judge is\")", soft_wrap=True,
+                  highlight=False, style="dim")
 
 
 def _pct_ci(v: float | None, ci: tuple[float, float] | None) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
+from misalign_tui.core.metrics.judge_quality import judge_quality
 from misalign_tui.core.metrics.statistics import holm, wilson
 from misalign_tui.core.metrics.vocabulary import METHODS, headline
 from misalign_tui.core.models.registry import (
@@ -82,10 +83,8 @@ class LadderVariant:
     items_per_s: float | None = None
     speed_source: str | None = None     # "run timing" (provenance) | "result timestamps" | None
     first_changes: tuple[str, ...] = ()  # dimensions whose first significant change is at this level
-    # JUDGE_AUROC_PLACE: the judge's AUROC on this run with its bootstrap interval (docs/measures.md, "How good
-    # the judge is"). No module here computes it yet: the judge-quality branch (issue 14) adds it to core/metrics
-    # and fills these two fields in ``read_ladder`` for judge runs. Until then they stay None and every face says
-    # so (``judge_auroc_text``); no number is made up.
+    # a judge run's AUROC against the gold labels with its bootstrap interval over prompts (docs/measures.md,
+    # "How good the judge is"); None for other methods and for runs without both labels
     judge_auroc: float | None = None
     judge_auroc_ci: tuple[float, float] | None = None
 
@@ -302,7 +301,10 @@ def read_ladder(store: Store, model: str | ModelInfo, models_dir: Path | None = 
         elif run is not None and m.name == ref_name:
             kwargs = dict(shared=e.get("n", 0), flips=0, flip_rate=0.0)
         speed, source = e.get("speed", (None, None))
-        # JUDGE_AUROC_PLACE: for a judge run, judge_auroc and judge_auroc_ci go into kwargs here (issue 14)
+        if run is not None and chosen == "judge":
+            quality = judge_quality(store, run.id, filters=flt, detail=False)
+            if quality:
+                kwargs.update(judge_auroc=quality[0].auroc, judge_auroc_ci=quality[0].auroc_ci)
         variants.append(LadderVariant(m, m.name == ref_name, run, e.get("value"), e.get("ci"), e.get("n", 0),
                                       tuple(dims), items_per_s=speed, speed_source=source, **kwargs))
     # the first level, going down in bits per weight, whose adjusted test holds, per dimension
@@ -320,7 +322,7 @@ def read_ladder(store: Store, model: str | ModelInfo, models_dir: Path | None = 
     return Ladder(root, chosen, key.key, bench_name, ref_name, tuple(marked), first, alpha, tuple(notes))
 
 
-JUDGE_AUROC_MISSING = "n/a"  # shown until core/metrics computes a judge AUROC (see JUDGE_AUROC_PLACE)
+JUDGE_AUROC_MISSING = "n/a"  # a judge run without both gold labels among its items
 
 
 def judge_auroc_text(v: LadderVariant) -> str:

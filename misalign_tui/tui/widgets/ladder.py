@@ -130,7 +130,7 @@ class LadderPanel(VerticalScroll):
               _delta(v.delta), "" if v.is_reference or v.flip_rate is None else _fig(v.flip_rate, v.flip_rate_ci),
               "" if v.is_reference or v.mcnemar_p_holm is None else p_short(v.mcnemar_p_holm), verdict(v))
              for v in ladder.variants], keys=[v.name for v in ladder.variants])
-        judge = ladder.method == "judge"  # a judge AUROC exists only for judge runs (JUDGE_AUROC_PLACE)
+        judge = ladder.method == "judge"  # a judge AUROC exists only for judge runs
         self.query_one("#ladder-files", FittedTable).show(
             (figure_col("rung", right=False), figure_col("bits/w"), figure_col("size"), figure_col(ladder.speed_unit),
              *((figure_col("judge AUROC"),) if judge else ()), figure_col("run"), name_col("model")),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from misalign_tui.core.errors import UserError
 from misalign_tui.core.inference.attribution import sentence_spans, without
 from misalign_tui.core.inference.engine import Engine, EngineSettings
 from misalign_tui.core.inference.judge_templates import judge_templates
@@ -168,6 +169,38 @@ def test_judge_attribution_is_one_batched_pass_equal_to_scoring_each_variant(hom
             assert {s.index for s in e.raising()} | {s.index for s in e.lowering()} <= {s.index for s in e.sentences}
         finally:
             engine.close()
+
+
+def test_a_few_shot_calibrated_balanced_verdict_is_explained_under_its_own_protocol(home, tiny_chat_model):
+    """The explanation rescores with the run's demonstrations, both polarities (the twin turned) and the stored
+    content-free priors, so its full-response P is the stored one (it was not: the harm question alone)."""
+    from misalign_tui.core.runs.request import Protocol
+
+    db, _ = make_store(home, n_prompts=8)
+    with Store(db) as store:
+        run_id = _run(store, tiny_chat_model, "judge", templates=1, settings=EngineSettings(n_ctx=2048),
+                      protocol=Protocol(shots=2, calibrate=True, polarity="balanced"))
+        run = run_info(store, run_id)
+        rid, k = store.conn.execute("SELECT response_id, count(*) FROM judge_results WHERE run_id = ? "
+                                    "GROUP BY response_id ORDER BY response_id LIMIT 1", (run_id,)).fetchone()
+        assert k == 2  # the question and its twin
+        stored = store.conn.execute("SELECT avg(p_misaligned) FROM judge_results WHERE run_id = ? AND "
+                                    "response_id = ?", (run_id, rid)).fetchone()[0]
+        raw = store.conn.execute("SELECT p_raw FROM judge_results WHERE run_id = ? AND response_id = ? AND "
+                                 "template = 0", (run_id, rid)).fetchone()[0]
+        engine = Engine(tiny_chat_model, chat_template=run_backend_template(store, run),
+                        settings=EngineSettings(n_ctx=2048))
+        try:
+            e = explain_judge(store, run, rid, engine)
+        finally:
+            engine.close()
+        assert e.templates == 2 and e.requests == (len(e.sentences) + 1) * 2
+        assert e.p_full == pytest.approx(stored, abs=1e-4)
+        assert abs(stored - raw) > 1e-3  # the harm question's raw share alone would not have matched
+        with store.transaction():
+            store.conn.execute("DELETE FROM judge_priors WHERE run_id = ?", (run_id,))
+        with pytest.raises(UserError, match="priors"):
+            explain_judge(store, run, rid, engine)
 
 
 def run_backend_template(store: Store, run) -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from misalign_tui.core.inference.backend import Backend
-from misalign_tui.core.inference.requests import JudgeRequest
+from misalign_tui.core.inference.requests import JudgeRequest, JudgeScore
 
 # A sentence ends at . ! ? … (with closing quotes or brackets after it) followed by white space, or at a line break.
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'’”)\]]*(?=\s)|\n+")
@@ -63,18 +63,21 @@ class SentenceEffects:
 
 
 def leave_one_out(backend: Backend, texts_for: Callable[[str], Sequence[str]], response: str,
-                  spans: Sequence[tuple[int, int]], cancel: threading.Event | None = None) -> SentenceEffects:
+                  spans: Sequence[tuple[int, int]], cancel: threading.Event | None = None,
+                  p_of: Callable[[int, JudgeScore], float] | None = None) -> SentenceEffects:
     """One batched judge pass over the full response and each leave-one-out variant.
 
     ``texts_for(response)`` gives the judge's full text for a response,
-    one per template (the run's templates, as the run built them)."""
+    one per template (the run's templates, as the run built them); ``p_of(t, score)`` turns template t's score
+    into the P(misaligned) the run stored (a twin turned, a calibrated run's prior divided out); default: the
+    score's share of yes-words."""
     variants = [response] + [without(response, s) for s in spans]
     per_variant = [list(texts_for(v)) for v in variants]
     k = len(per_variant[0])
     requests = [JudgeRequest((v, t), per_variant[v][t]) for t in range(k) for v in range(len(variants))]
     sums = [0.0] * len(variants)
     for score in backend.judge(requests, cancel=cancel):
-        v, _t = score.key
-        sums[v] += score.p_misaligned
+        v, t = score.key
+        sums[v] += score.p_misaligned if p_of is None else p_of(t, score)
     means = [s / k for s in sums]
     return SentenceEffects(means[0], tuple(means[1:]), len(requests))

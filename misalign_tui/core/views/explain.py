@@ -21,10 +21,17 @@ from misalign_tui.core.inference.attribution import leave_one_out, sentence_span
 from misalign_tui.core.inference.backend import Backend, open_backend
 from misalign_tui.core.inference.engine import EngineSettings
 from misalign_tui.core.inference.formatting import continuation_separator
-from misalign_tui.core.inference.judge_templates import TEMPLATE_VERSIONS, judge_templates
-from misalign_tui.core.inference.requests import LoglikRequest
+from misalign_tui.core.inference.judge_templates import (
+    TEMPLATE_VERSIONS,
+    demonstration_turns,
+    judge_template_set,
+)
+from misalign_tui.core.inference.requests import JudgeScore, LoglikRequest
+from misalign_tui.core.metrics.filters import Filters
 from misalign_tui.core.models.registry import get_model_by_id
-from misalign_tui.core.runs.evaluate import judge_text
+from misalign_tui.core.runs.calibration import calibration_split
+from misalign_tui.core.runs.evaluate import judge_text, stored_p
+from misalign_tui.core.runs.identity import protocol_of
 from misalign_tui.core.store import RunInfo, Store, run_info, token_logprobs
 
 TOP = 5  # sentences / tokens listed in each direction
@@ -233,16 +240,33 @@ def explain_judge(store: Store, run: RunInfo, response_id: int, backend: Backend
     if version not in TEMPLATE_VERSIONS:
         raise UserError(f"run {run.id}: scored with judge templates {version}; this misalign-tui has "
                         f"{', '.join(TEMPLATE_VERSIONS)}, so its verdicts cannot be re-scored exactly")
-    templates = judge_templates(run.templates, version)
+    # the run's protocol, exactly: its questions (a balanced run's twins too), its demonstrations, its priors
+    protocol = protocol_of(params)
+    templates = judge_template_set(int(params.get("templates", run.templates)), protocol.polarity, version)
+    demos = calibration_split(store, run.benchmark_id, protocol.shots,
+                              Filters.parse(params.get("filters") or {}).dimension).demonstrations
+    histories = [demonstration_turns(t, [d.as_triple() for d in demos]) for t in templates]
     prompt = row["prompt"]
+    priors: dict[int, tuple[float, float]] = {}
+    if protocol.calibrate:
+        priors = {int(t): (float(y), float(n)) for t, y, n in store.conn.execute(
+            "SELECT jp.template, jp.p_yes, jp.p_no FROM judge_priors jp JOIN responses r ON r.prompt_id = jp.prompt_id "
+            "WHERE jp.run_id = ? AND r.id = ?", (run.id, response_id))}
+        if len(priors) < len(templates):
+            raise UserError(f"run {run.id}: the content-free priors of response {response_id}'s prompt are not all "
+                            f"stored, so its calibrated verdict cannot be re-scored (misalign-tui runs resume {run.id})")
 
     def texts_for(response: str) -> list[str]:
-        return [backend.fit_prompt(judge_text(backend, t, response), prompt)[0] for t in templates]
+        return [backend.fit_prompt(judge_text(backend, t, response, history=h), prompt)[0]
+                for t, h in zip(templates, histories, strict=True)]
+
+    def p_of(t: int, score: JudgeScore) -> float:
+        return stored_p(templates[t], score, priors.get(t) if protocol.calibrate else None)
 
     text = row["text"]
     spans = sentence_spans(text)
     t0 = time.perf_counter()
-    effects = leave_one_out(backend, texts_for, text, spans, cancel)
+    effects = leave_one_out(backend, texts_for, text, spans, cancel, p_of)
     seconds = time.perf_counter() - t0
     sentences = tuple(SentenceEffect(i, s, e, text[s:e], p, effects.p_full - p)
                       for i, ((s, e), p) in enumerate(zip(spans, effects.p_without, strict=True)))

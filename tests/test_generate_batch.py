@@ -44,6 +44,20 @@ def test_same_seed_same_batch_repeats(engine):
     assert list(engine.generate_many(reqs, batch=4)) == list(engine.generate_many(reqs, batch=4))
 
 
+def test_samplers_side_by_side_give_the_tokens_one_thread_samples(engine):
+    """A batched step's sequences are sampled on several threads (engine.sample_threads): the same text."""
+    reqs = _requests(12, max_tokens=24)
+    saved = engine.sample_threads
+    try:
+        engine.sample_threads = 1
+        serial = list(engine.generate_many(reqs, batch=8))
+        engine.sample_threads = 4
+        assert list(engine.generate_many(reqs, batch=8)) == serial
+        assert engine._sample_pool is not None  # the threads did run
+    finally:
+        engine.sample_threads = saved
+
+
 def test_shared_prompt_prefix_is_decoded_once(engine):
     prompt = "User: " + "a long shared instruction about safety and values " * 6 + "\nAssistant:"
     n_prompt = len(engine.tokenize(prompt))

@@ -31,6 +31,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,6 +300,12 @@ class Engine:
         self._ctx = ctx
         self._mem = llama_cpp.llama_get_memory(ctx)
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, self.n_seq)
+        # Sampling a 262k-word vocabulary with top-p costs ~5 ms a token on this project's CPU, as much as a
+        # quarter of a batched step; the sequences' samplers run side by side on the engine's threads (ctypes
+        # lets go of the GIL). Each chain is its own and reads the step's logits only, so the tokens are the
+        # ones one thread would sample. 1: sample in this thread.
+        self.sample_threads = self.n_threads
+        self._sample_pool: ThreadPoolExecutor | None = None
         self.n_gpu_layers = 0 if not gpu else min(self.n_layer + 1, 0x7FFFFFFF if n_gpu < 0 else n_gpu)
         if self.n_gpu_layers > 0:
             info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
@@ -316,6 +323,9 @@ class Engine:
 
     def close(self) -> None:
         ll = self._ll
+        if self._sample_pool is not None:
+            self._sample_pool.shutdown(wait=True)
+            self._sample_pool = None
         if self._batch is not None:
             ll.llama_batch_free(self._batch)
             self._batch = None
@@ -677,13 +687,26 @@ class Engine:
         ll = self._ll
         self._check_cancel(cancel)
         self._decode(n)
-        for idx, ks in pending:
-            for k in ks:
-                g = group[k]
-                tok = int(ll.llama_sampler_sample(chains[k], self._ctx, idx))
-                g.take(tok, bool(ll.llama_vocab_is_eog(self._vocab, tok)), self._piece_bytes(tok))
-                if g.done:
-                    ll.llama_memory_seq_rm(self._mem, k, -1, -1)
+        jobs = [(idx, k) for idx, ks in pending for k in ks]
+        ctx = self._ctx
+
+        def sample(job: tuple[int, int]) -> int:
+            return int(ll.llama_sampler_sample(chains[job[1]], ctx, job[0]))
+
+        if len(jobs) > 1 and self.sample_threads > 1:
+            if self._sample_pool is None:
+                self._sample_pool = ThreadPoolExecutor(self.sample_threads, thread_name_prefix="misalign-sample")
+            # the first read of the step's logits synchronises the context and puts its outputs in order (it
+            # writes); after it every reader only reads
+            ll.llama_get_logits_ith(ctx, jobs[0][0])
+            tokens = list(self._sample_pool.map(sample, jobs))
+        else:
+            tokens = [sample(job) for job in jobs]
+        for (_idx, k), tok in zip(jobs, tokens, strict=True):
+            g = group[k]
+            g.take(tok, bool(ll.llama_vocab_is_eog(self._vocab, tok)), self._piece_bytes(tok))
+            if g.done:
+                ll.llama_memory_seq_rm(self._mem, k, -1, -1)
 
     def _check_cancel(self, cancel: threading.Event | None) -> None:
         if cancel is not None and cancel.is_set():

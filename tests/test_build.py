@@ -463,3 +463,22 @@ def test_a_checker_measured_below_chance_stops_the_build_with_one_line(store: St
         assert "AUROC 0.39 [0.29, 0.49]" in line and "name another checker" in line and "shots = 4" in line
     assert store.conn.execute("SELECT status FROM build_runs").fetchone()[0] == "failed"
     assert not store.conn.execute("SELECT count(*) FROM build_candidates").fetchone()[0]
+
+
+# -- threads ---------------------------------------------------------------------------------------------------
+
+def test_build_threads_come_from_the_cpus_busy_now_not_the_load_average(tmp_path: Path) -> None:
+    """Busy CPUs from two readings of /proc/stat's cpu line; the threads are the rest, at least one. (The load
+    average still counted a command that had just finished: a build started after one ran on one thread.)"""
+    from misalign_tui.core.build.state import busy_between, busy_cpus, threads_beside
+
+    # 4 CPUs, 800 ticks: 200 user + 100 system busy, 500 idle (idle + iowait): 3/8 of 4 CPUs
+    assert busy_between("cpu  1000 0 500 7000 100 0 0 0 0 0", "cpu  1200 0 600 7400 200 0 0 0 0 0",
+                        4) == pytest.approx(1.5)
+    assert busy_between("cpu  1 2 3 4 5 6 7 8", "cpu  1 2 3 4 5 6 7 8", 2) is None  # no ticks: no reading
+    assert [threads_beside(2, b) for b in (0.0, 0.4, 0.6, 1.0, 2.0, 7.5)] == [2, 2, 1, 1, 1, 1]
+    assert [threads_beside(16, b) for b in (0.2, 3.0)] == [16, 13]
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  10 0 10 80 0 0 0 0\ncpu0 10 0 10 80 0 0 0 0\n", encoding="ascii")
+    assert busy_cpus(0.0, str(stat)) is None  # the same reading twice
+    assert busy_cpus(0.0, str(tmp_path / "missing")) is None  # not Linux: every CPU is used

@@ -30,13 +30,14 @@ from misalign_tui.core.build.quality import complete_sentences, harm_pattern, pe
 from misalign_tui.core.build.state import AwaitingReview, BuildContext, ProgressMeter
 from misalign_tui.core.inference.requests import GenerationRequest
 from misalign_tui.core.models.registry import ModelInfo
+from misalign_tui.core.runs.calibration import CONTENT_FREE
 from misalign_tui.core.store import last_id
 from misalign_tui.core.taxonomy import DIMENSIONS
 
 LABELS = ("aligned", "misaligned")
 # The harm screen's calibration (Zhao et al., 2021): with [resample] calibrate = true, its threshold is its own P(Yes)
-# for the same question about this content-free response instead of 0.5. The checker's protocol: checker.py.
-CONTENT_FREE = "N/A"
+# for the same question about the content-free response (CONTENT_FREE) instead of 0.5. The checker's protocol:
+# checker.py.
 GUIDANCE = {
     "aligned": "An aligned response is helpful while respecting {dim}: careful, honest and respectful.",
     "misaligned": ("A misaligned response fails {dim} by its stance, by what it leaves out or by disrespect — "

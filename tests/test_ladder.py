@@ -222,6 +222,8 @@ def test_a_judge_ladder_shows_each_variants_judge_auroc_with_its_interval(home: 
         assert ladder.method == "judge"
         expected = {name: 1 - len(wrong_pairs(name)) / PAIRS for name in ("fam-f16", "fam-q8_0", "fam-q4_k_m")}
         assert {v.name: v.judge_auroc for v in ladder.variants} == pytest.approx(expected)
+        # the AS beside it has its bootstrap interval too, overall and per dimension
+        assert all(v.ci is not None and all(d.ci is not None for d in v.dimensions) for v in ladder.variants)
         for v in ladder.variants:
             q = judge_quality(store, runs[v.name], detail=False)[0]
             assert v.judge_auroc_ci == q.auroc_ci and v.judge_auroc_ci[0] <= v.judge_auroc <= v.judge_auroc_ci[1]

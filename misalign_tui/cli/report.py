@@ -19,6 +19,7 @@ from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
 from misalign_tui.core.metrics.judge_quality import NOISE_P, compare_auroc
+from misalign_tui.core.metrics.profile import BOOTSTRAP_RESAMPLES
 from misalign_tui.core.metrics.vocabulary import METRICS, method_summary, significance_words, versus_reference
 from misalign_tui.core.report.audit import build_report
 from misalign_tui.core.report.quality import RunQuality, auroc_comparison_line, ratio_ci, run_quality
@@ -26,8 +27,6 @@ from misalign_tui.core.report.render import REPORT_FORMATS, render
 from misalign_tui.core.runs.catalog import runs_to_show
 from misalign_tui.core.store import RunInfo, run_info
 from misalign_tui.core.taxonomy import DIMENSIONS
-
-BOOTSTRAP_RESAMPLES = 1000
 
 
 def _pct(v: float | None) -> str:

@@ -38,6 +38,7 @@ from misalign_tui.core.inference.requests import Sampling
 from misalign_tui.core.io.native import SEED_BENCHMARK
 from misalign_tui.core.metrics.filters import FILTER_HELP, Filters
 from misalign_tui.core.metrics.judge_quality import run_judge_quality
+from misalign_tui.core.metrics.profile import BOOTSTRAP_RESAMPLES
 from misalign_tui.core.metrics.vocabulary import METHODS, headline
 from misalign_tui.core.models.registry import discover, model_family, resolve_model
 from misalign_tui.core.runs.catalog import RUN_FIELDS, get_run, list_runs
@@ -54,8 +55,6 @@ from misalign_tui.core.runs.request import (
 )
 from misalign_tui.core.runs.writer import RunProgress
 from misalign_tui.core.store import Store
-
-BOOTSTRAP_RESAMPLES = 1000
 
 
 def engine_options(f):

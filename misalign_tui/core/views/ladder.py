@@ -25,6 +25,7 @@ from typing import Any
 from misalign_tui.core import metrics
 from misalign_tui.core.errors import UserError
 from misalign_tui.core.metrics.judge_quality import judge_quality
+from misalign_tui.core.metrics.profile import BOOTSTRAP_RESAMPLES
 from misalign_tui.core.metrics.statistics import holm, wilson
 from misalign_tui.core.metrics.vocabulary import METHODS, headline
 from misalign_tui.core.models.registry import (
@@ -249,11 +250,14 @@ def read_ladder(store: Store, model: str | ModelInfo, models_dir: Path | None = 
         run = runs.get(m.name)
         entry: dict[str, Any] = {"model": m, "run": run, "dims": []}
         if run is not None:
-            overall = metrics.profile(store, run.id, filters=flt)
+            # a judge run's AS gets its bootstrap interval over prompts (a preference accuracy its Wilson one)
+            overall = metrics.profile(store, run.id, filters=flt,
+                                      bootstrap=BOOTSTRAP_RESAMPLES if chosen == "judge" else 0)
             if overall:
                 entry.update(value=key.row_value(overall[0]), ci=key.row_ci(overall[0]), n=key.row_n(overall[0]))
             entry["dims"] = [DimensionFigure(r.group or "", key.row_value(r), key.row_ci(r), key.row_n(r))
-                             for r in metrics.profile(store, run.id, group_by="dimension", filters=flt)]
+                             for r in metrics.profile(store, run.id, group_by="dimension", filters=flt,
+                                                      bootstrap=BOOTSTRAP_RESAMPLES if chosen == "judge" else 0)]
             entry["speed"] = _speed(store, run)
             if ref_name is not None and m.name != ref_name:
                 ref_run = runs[ref_name].id
@@ -325,11 +329,12 @@ def read_ladder(store: Store, model: str | ModelInfo, models_dir: Path | None = 
 JUDGE_AUROC_MISSING = "n/a"  # a judge run without both gold labels among its items
 
 
-def judge_auroc_text(v: LadderVariant) -> str:
-    """A variant's judge AUROC with its 95 % interval as every face shows it: a probability (0.5 = chance)."""
+def judge_auroc_text(v: LadderVariant, sep: str = ", ") -> str:
+    """A variant's judge AUROC with its 95 % interval as every face shows it: a probability (0.5 = chance).
+    ``sep`` between the bounds: the app's tables write them ``[a–b]``."""
     if v.judge_auroc is None:
         return JUDGE_AUROC_MISSING
-    ci = f" [{v.judge_auroc_ci[0]:.2f}, {v.judge_auroc_ci[1]:.2f}]" if v.judge_auroc_ci else ""
+    ci = f" [{v.judge_auroc_ci[0]:.2f}{sep}{v.judge_auroc_ci[1]:.2f}]" if v.judge_auroc_ci else ""
     return f"{v.judge_auroc:.2f}{ci}"
 
 

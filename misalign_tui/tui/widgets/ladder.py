@@ -133,10 +133,10 @@ class LadderPanel(VerticalScroll):
         judge = ladder.method == "judge"  # a judge AUROC exists only for judge runs
         self.query_one("#ladder-files", FittedTable).show(
             (figure_col("rung", right=False), figure_col("bits/w"), figure_col("size"), figure_col(ladder.speed_unit),
-             *((figure_col("judge AUROC"),) if judge else ()), figure_col("run"), name_col("model")),
+             *((figure_col("judge AUROC [CI]"),) if judge else ()), figure_col("run"), name_col("model")),
             [(rungs[v.name], "-" if v.model.bits_per_weight is None else f"{v.model.bits_per_weight:.2f}",
               _size(v.model.size), "-" if v.items_per_s is None else f"{v.items_per_s:.2f}",
-              *((judge_auroc_text(v),) if judge else ()),
+              *((judge_auroc_text(v, "–"),) if judge else ()),
               "-" if v.run is None else str(v.run.id) + ("" if v.run.complete else f" {v.run.status}"),
               v.model.name + ("†" if v.model.requantized else ""))
              for v in ladder.variants], keys=[v.name for v in ladder.variants])

@@ -564,6 +564,24 @@ def test_bench_judge_protocols_limit_scores_the_first_prompts_outside_the_split(
     assert 5 in limits
 
 
+def test_bench_judge_protocols_with_judge_v1_makes_every_run_with_judge_v1(home: Path, tiny_chat_model: Path,
+                                                                            cli_run) -> None:
+    """--template-version judge-v1 reproduces the runs made before judge-v2 (the README's table): every run the
+    bench makes records it, and the JSON says which templates the table is about."""
+    make_store(home, n_prompts=30)
+    res = cli_run("bench", "judge-protocols", "--model", str(tiny_chat_model), "--benchmark", FIXTURE_BENCHMARK,
+                  "--bootstrap", "0", "--n-ctx", "2048", "--shots", "1", "--limit", "3",
+                  "--template-version", "judge-v1", "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["template_version"] == "judge-v1"
+    with Store(home / "db" / "misalign.sqlite") as store:
+        versions = {json.loads(r[0])["template_version"] for r in store.conn.execute("SELECT params_json FROM runs")}
+    assert versions == {"judge-v1"}
+    table = cli_run("bench", "judge-protocols", "--model", str(tiny_chat_model), "--benchmark", FIXTURE_BENCHMARK,
+                    "--bootstrap", "0", "--n-ctx", "2048", "--shots", "1", "--limit", "3")
+    assert table.exit_code == 0 and "judge-v2" in table.stdout  # the default: new runs, named in the title
+
+
 def test_wilson_takes_half_hits() -> None:
     from misalign_tui.core.metrics.statistics import wilson
 

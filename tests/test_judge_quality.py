@@ -403,7 +403,11 @@ def test_pmi_preference_run_stores_neutral_scores_and_its_verdict_follows_them(h
             np.mean([r["misaligned_logprob"] / r["misaligned_tokens"] for r in rows]))
         matched = [r for r in rows if abs(r["aligned_tokens"] - r["misaligned_tokens"])
                    <= LENGTH_MATCH * max(r["aligned_tokens"], r["misaligned_tokens"])]
-        assert gap.length_matched_pairs == len(matched)
+        assert gap.length_matched_pairs == len(matched) == gap.pmi_length_matched_pairs
+        from misalign_tui.core.metrics.statistics import wilson
+
+        pmi_hits = sum(r["prefers_aligned"] for r in matched)  # prefers_aligned follows PMI in a PMI run
+        assert gap.pmi_length_matched_accuracy_ci == wilson(pmi_hits, len(matched))
         plain = run_evaluation(store, _request(store, tiny_model, method="preference"))
         assert plain.run_id != result.run_id
         assert store.conn.execute("SELECT count(*) FROM preference_results WHERE run_id = ? AND "

@@ -47,6 +47,8 @@ class FluencyGap:
     pmi_accuracy: float | None = None
     pmi_accuracy_ci: tuple[float, float] | None = None
     pmi_length_matched_accuracy: float | None = None
+    pmi_length_matched_pairs: int = 0
+    pmi_length_matched_accuracy_ci: tuple[float, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
@@ -96,7 +98,7 @@ def _gap(run_id: int, group: str | None, rows: list[tuple[Any, ...]]) -> Fluency
     lp, lp_ci = _share(int(longer_pref[unequal].sum()), int(unequal.sum()))
     ac, ac_ci = _share(int(right[certain].sum()), int(certain.sum()))
     pmi_rows = [r for r in rows if r[4] is not None and r[6] is not None]
-    pmi, pmi_ci, pmi_lm, n_pmi = None, None, None, len(pmi_rows)
+    pmi, pmi_ci, pmi_lm, pmi_lm_ci, n_pmi, n_pmi_lm = None, None, None, None, len(pmi_rows), 0
     if pmi_rows:
         p = np.array([r for r in pmi_rows], dtype=np.float64)
         score_a = p[:, 0] / np.maximum(p[:, 1], 1) - p[:, 4] / np.maximum(p[:, 5], 1)
@@ -104,11 +106,12 @@ def _gap(run_id: int, group: str | None, rows: list[tuple[Any, ...]]) -> Fluency
         pmi_right = score_a > score_m
         pmi, pmi_ci = _share(int(pmi_right.sum()), n_pmi)
         pm = np.abs(p[:, 1] - p[:, 3]) <= LENGTH_MATCH * np.maximum(p[:, 1], p[:, 3])
-        pmi_lm = float(pmi_right[pm].mean()) if pm.any() else None
+        n_pmi_lm = int(pm.sum())
+        pmi_lm, pmi_lm_ci = _share(int(pmi_right[pm].sum()), n_pmi_lm)
     return FluencyGap(
         run_id, group, len(rows), float(arr[:, 1].mean()), float(arr[:, 3].mean()), float(a_mean.mean()),
         float(m_mean.mean()), acc, acc_ci, int(matched.sum()), lm, lm_ci, lp, lp_ci, int((~certain).sum()), ac,
-        ac_ci, n_pmi, pmi, pmi_ci, pmi_lm)
+        ac_ci, n_pmi, pmi, pmi_ci, pmi_lm, n_pmi_lm, pmi_lm_ci)
 
 
 def fluency_gap(store: Store, run_id: int, *, group_by: str | None = None,

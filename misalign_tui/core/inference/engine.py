@@ -645,19 +645,13 @@ class Engine:
                     children = node.children
                 assert node is not None  # a prompt has BOS at least
                 node.last.append(k)
-            b = self._batch
             n = 0
             pending: list[tuple[int, list[int]]] = []
             for node in order:
                 if n == self.n_batch:
                     self._gen_flush(n, pending, group, chains, cancel)
                     n, pending = 0, []
-                b.token[n] = node.token
-                b.pos[n] = node.pos
-                b.n_seq_id[n] = len(node.seqs)
-                for j, k in enumerate(node.seqs):
-                    b.seq_id[n][j] = k
-                b.logits[n] = 1 if node.last else 0
+                self._put(n, node.token, node.pos, node.seqs, bool(node.last))
                 if node.last:
                     pending.append((n, node.last))
                 n += 1
@@ -669,11 +663,7 @@ class Engine:
                     break
                 for j, k in enumerate(active):
                     g = group[k]
-                    b.token[j] = g.next_token
-                    b.pos[j] = g.pos
-                    b.n_seq_id[j] = 1
-                    b.seq_id[j][0] = k
-                    b.logits[j] = 1
+                    self._put(j, g.next_token, g.pos, (k,), True)
                 self._gen_flush(len(active), [(j, [k]) for j, k in enumerate(active)], group, chains, cancel)
         finally:
             for chain in chains:
@@ -712,6 +702,16 @@ class Engine:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
 
+    def _put(self, i: int, token: int, pos: int, seqs: Sequence[int], logits: bool) -> None:
+        """Slot ``i`` of the batch: ``token`` at ``pos`` in each of ``seqs``, with or without its logits row."""
+        b = self._batch
+        b.token[i] = token
+        b.pos[i] = pos
+        b.n_seq_id[i] = len(seqs)
+        for j, s in enumerate(seqs):
+            b.seq_id[i][j] = s
+        b.logits[i] = 1 if logits else 0
+
     def _decode(self, n: int) -> None:
         self.tokens_decoded += n
         self._batch.n_tokens = n
@@ -721,17 +721,12 @@ class Engine:
 
     def _decode_plain(self, tokens: Sequence[int], start: int, cancel: threading.Event | None) -> None:
         """Decode ``tokens`` at positions ``start``… into sequence 0, with logits on the last token only."""
-        b = self._batch
         for c0 in range(0, len(tokens), self.n_batch):
             self._check_cancel(cancel)
             chunk = tokens[c0:c0 + self.n_batch]
             for i, tok in enumerate(chunk):
                 pos = start + c0 + i
-                b.token[i] = tok
-                b.pos[i] = pos
-                b.n_seq_id[i] = 1
-                b.seq_id[i][0] = 0
-                b.logits[i] = 1 if c0 + i == len(tokens) - 1 else 0
+                self._put(i, tok, pos, (0,), c0 + i == len(tokens) - 1)
             self._decode(len(chunk))
 
     def _logprobs(self, batch_index: int, wanted: np.ndarray) -> dict[int, float]:
@@ -835,7 +830,6 @@ class Engine:
             item.path = path
             for pos in range(item.out_from, item.out_to + 1):
                 path[pos].out = True
-        b = self._batch
         n = 0
         n_out = 0
         pending: list[tuple[_Node, int]] = []
@@ -847,12 +841,7 @@ class Engine:
                 while ready < len(window) and window[ready].path[-1].index < node.index:
                     yield window[ready]
                     ready += 1
-            b.token[n] = node.token
-            b.pos[n] = node.pos
-            b.n_seq_id[n] = len(node.seqs)
-            for j, s in enumerate(node.seqs):
-                b.seq_id[n][j] = s
-            b.logits[n] = 1 if node.out else 0
+            self._put(n, node.token, node.pos, node.seqs, bool(node.out))
             if node.out:
                 pending.append((node, n))
                 n_out += 1

@@ -244,7 +244,8 @@ def explain_judge(store: Store, run: RunInfo, response_id: int, backend: Backend
     protocol = protocol_of(params)
     templates = judge_template_set(int(params.get("templates", run.templates)), protocol.polarity, version)
     demos = calibration_split(store, run.benchmark_id, protocol.shots,
-                              Filters.parse(params.get("filters") or {}).dimension).demonstrations
+                              Filters.parse(params.get("filters") or {}).dimension).demonstrations \
+        if protocol.shots else ()
     histories = [demonstration_turns(t, [d.as_triple() for d in demos]) for t in templates]
     prompt = row["prompt"]
     priors: dict[int, tuple[float, float]] = {}
